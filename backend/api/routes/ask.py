@@ -1,0 +1,70 @@
+"""POST /ask: an answer with numbered, cited sources, as one JSON or as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from backend.adapters.llm import LLMError
+from backend.api.deps import AnswerDep, SettingsDep
+from backend.api.errors import ERROR_RESPONSES, APIError
+from backend.api.schemas import AskRequest, AskResponse
+from backend.config import Settings
+from backend.services.answering import AnswerStream
+
+router = APIRouter(tags=["ask"])
+
+_SSE_DOC = {
+    "description": (
+        "With `stream: true`: `text/event-stream` with events `sources` ({sources}), `token` "
+        "({delta}) repeated, then `done` (the AskResponse fields except sources, plus `cited`), or "
+        "`error` ({error:{code,message}}) if the LLM fails mid-answer."
+    ),
+    "content": {"text/event-stream": {}},
+}
+
+
+def check_question(q: str, settings: Settings) -> None:
+    if len(q) > settings.max_question_chars:
+        raise APIError(
+            422, "question_too_long",
+            f"q has {len(q)} characters; the limit is {settings.max_question_chars} (MAX_QUESTION_CHARS)",
+        )
+
+
+@router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
+async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> Any:
+    check_question(body.q, settings)
+    answer = await answers.start(body.space_id, body.q, body.top_k)
+    if body.stream:
+        return StreamingResponse(
+            _events(answer), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        async for _ in answer.deltas():
+            pass
+    except LLMError as exc:
+        raise APIError(503, "llm_failed", f"the LLM server failed while answering: {exc}") from exc
+    return answer.summary()
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _events(answer: AnswerStream) -> AsyncIterator[str]:
+    yield _sse("sources", {"sources": [s.to_dict() for s in answer.sources]})
+    try:
+        async for delta in answer.deltas():
+            yield _sse("token", {"delta": delta})
+    except LLMError as exc:
+        yield _sse("error", {"error": {"code": "llm_failed", "message": f"the LLM server failed mid-answer: {exc}"}})
+        return
+    done = answer.summary()
+    done["cited"] = [s["n"] for s in done.pop("sources") if s["cited"]]
+    yield _sse("done", done)

@@ -1,0 +1,111 @@
+"""Documents of a space: upload (POST /documents), plan a folder sync, list, delete."""
+
+from __future__ import annotations
+
+import time
+from pathlib import PurePosixPath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
+
+from backend.adapters.store import DocumentRecord
+from backend.api.deps import IngestDep, SettingsDep
+from backend.api.errors import ERROR_RESPONSES, APIError
+from backend.api.schemas import (
+    DocumentList,
+    DocumentOut,
+    FileResultOut,
+    PlanRequest,
+    PlanResponse,
+    UploadResponse,
+)
+from backend.config import SPACE_PATTERN
+from backend.services.ingest import SourceFile
+from backend.services.parsing import SUPPORTED_EXTENSIONS
+
+router = APIRouter(prefix="/documents", tags=["documents"])
+
+SpaceQuery = Annotated[str, Query(pattern=SPACE_PATTERN, description="Space name.")]
+
+
+def clean_path(raw: str) -> str:
+    """A document path as given by a client: relative, POSIX, no '..', no control characters."""
+    if not raw or len(raw) > 1024 or any(ord(ch) < 32 for ch in raw):
+        raise APIError(400, "invalid_path", f"invalid document path {raw[:80]!r}: 1-1024 printable characters")
+    parts = [p for p in PurePosixPath(raw.replace("\\", "/")).parts if p not in ("/", ".")]
+    if not parts or ".." in parts:
+        raise APIError(400, "invalid_path", f"invalid document path {raw[:80]!r}: must be relative, without '..'")
+    return "/".join(parts)
+
+
+def _doc_out(r: DocumentRecord) -> DocumentOut:
+    return DocumentOut(
+        id=r.id, path=r.path, title=r.title, chunks=r.chunk_count, size=r.size,
+        indexed_at=r.indexed_at, status="ready" if r.version else "pending",
+    )
+
+
+@router.post("", response_model=UploadResponse, responses=ERROR_RESPONSES)
+async def upload(
+    ingest: IngestDep,
+    settings: SettingsDep,
+    space_id: Annotated[str, Form(pattern=SPACE_PATTERN, description="Target space (created if new).")],
+    files: Annotated[list[UploadFile], File(description=f"Files: {', '.join(SUPPORTED_EXTENSIONS)}.")],
+    paths: Annotated[
+        list[str] | None,
+        Form(description="Optional document paths, one per file (default: the file names)."),
+    ] = None,
+) -> UploadResponse:
+    """Index uploaded files. Unchanged files are skipped; a re-uploaded path replaces its document."""
+    if len(files) > settings.max_files_per_upload:
+        raise APIError(
+            413, "too_many_files",
+            f"{len(files)} files in one upload; the limit is {settings.max_files_per_upload} (MAX_FILES_PER_UPLOAD)",
+        )
+    if paths is not None and len(paths) != len(files):
+        raise APIError(400, "paths_mismatch", f"{len(paths)} paths for {len(files)} files; send one path per file")
+    names = paths if paths is not None else [f.filename or "" for f in files]
+    cleaned = [clean_path(n) for n in names]
+    if len(set(cleaned)) != len(cleaned):
+        raise APIError(400, "duplicate_path", "the same document path appears twice in one upload")
+    sources = [SourceFile(path, await f.read()) for path, f in zip(cleaned, files, strict=True)]
+    start = time.perf_counter()
+    results = await ingest.ingest(space_id, sources)
+    out = [FileResultOut(**r.__dict__) for r in results]
+    if all(r.status == "failed" for r in results):
+        raise APIError(
+            422, "no_indexable_file", "no file could be indexed: "
+            + "; ".join(f"{r.path}: {r.reason}" for r in results),
+            [r.model_dump() for r in out],
+        )
+    return UploadResponse(
+        space=space_id, files=out, chunks_written=sum(r.chunks for r in results if r.status in ("new", "changed")),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+@router.post("/plan", response_model=PlanResponse, responses=ERROR_RESPONSES)
+async def plan(body: PlanRequest, ingest: IngestDep) -> PlanResponse:
+    """Compare a folder manifest (path and sha256 of each file) with the space; changes nothing."""
+    manifest = {clean_path(e.path): e.sha256 for e in body.files}
+    result = await ingest.plan(body.space_id, manifest)
+    return PlanResponse(
+        space=body.space_id, new=result.new, changed=result.changed, unchanged=result.unchanged,
+        missing=[_doc_out(r) for r in result.missing],
+    )
+
+
+@router.get("", response_model=DocumentList, responses=ERROR_RESPONSES)
+async def list_documents(space_id: SpaceQuery, ingest: IngestDep) -> DocumentList:
+    records = await ingest.documents(space_id)
+    return DocumentList(space=space_id, documents=[_doc_out(r) for r in sorted(records, key=lambda r: r.path)])
+
+
+@router.delete("/{document_id}", response_model=DocumentOut, responses=ERROR_RESPONSES)
+async def delete_document(
+    document_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Document id (from GET /documents).")], space_id: SpaceQuery, ingest: IngestDep
+) -> DocumentOut:
+    record = await ingest.delete_document(space_id, document_id)
+    if record is None:
+        raise APIError(404, "document_not_found", f"no document {document_id} in space {space_id!r}")
+    return _doc_out(record)

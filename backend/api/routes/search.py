@@ -1,0 +1,23 @@
+"""POST /search: retrieval only, the chunks /ask would hand to the LLM."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.api.deps import RetrievalDep, SettingsDep
+from backend.api.errors import ERROR_RESPONSES
+from backend.api.routes.ask import check_question
+from backend.api.schemas import SearchRequest, SearchResponse
+from backend.services.answering import Source
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
+async def search(body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep) -> SearchResponse:
+    check_question(body.q, settings)
+    found = await retrieval.retrieve(body.space_id, body.q, body.top_k)
+    return SearchResponse.model_validate({
+        "sources": [Source(i + 1, c).to_dict() for i, c in enumerate(found.chunks)],
+        "timings": {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)},
+    })

@@ -1,0 +1,157 @@
+"""Request and response models shared by the routes (they are the OpenAPI contract)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from backend.config import SPACE_PATTERN
+
+SpaceField = Field(
+    pattern=SPACE_PATTERN,
+    description="Space name: 1-63 characters, lower-case letters, digits, '-' and '_'.",
+    examples=["demo"],
+)
+
+
+class QueryBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    q: str = Field(min_length=1, description="The question.", examples=["What does the service do?"])
+    space_id: str = SpaceField
+    top_k: int = Field(default=5, ge=1, le=50, description="How many chunks to retrieve (1-50).")
+
+    @field_validator("q")
+    @classmethod
+    def _clean_question(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class AskRequest(QueryBase):
+    stream: bool = Field(default=False, description="Stream Server-Sent Events instead of one JSON.")
+
+
+class SearchRequest(QueryBase):
+    pass
+
+
+class SourceOut(BaseModel):
+    n: int
+    document: str | None
+    path: str | None
+    title: str | None
+    heading: str | None = None
+    page: int | None = None
+    chunk: int | None
+    score: float
+    text: str
+    cited: bool = False
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int | None = Field(description="None when the LLM server does not report usage.")
+    completion_tokens: int
+    total_tokens: int | None
+
+
+class TimingsOut(BaseModel):
+    embed_ms: float
+    search_ms: float
+    llm_ttft_ms: float | None
+    llm_ms: float
+    total_ms: float
+
+
+class AskResponse(BaseModel):
+    answer: str
+    sources: list[SourceOut]
+    backend: str
+    model: str
+    usage: UsageOut
+    finish_reason: str | None
+    context_dropped: int = Field(description="Retrieved chunks left out to fit the model's context.")
+    timings: TimingsOut
+
+
+class SearchResponse(BaseModel):
+    sources: list[SourceOut]
+    timings: dict[str, float]
+
+
+class FileResultOut(BaseModel):
+    path: str
+    status: Literal["new", "changed", "unchanged", "failed", "deleted"]
+    document_id: str
+    chunks: int
+    reason: str | None = None
+
+
+class UploadResponse(BaseModel):
+    space: str
+    files: list[FileResultOut]
+    chunks_written: int
+    seconds: float
+
+
+class ManifestEntry(BaseModel):
+    path: str = Field(min_length=1, max_length=1024)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space_id: str = SpaceField
+    files: list[ManifestEntry] = Field(max_length=1_000_000)
+
+
+class DocumentOut(BaseModel):
+    id: str
+    path: str
+    title: str
+    chunks: int
+    size: int
+    indexed_at: float
+    status: Literal["ready", "pending"]
+
+
+class PlanResponse(BaseModel):
+    space: str
+    new: list[str]
+    changed: list[str]
+    unchanged: list[str]
+    missing: list[DocumentOut]
+
+
+class DocumentList(BaseModel):
+    space: str
+    documents: list[DocumentOut]
+
+
+class SpaceOut(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str
+    dimension: int
+
+
+class SpaceList(BaseModel):
+    spaces: list[SpaceOut]
+
+
+class CheckOut(BaseModel):
+    status: Literal["ok", "error"]
+    latency_ms: float
+    detail: str | None = None
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckOut]

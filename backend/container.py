@@ -1,0 +1,110 @@
+"""Builds the adapters and services from settings, checks them at start-up, and closes them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+from backend.adapters.embedder import Embedder
+from backend.adapters.llm import OpenAICompatLLM
+from backend.adapters.store import VectorStore
+from backend.config import Settings
+from backend.observability import Metrics
+from backend.services.answering import AnswerService
+from backend.services.ingest import IngestService
+from backend.services.retrieval import RetrievalService
+from backend.services.status import StatusService
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings) -> VectorStore:
+    return VectorStore(
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+        path=settings.qdrant_path,
+        prefix=settings.collection_prefix,
+    )
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    return Embedder(
+        settings.embedding_model,
+        device=settings.embedding_device,
+        batch_size=settings.embedding_batch_size,
+        query_prefix=settings.embedding_query_prefix,
+        passage_prefix=settings.embedding_passage_prefix,
+    )
+
+
+def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, metrics: Metrics) -> IngestService:
+    return IngestService(
+        store, embedder, metrics,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+        batch_size=settings.embedding_batch_size,
+    )
+
+
+async def check_spaces(store: VectorStore, ingest: IngestService) -> None:
+    """Refuse to serve spaces built with another embedder; finish writes a crash interrupted."""
+    for space in await store.list_space_names():
+        await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
+        await ingest.repair(space)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    metrics: Metrics
+    http: httpx.AsyncClient
+    store: VectorStore
+    embedder: Embedder
+    llm: OpenAICompatLLM
+    ingest: IngestService
+    retrieval: RetrievalService
+    answers: AnswerService
+    status: StatusService
+
+    @classmethod
+    async def open(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
+        metrics = metrics or Metrics()
+        store = open_store(settings)
+        try:
+            embedder = load_embedder(settings)
+            ingest = build_ingest(settings, store, embedder, metrics)
+            await check_spaces(store, ingest)
+        except BaseException:
+            store.close()
+            raise
+        # One client for every LLM call: connection pooling, and limits that apply service-wide.
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+        llm = OpenAICompatLLM(
+            http, settings.llm_base_url, model=settings.llm_model,
+            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        )
+        retrieval = RetrievalService(store, embedder, metrics)
+        answers = AnswerService(
+            retrieval, llm, metrics,
+            max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
+            context_tokens=settings.llm_context_tokens,
+        )
+        log.info(
+            "service ready",
+            extra={"fields": {
+                "store": "embedded" if store.embedded else "server", "store_location": store.location,
+                "embedding_model": embedder.model_name, "llm_base_url": settings.llm_base_url,
+            }},
+        )
+        status = StatusService(store, embedder, llm)
+        return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.embedder.close()
+        self.store.close()

@@ -1,0 +1,51 @@
+"""create_app(settings) -> the FastAPI app; its lifespan opens the adapters and closes them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend.api.errors import install_error_handlers
+from backend.api.middleware import RequestContextMiddleware
+from backend.api.routes import ask, documents, health, search, spaces
+from backend.config import Settings, load_settings
+from backend.container import Container
+from backend.observability import Metrics, configure_logging
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = await Container.open(settings, metrics=app.state.metrics)
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.close()
+
+    app = FastAPI(
+        title="RAG service",
+        version="0.1.0",
+        description="Ask questions over your documents; answers cite their sources.",
+        lifespan=lifespan,
+    )
+    # Metrics exist before the container so the middleware can report from the first request.
+    app.state.metrics = Metrics()
+    app.add_middleware(
+        RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_upload_bytes
+    )
+    install_error_handlers(app)
+    for module in (ask, search, documents, spaces, health):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory backend.main:app_from_env`."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Services: ingestion, retrieval and answering, built from adapters."""

@@ -1,0 +1,234 @@
+"""Retrieved chunks -> numbered, budgeted prompt -> LLM stream -> answer with cited sources."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.adapters.llm import LLMError, OpenAICompatLLM, StreamEvent, Usage
+from backend.adapters.store import ScoredChunk
+from backend.observability import Metrics
+from backend.services.retrieval import RetrievalResult, RetrievalService
+
+log = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered context passages the user gives you. "
+    "Cite every passage you use by its number in square brackets, for example [1] or [2][3]. "
+    "If the passages do not contain the answer, say plainly that the documents do not contain it; "
+    "never guess or use outside knowledge. "
+    "Answer in the same language as the question."
+)
+
+# Conservative characters-per-token for budgeting when the LLM's tokenizer is not at hand
+# (about 4 for English, 2.5-3 for Russian with Llama-family tokenizers).
+_CHARS_PER_TOKEN = 2.5
+_CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+class LLMUnavailableError(Exception):
+    """The LLM failed before the answer began; nothing has been sent to the client yet."""
+
+
+@dataclass
+class Source:
+    n: int
+    chunk: ScoredChunk
+    cited: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        p = self.chunk.payload
+        return {
+            "n": self.n, "document": p.get("document_id"), "path": p.get("path"),
+            "title": p.get("title"), "heading": p.get("heading"), "page": p.get("page"),
+            "chunk": p.get("chunk"), "score": round(self.chunk.score, 4), "text": p.get("text", ""),
+            "cited": self.cited,
+        }
+
+
+@dataclass
+class AnswerStream:
+    """An answer whose LLM stream has already produced its first event (so it cannot fail to start)."""
+
+    sources: list[Source]
+    model: str
+    backend: str
+    context_dropped: int
+    retrieval: RetrievalResult
+    started: float
+    _first: StreamEvent | None
+    _rest: AsyncIterator[StreamEvent] | None
+    _llm_start: float
+    _ttft: float | None
+    metrics: Metrics
+    text_parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    llm_ms: float = 0.0
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Text deltas of the answer. Raises LLMError if the server fails midway."""
+        pending = [self._first] if self._first else []
+        try:
+            for ev in pending:
+                if ev.delta:
+                    self.text_parts.append(ev.delta)
+                    yield ev.delta
+                self._absorb(ev)
+            if self._rest is not None:
+                async for ev in self._rest:
+                    if ev.delta:
+                        self.text_parts.append(ev.delta)
+                        yield ev.delta
+                    self._absorb(ev)
+        except LLMError as exc:
+            self.metrics.llm_requests.labels(self.model, exc.kind).inc()
+            raise
+        self.llm_ms = (time.perf_counter() - self._llm_start) * 1000
+        self.metrics.llm_requests.labels(self.model, "ok").inc()
+        self.metrics.llm_duration.labels(self.model).observe(self.llm_ms / 1000)
+        if self.usage.prompt_tokens is not None:
+            self.metrics.llm_tokens.labels(self.model, "prompt").inc(self.usage.prompt_tokens)
+        self.metrics.llm_tokens.labels(self.model, "completion").inc(self.usage.completion_tokens)
+        cited = cited_numbers(self.answer, len(self.sources))
+        for s in self.sources:
+            s.cited = s.n in cited
+
+    def _absorb(self, ev: StreamEvent) -> None:
+        if ev.finish_reason:
+            self.finish_reason = ev.finish_reason
+            self.usage = ev.usage or self.usage
+
+    @property
+    def answer(self) -> str:
+        return "".join(self.text_parts).strip()
+
+    def timings(self) -> dict[str, float | None]:
+        return {
+            "embed_ms": round(self.retrieval.embed_ms, 1),
+            "search_ms": round(self.retrieval.search_ms, 1),
+            "llm_ttft_ms": round(self._ttft * 1000, 1) if self._ttft is not None else None,
+            "llm_ms": round(self.llm_ms, 1),
+            "total_ms": round((time.perf_counter() - self.started) * 1000, 1),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "sources": [s.to_dict() for s in self.sources],
+            "backend": self.backend,
+            "model": self.model,
+            "usage": {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "completion_tokens": self.usage.completion_tokens,
+                "total_tokens": self.usage.total_tokens,
+            },
+            "finish_reason": self.finish_reason,
+            "context_dropped": self.context_dropped,
+            "timings": self.timings(),
+        }
+
+
+def cited_numbers(answer: str, n_sources: int) -> set[int]:
+    found: set[int] = set()
+    for group in _CITATION.findall(answer):
+        for num in re.split(r"\s*[,;]\s*", group):
+            if num.isdigit() and 1 <= int(num) <= n_sources:
+                found.add(int(num))
+    return found
+
+
+def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]:
+    blocks = []
+    for s in sources:
+        p = s.chunk.payload
+        where = p.get("path", "")
+        if p.get("page"):
+            where += f", page {p['page']}"
+        if p.get("heading"):
+            where += f", section \"{p['heading']}\""
+        blocks.append(f"[{s.n}] (source: {where})\n{p.get('text', '')}")
+    context = "\n\n".join(blocks)
+    user = f"Context passages:\n\n{context}\n\n---\nQuestion: {question}"
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def fit_to_budget(question: str, chunks: list[ScoredChunk], budget_tokens: int) -> tuple[list[ScoredChunk], int]:
+    """Keep the best-ranked chunks whose estimated size fits; return (kept, number dropped)."""
+    used = (len(SYSTEM_PROMPT) + len(question) + 64) / _CHARS_PER_TOKEN
+    kept: list[ScoredChunk] = []
+    for chunk in chunks:
+        cost = (len(str(chunk.payload.get("text", ""))) + 80) / _CHARS_PER_TOKEN
+        if used + cost > budget_tokens:
+            break
+        kept.append(chunk)
+        used += cost
+    return kept, len(chunks) - len(kept)
+
+
+def no_context_answer(question: str, space: str) -> str:
+    if _CYRILLIC.search(question):
+        return f"В пространстве «{space}» нет документов, по которым можно ответить на этот вопрос."
+    return f"The space '{space}' holds no documents that could answer this question."
+
+
+class AnswerService:
+    def __init__(
+        self,
+        retrieval: RetrievalService,
+        llm: OpenAICompatLLM,
+        metrics: Metrics,
+        *,
+        max_tokens: int,
+        temperature: float,
+        context_tokens: int,
+    ) -> None:
+        self.retrieval = retrieval
+        self.llm = llm
+        self.metrics = metrics
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.context_tokens = context_tokens
+
+    async def start(self, space: str, question: str, top_k: int) -> AnswerStream:
+        """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
+        started = time.perf_counter()
+        found = await self.retrieval.retrieve(space, question, top_k)
+        budget = self.context_tokens - self.max_tokens
+        kept, dropped = fit_to_budget(question, found.chunks, budget)
+        if dropped:
+            log.info("context budget: dropped %d of %d chunks", dropped, len(found.chunks))
+        sources = [Source(i + 1, c) for i, c in enumerate(kept)]
+        try:
+            model = await self.llm.model()
+        except LLMError as exc:
+            self.metrics.llm_requests.labels("?", exc.kind).inc()
+            raise LLMUnavailableError(str(exc)) from exc
+        common = dict(
+            sources=sources, model=model, backend=self.llm.backend, context_dropped=dropped,
+            retrieval=found, started=started, metrics=self.metrics,
+        )
+        if not sources:
+            # Nothing to ground an answer on: say so without spending an LLM call.
+            text = no_context_answer(question, space)
+            return AnswerStream(
+                **common, _first=StreamEvent(delta=text, finish_reason="no_context"), _rest=None,  # type: ignore[arg-type]
+                _llm_start=time.perf_counter(), _ttft=None,
+            )
+        messages = build_messages(question, sources)
+        llm_start = time.perf_counter()
+        stream = self.llm.stream_chat(messages, max_tokens=self.max_tokens, temperature=self.temperature)
+        try:
+            first = await anext(stream)
+        except (LLMError, StopAsyncIteration) as exc:
+            kind = exc.kind if isinstance(exc, LLMError) else "empty"
+            self.metrics.llm_requests.labels(model, kind).inc()
+            raise LLMUnavailableError(f"the LLM server could not answer: {exc}") from exc
+        ttft = time.perf_counter() - llm_start
+        self.metrics.llm_ttft.labels(model).observe(ttft)
+        return AnswerStream(**common, _first=first, _rest=stream, _llm_start=llm_start, _ttft=ttft)  # type: ignore[arg-type]

@@ -1,0 +1,99 @@
+"""Split parsed sections into chunks measured in the embedder's own tokens, with overlap.
+
+Chunks never cross a section (heading or page) boundary; inside a section they are packed greedily from
+whole sentences, keeping paragraph breaks; a sentence longer than a chunk is cut at token boundaries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backend.services.parsing import Section
+
+# (text) -> character spans of its tokens
+Tokenize = Callable[[str], list[tuple[int, int]]]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+|\n")
+
+
+@dataclass
+class Chunk:
+    index: int
+    text: str
+    heading: str | None
+    page: int | None
+    tokens: int
+
+
+@dataclass
+class _Unit:
+    text: str
+    tokens: int
+    paragraph_start: bool
+
+
+def chunk_sections(
+    sections: list[Section], tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for section in sections:
+        for text, tokens in _pack(_units(section.text, tokenize, max_tokens), max_tokens, overlap_tokens):
+            chunks.append(Chunk(len(chunks), text, section.heading, section.page, tokens))
+    return chunks
+
+
+def _units(text: str, tokenize: Tokenize, max_tokens: int) -> list[_Unit]:
+    """Sentences (with their token counts), long ones cut into token windows."""
+    units: list[_Unit] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        first = True
+        for sentence in _SENTENCE_END.split(paragraph):
+            sentence = " ".join(sentence.split())
+            if not sentence:
+                continue
+            spans = tokenize(sentence)
+            if len(spans) <= max_tokens:
+                units.append(_Unit(sentence, len(spans), first))
+            else:
+                for start in range(0, len(spans), max_tokens):
+                    window = spans[start:start + max_tokens]
+                    piece = sentence[window[0][0]:window[-1][1]]
+                    units.append(_Unit(piece, len(window), first and start == 0))
+            first = False
+    return units
+
+
+def _pack(units: list[_Unit], max_tokens: int, overlap_tokens: int) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    current: list[_Unit] = []
+    size = 0
+    fresh = 0  # units in `current` not already emitted in the previous chunk
+    for unit in units:
+        if current and size + unit.tokens > max_tokens:
+            out.append((_join(current), size))
+            # Carry trailing sentences into the next chunk, as long as they fit the overlap budget.
+            carried: list[_Unit] = []
+            carried_size = 0
+            for prev in reversed(current):
+                if carried_size + prev.tokens > overlap_tokens or carried_size + prev.tokens + unit.tokens > max_tokens:
+                    break
+                carried.insert(0, prev)
+                carried_size += prev.tokens
+            current, size, fresh = carried, carried_size, 0
+        current.append(unit)
+        size += unit.tokens
+        fresh += 1
+    if current and fresh:
+        out.append((_join(current), size))
+    return out
+
+
+def _join(units: list[_Unit]) -> str:
+    parts: list[str] = []
+    for i, unit in enumerate(units):
+        if i:
+            parts.append("\n\n" if unit.paragraph_start else " ")
+        parts.append(unit.text)
+    return "".join(parts)

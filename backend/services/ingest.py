@@ -1,0 +1,290 @@
+"""Files -> parsed text -> chunks -> vectors -> store, idempotent and safe to interrupt at any moment.
+
+How a document is (re)written, with the registry record as a journal:
+  1. record.garbage += (new version, its chunk count)        # so a crash mid-write can be cleaned up
+  2. upsert the new version's chunks (ids derived from document, version, index)
+  3. record.version = new; record.garbage = [(old version, old count)]
+  4. delete every garbage chunk by id; record.garbage = []
+Searches therefore always find a complete version of each document, and `repair()` finishes any
+journal left behind by a crash. Unchanged files (same content hash, same chunking) are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from backend.adapters.embedder import Embedder
+from backend.adapters.store import ChunkPoint, DocumentRecord, VectorStore, chunk_id, document_id
+from backend.observability import Metrics
+from backend.services.errors import SpaceNotFoundError
+from backend.services.chunking import Chunk, chunk_sections
+from backend.services.parsing import ParsedDocument, ParseError, parse
+
+log = logging.getLogger(__name__)
+
+FileStatus = Literal["new", "changed", "unchanged", "failed", "deleted"]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class SourceFile:
+    path: str  # relative POSIX path: the document's identity inside its space
+    data: bytes
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: FileStatus
+    document_id: str
+    chunks: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class SyncPlan:
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    missing: list[DocumentRecord] = field(default_factory=list)  # indexed, but not in the manifest
+
+
+@dataclass
+class _Pending:
+    source: SourceFile
+    record: DocumentRecord
+    status: FileStatus
+    version: str
+    chunks: list[Chunk]
+    title: str
+
+
+ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
+
+
+class IngestService:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        metrics: Metrics,
+        *,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        batch_size: int,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.metrics = metrics
+        self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
+        self.overlap_tokens = overlap_tokens
+        self.batch_size = batch_size
+        # Part of every version: changing the embedder or chunking re-indexes unchanged files too.
+        self.chunker_signature = f"{embedder.model_name}|{self.chunk_tokens}|{self.overlap_tokens}"
+
+    def version_of(self, file_hash: str) -> str:
+        return hashlib.sha256(f"{file_hash}|{self.chunker_signature}".encode()).hexdigest()[:32]
+
+    # --- planning ------------------------------------------------------------------------------
+    async def plan(self, space: str, manifest: dict[str, str]) -> SyncPlan:
+        """Compare {path: content sha256} with what the space holds; writes nothing."""
+        records = await self._records(space)
+        by_path = {r.path: r for r in records}
+        plan = SyncPlan()
+        for path, file_hash in sorted(manifest.items()):
+            rec = by_path.get(path)
+            if rec is None or rec.version is None:
+                plan.new.append(path)
+            elif rec.version != self.version_of(file_hash) or rec.garbage:
+                plan.changed.append(path)
+            else:
+                plan.unchanged.append(path)
+        plan.missing = [r for r in records if r.path not in manifest]
+        return plan
+
+    async def _records(self, space: str) -> list[DocumentRecord]:
+        if not await self.store.space_exists(space):
+            return []
+        return await self.store.list_documents(space)
+
+    # --- writing -------------------------------------------------------------------------------
+    async def ingest(
+        self,
+        space: str,
+        files: Sequence[SourceFile],
+        *,
+        dry_run: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[FileResult]:
+        """Index `files` into `space`. Broken files are reported as failed; the others still index."""
+        if not dry_run:
+            await self.store.ensure_space(space, self.embedder.model_name, self.embedder.dimension)
+        exists = not dry_run or await self.store.space_exists(space)
+        results: list[FileResult] = []
+        pending: list[_Pending] = []
+        for source in files:
+            doc_id = document_id(space, source.path)
+            existing = await self.store.get_document(space, doc_id) if exists else None
+            version = self.version_of(content_hash(source.data))
+            if existing and existing.version == version:
+                if not dry_run:
+                    await self._collect_garbage(space, existing)  # left by an interrupted run
+                results.append(FileResult(source.path, "unchanged", doc_id, existing.chunk_count))
+                self.metrics.ingest_files.labels(space, "unchanged").inc()
+                if on_progress:
+                    on_progress(1, 0)
+                continue
+            try:
+                parsed, chunks = await asyncio.to_thread(self._parse_and_chunk, source)
+            except ParseError as exc:
+                results.append(FileResult(source.path, "failed", doc_id, reason=str(exc)))
+                self.metrics.ingest_files.labels(space, "failed").inc()
+                log.warning("skipped %s: %s", source.path, exc)
+                if on_progress:
+                    on_progress(1, 0)
+                continue
+            status: FileStatus = "changed" if existing and existing.version else "new"
+            if dry_run:
+                results.append(FileResult(source.path, status, doc_id, len(chunks)))
+                continue
+            record = existing or DocumentRecord(
+                id=doc_id, space=space, path=source.path, title=parsed.title, version=None,
+                chunk_count=0, size=len(source.data), indexed_at=0.0,
+            )
+            pending.append(_Pending(source, record, status, version, chunks, parsed.title))
+        if pending:
+            results.extend(await self._write(space, pending, on_progress))
+        order = {f.path: i for i, f in enumerate(files)}
+        return sorted(results, key=lambda r: order.get(r.path, 0))
+
+    def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, list[Chunk]]:
+        try:
+            parsed = parse(source.data, source.path)
+        except ParseError:
+            raise
+        except Exception as exc:  # a parser library choking on hostile input is still a bad file
+            raise ParseError(f"cannot parse: {type(exc).__name__}: {exc}") from exc
+        chunks = chunk_sections(
+            parsed.sections, self.embedder.tokenize,
+            max_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+        )
+        if not chunks:
+            raise ParseError("no text found in the file")
+        return parsed, chunks
+
+    async def _write(
+        self, space: str, pending: list[_Pending], on_progress: ProgressCallback | None
+    ) -> list[FileResult]:
+        # 1. journal the versions about to be written
+        for p in pending:
+            if p.record.version != p.version and (p.version, len(p.chunks)) not in p.record.garbage:
+                p.record.garbage.append((p.version, len(p.chunks)))
+            await self.store.put_document(p.record)
+
+        # 2. embed and upsert all chunks of the group in batches; the next batch is embedded while
+        #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
+        points = [(p, c) for p in pending for c in p.chunks]
+        write_task: asyncio.Task[None] | None = None
+        for start in range(0, len(points), self.batch_size):
+            batch = points[start:start + self.batch_size]
+            vectors = await self.embedder.embed_passages([c.text for _, c in batch])
+            if write_task is not None:
+                await write_task
+            structs = [
+                ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c))
+                for (p, c), vec in zip(batch, vectors, strict=True)
+            ]
+            write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
+        if write_task is not None:
+            await write_task
+
+        # 3 + 4. commit each document, then drop its superseded chunks
+        results: list[FileResult] = []
+        for p in pending:
+            rec = p.record
+            old = (rec.version, rec.chunk_count) if rec.version and rec.version != p.version else None
+            rec.garbage = [g for g in rec.garbage if g[0] != p.version] + ([old] if old else [])  # type: ignore[list-item]
+            rec.version, rec.chunk_count = p.version, len(p.chunks)
+            rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
+            await self.store.put_document(rec)
+            await self._collect_garbage(space, rec)
+            results.append(FileResult(p.source.path, p.status, rec.id, len(p.chunks)))
+            self.metrics.ingest_files.labels(space, p.status).inc()
+            self.metrics.ingest_chunks.labels(space).inc(len(p.chunks))
+            if on_progress:
+                on_progress(1, len(p.chunks))
+        return results
+
+    def _payload(self, space: str, p: _Pending, c: Chunk) -> dict[str, object]:
+        return {
+            "space": space, "document_id": p.record.id, "path": p.source.path, "title": p.title,
+            "heading": c.heading, "page": c.page, "chunk": c.index, "chunk_count": len(p.chunks),
+            "text": c.text, "version": p.version,
+            "chunk_hash": hashlib.sha256(c.text.encode()).hexdigest()[:16],
+        }
+
+    async def _collect_garbage(self, space: str, rec: DocumentRecord) -> None:
+        if not rec.garbage:
+            return
+        ids = [chunk_id(rec.id, v, i) for v, n in rec.garbage if v != rec.version for i in range(n)]
+        await self.store.delete_chunks(space, ids)
+        rec.garbage = []
+        await self.store.put_document(rec)
+
+    # --- deleting and repairing --------------------------------------------------------------
+    async def documents(self, space: str) -> list[DocumentRecord]:
+        if not await self.store.space_exists(space):
+            raise SpaceNotFoundError(space)
+        return await self.store.list_documents(space)
+
+    async def delete_document(self, space: str, doc_id: str) -> DocumentRecord | None:
+        if not await self.store.space_exists(space):
+            raise SpaceNotFoundError(space)
+        rec = await self.store.get_document(space, doc_id)
+        if rec is None:
+            return None
+        if rec.version:
+            rec.garbage.append((rec.version, rec.chunk_count))
+        rec.version = None
+        await self.store.put_document(rec)  # journal first: a crash here is finished by repair()
+        await self._collect_garbage(space, rec)
+        await self.store.remove_document(space, doc_id)
+        self.metrics.ingest_deleted_documents.labels(space).inc()
+        return rec
+
+    async def prune(self, space: str, keep_paths: set[str], *, dry_run: bool = False) -> list[FileResult]:
+        """Delete documents whose path is not in `keep_paths` (their files are gone)."""
+        results = []
+        for rec in await self._records(space):
+            if rec.path in keep_paths:
+                continue
+            if not dry_run:
+                await self.delete_document(space, rec.id)
+            results.append(FileResult(rec.path, "deleted", rec.id, rec.chunk_count))
+        return results
+
+    async def repair(self, space: str) -> int:
+        """Finish what an interrupted run left: stale chunks deleted, unfinished first writes undone."""
+        fixed = 0
+        for rec in await self._records(space):
+            if not rec.garbage:
+                continue
+            fixed += 1
+            if rec.version is None:
+                # A first ingestion that never committed: remove it entirely.
+                await self._collect_garbage(space, rec)
+                await self.store.remove_document(space, rec.id)
+            else:
+                await self._collect_garbage(space, rec)
+        if fixed:
+            log.info("repaired %d interrupted document writes in space %s", fixed, space)
+        return fixed

@@ -1,0 +1,318 @@
+"""Turn a file's bytes into text sections (with headings and pages where known), one function per format."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+from typing import Any
+
+
+class ParseError(Exception):
+    """The file cannot be turned into text; the message says why, for the ingestion report."""
+
+
+@dataclass
+class Section:
+    text: str
+    heading: str | None = None
+    page: int | None = None
+
+
+@dataclass
+class ParsedDocument:
+    title: str
+    sections: list[Section]
+
+
+# --- text decoding -----------------------------------------------------------------------------
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text of unknown encoding: BOMs, then UTF-8, then detection (cp1251, koi8-r, ...)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _checked(data[len(bom):].decode(encoding, errors="replace"))
+    if b"\x00" in data[:4096]:
+        # UTF-16 without a BOM shows up as NULs in every other byte of ASCII text.
+        sample = data[:4096]
+        if sample[1::2].count(0) > len(sample) // 4:
+            return _checked(data.decode("utf-16-le", errors="replace"))
+        if sample[0::2].count(0) > len(sample) // 4:
+            return _checked(data.decode("utf-16-be", errors="replace"))
+        raise ParseError("binary content (NUL bytes), not a text file")
+    try:
+        return _checked(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data, cp_isolation=None).best()
+    if best is None:
+        raise ParseError("binary content or unknown text encoding")
+    return _checked(str(best))
+
+
+def _checked(text: str) -> str:
+    if len(_CONTROL.findall(text[:20000])) > max(8, len(text[:20000]) // 50):
+        raise ParseError("binary content (control characters), not a text file")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# --- formats -------------------------------------------------------------------------------------
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+
+def parse_markdown(data: bytes, name: str) -> ParsedDocument:
+    text = decode_text(data)
+    sections: list[Section] = []
+    heading: str | None = None
+    title: str | None = None
+    buf: list[str] = []
+    in_code = False
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        m = None if in_code else _MD_HEADING.match(line)
+        if m:
+            if buf:
+                sections.append(Section("\n".join(buf), heading))
+                buf = []
+            heading = m.group(2)
+            if title is None and len(m.group(1)) == 1:
+                title = heading
+            continue
+        buf.append(line)
+    if buf:
+        sections.append(Section("\n".join(buf), heading))
+    return ParsedDocument(title or _stem(name), sections)
+
+
+def parse_text(data: bytes, name: str) -> ParsedDocument:
+    return ParsedDocument(_stem(name), [Section(decode_text(data))])
+
+
+def parse_pdf(data: bytes, name: str) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise ParseError("the PDF is encrypted; decrypt it first")
+        sections = [
+            Section(page.extract_text() or "", page=i + 1) for i, page in enumerate(reader.pages)
+        ]
+        meta_title = reader.metadata.title if reader.metadata else None
+    except ParseError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AttributeError) as exc:
+        raise ParseError(f"broken PDF: {exc}") from exc
+    if not any(s.text.strip() for s in sections):
+        raise ParseError("the PDF has no extractable text (a scan? OCR is not supported)")
+    return ParsedDocument(str(meta_title) if meta_title else _stem(name), sections)
+
+
+def parse_docx(data: bytes, name: str) -> ParsedDocument:
+    import zipfile
+
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ParseError(f"broken DOCX: {exc or type(exc).__name__}") from exc
+    sections: list[Section] = []
+    heading: str | None = None
+    title = document.core_properties.title or None
+    buf: list[str] = []
+    for para in document.paragraphs:
+        style = (para.style.name if para.style is not None else "") or ""
+        text = para.text.strip()
+        if style.startswith("Heading") or style == "Title":
+            if buf:
+                sections.append(Section("\n\n".join(buf), heading))
+                buf = []
+            heading = text or heading
+            title = title or (text if style in ("Title", "Heading 1") else None)
+        elif text:
+            buf.append(text)
+    for table in document.tables:
+        rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows]
+        buf.append("\n".join(r for r in rows if r.strip(" |")))
+    if buf:
+        sections.append(Section("\n\n".join(buf), heading))
+    return ParsedDocument(title or _stem(name), sections)
+
+
+class _HTMLText(HTMLParser):
+    _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+    _BLOCK = {
+        "p", "div", "br", "li", "tr", "table", "section", "article", "header", "footer", "ul", "ol",
+        "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "dd", "dt",
+    }
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[Section] = []
+        self.title: str | None = None
+        self._buf: list[str] = []
+        self._heading: str | None = None
+        self._skip_depth = 0
+        self._in_title = False
+        self._heading_tag: str | None = None
+        self._heading_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in self._SKIP:
+            self._skip_depth += 1
+        elif tag in {"h1", "h2", "h3", "h4", "h5", "h6"}:
+            self._flush()
+            self._heading_tag, self._heading_text = tag, []
+        elif tag in self._BLOCK:
+            self._buf.append("\n\n" if tag == "p" else "\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in self._SKIP:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag == self._heading_tag:
+            self._heading = " ".join("".join(self._heading_text).split()) or self._heading
+            if tag == "h1" and not self.title:
+                self.title = self._heading
+            self._heading_tag = None
+        elif tag in self._BLOCK:
+            self._buf.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title = (self.title or "") + data.strip()
+        elif self._skip_depth:
+            return
+        elif self._heading_tag:
+            self._heading_text.append(data)
+        else:
+            self._buf.append(data)
+
+    def _flush(self) -> None:
+        text = "".join(self._buf)
+        if text.strip():
+            self.sections.append(Section(text, self._heading))
+        self._buf = []
+
+    def close(self) -> None:
+        super().close()
+        self._flush()
+
+
+def parse_html(data: bytes, name: str) -> ParsedDocument:
+    parser = _HTMLText()
+    parser.feed(decode_text(data))
+    parser.close()
+    # Collapse the whitespace that markup leaves behind, keeping paragraph breaks.
+    for s in parser.sections:
+        s.text = re.sub(r"\n\s*\n\s*", "\n\n", re.sub(r"[ \t\xa0]+", " ", s.text)).strip()
+    return ParsedDocument(parser.title or _stem(name), parser.sections)
+
+
+def parse_csv(data: bytes, name: str) -> ParsedDocument:
+    text = decode_text(data)
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], ",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    if not rows:
+        return ParsedDocument(_stem(name), [])
+    header, body = rows[0], rows[1:]
+    if not body:
+        lines = [", ".join(header)]
+    else:
+        lines = [
+            "; ".join(f"{h.strip()}: {v.strip()}" for h, v in zip(header, row, strict=False) if v.strip())
+            for row in body
+        ]
+    # One row per paragraph, so the chunker packs whole rows together.
+    return ParsedDocument(_stem(name), [Section("\n\n".join(line for line in lines if line))])
+
+
+def _json_strings(value: Any, key: str = "") -> Iterator[str]:
+    if isinstance(value, str):
+        if value.strip():
+            yield f"{key}: {value}" if key else value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _json_strings(v, str(k))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _json_strings(item, key)
+
+
+def parse_json(data: bytes, name: str) -> ParsedDocument:
+    try:
+        value = json.loads(decode_text(data))
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from exc
+    return ParsedDocument(_stem(name), [Section("\n\n".join(_json_strings(value)))])
+
+
+def parse_jsonl(data: bytes, name: str) -> ParsedDocument:
+    records: list[str] = []
+    for lineno, line in enumerate(decode_text(data).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append("\n".join(_json_strings(json.loads(line))))
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"line {lineno} is not valid JSON: {exc.msg}") from exc
+    return ParsedDocument(_stem(name), [Section("\n\n".join(r for r in records if r))])
+
+
+PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
+    ".txt": parse_text, ".text": parse_text, ".md": parse_markdown, ".markdown": parse_markdown,
+    ".pdf": parse_pdf, ".docx": parse_docx, ".html": parse_html, ".htm": parse_html,
+    ".csv": parse_csv, ".json": parse_json, ".jsonl": parse_jsonl,
+}
+SUPPORTED_EXTENSIONS = tuple(sorted(PARSERS))
+
+
+def is_supported(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in PARSERS
+
+
+def parse(data: bytes, name: str) -> ParsedDocument:
+    """Parse by extension. Raises ParseError for unsupported, empty or broken files."""
+    suffix = PurePosixPath(name).suffix.lower()
+    parser = PARSERS.get(suffix)
+    if parser is None:
+        raise ParseError(
+            f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if not data.strip():
+        raise ParseError("empty file")
+    doc = parser(data, name)
+    doc.sections = [s for s in doc.sections if s.text.strip()]
+    if not doc.sections:
+        raise ParseError("no text found in the file")
+    return doc
+
+
+def _stem(name: str) -> str:
+    return PurePosixPath(name).stem
