@@ -48,11 +48,15 @@ def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, met
     )
 
 
+async def check_space(store: VectorStore, ingest: IngestService, space: str) -> None:
+    """Refuse a space built with another embedder; finish writes that a crash interrupted."""
+    await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
+    await ingest.repair(space)
+
+
 async def check_spaces(store: VectorStore, ingest: IngestService) -> None:
-    """Refuse to serve spaces built with another embedder; finish writes a crash interrupted."""
     for space in await store.list_space_names():
-        await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
-        await ingest.repair(space)
+        await check_space(store, ingest, space)
 
 
 @dataclass

@@ -52,7 +52,9 @@ def default_prefixes(name: str) -> tuple[str, str]:
 def _load(location: str, device: str) -> SentenceTransformer:
     # Cached per process: the weights are read once however many apps (tests) are built.
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars in service logs
     kwargs: dict[str, Any] = {}
     if device != "auto":
         kwargs["device"] = device
@@ -89,7 +91,8 @@ class Embedder:
         default_q, default_p = default_prefixes(model_name)
         self.query_prefix = default_q if query_prefix is None else query_prefix
         self.passage_prefix = default_p if passage_prefix is None else passage_prefix
-        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dimension = int(get_dim() or 0)
         # Room for the special tokens ([CLS]/[SEP]) and the passage prefix.
         prefix_tokens = len(self.tokenize(self.passage_prefix)) if self.passage_prefix else 0
         self.max_tokens = int(self._model.max_seq_length) - 2 - prefix_tokens

@@ -261,6 +261,13 @@ class IngestService:
         self.metrics.ingest_deleted_documents.labels(space).inc()
         return rec
 
+    async def drop_space(self, space: str) -> None:
+        """Delete a whole space: only ever on an explicit request (DELETE /spaces, --recreate)."""
+        if not await self.store.space_exists(space):
+            raise SpaceNotFoundError(space)
+        await self.store.drop_space(space)
+        log.warning("dropped space %s", space)
+
     async def prune(self, space: str, keep_paths: set[str], *, dry_run: bool = False) -> list[FileResult]:
         """Delete documents whose path is not in `keep_paths` (their files are gone)."""
         results = []

@@ -41,28 +41,68 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 def decode_text(data: bytes) -> str:
-    """Decode text of unknown encoding: BOMs, then UTF-8, then detection (cp1251, koi8-r, ...)."""
+    """Decode text of unknown encoding: BOMs, UTF-16 by byte pattern, UTF-8, Cyrillic code pages, detection."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             return _checked(data[len(bom):].decode(encoding, errors="replace"))
+    utf16 = _utf16_without_bom(data)
+    if utf16:
+        return _checked(data.decode(utf16, errors="replace"))
     if b"\x00" in data[:4096]:
-        # UTF-16 without a BOM shows up as NULs in every other byte of ASCII text.
-        sample = data[:4096]
-        if sample[1::2].count(0) > len(sample) // 4:
-            return _checked(data.decode("utf-16-le", errors="replace"))
-        if sample[0::2].count(0) > len(sample) // 4:
-            return _checked(data.decode("utf-16-be", errors="replace"))
         raise ParseError("binary content (NUL bytes), not a text file")
     try:
         return _checked(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
+    cyrillic = _cyrillic_single_byte(data)
+    if cyrillic is not None:
+        return _checked(cyrillic)
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data, cp_isolation=None).best()
+    best = from_bytes(data).best()
     if best is None:
         raise ParseError("binary content or unknown text encoding")
     return _checked(str(best))
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """ASCII and Cyrillic in UTF-16 have a high byte of 0x00 or 0x04 in every other position."""
+    sample = data[: 4096 - 4096 % 2] if len(data) >= 4096 else data[: len(data) - len(data) % 2]
+    if len(sample) < 8:
+        return None
+    for encoding, high in (("utf-16-le", sample[1::2]), ("utf-16-be", sample[0::2])):
+        if sum(b in (0x00, 0x04) for b in high) > 0.95 * len(high):
+            return encoding
+    return None
+
+
+_CYR_LOWER = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюя")
+_CYR = re.compile(r"[\u0400-\u04ff]")
+_LATIN_NEXT_TO_CYRILLIC = re.compile(r"[A-Za-z][\u0400-\u04ff]|[\u0400-\u04ff][A-Za-z]")
+
+
+def _cyrillic_single_byte(data: bytes) -> str | None:
+    """Windows-1251, KOI8-R or DOS-866 Russian text: detectors often misread short samples as CJK.
+
+    The right code page turns most non-ASCII bytes into lower-case Cyrillic letters (Russian prose
+    is mostly lower-case) and never glues Cyrillic onto Latin letters inside a word.
+    """
+    best, best_score = None, 0.0
+    for encoding in ("cp1251", "koi8_r", "cp866"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        non_ascii = [c for c in text if ord(c) > 127]
+        if not non_ascii:
+            return None
+        cyrillic = len(_CYR.findall(text))
+        if cyrillic and len(_LATIN_NEXT_TO_CYRILLIC.findall(text)) > 0.1 * cyrillic:
+            continue  # e.g. French "café" read as cp1251: isolated Cyrillic inside Latin words
+        score = sum(c in _CYR_LOWER for c in non_ascii) / len(non_ascii)
+        if score > best_score:
+            best, best_score = text, score
+    return best if best_score >= 0.6 else None
 
 
 def _checked(text: str) -> str:

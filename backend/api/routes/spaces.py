@@ -1,10 +1,15 @@
-"""GET /spaces: every space with its size and embedding model."""
+"""GET /spaces: every space with its size and embedding model; DELETE /spaces/{space}."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from backend.api.deps import StatusDep
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
+from backend.api.deps import IngestDep, StatusDep
+from backend.api.errors import ERROR_RESPONSES
+from backend.config import SPACE_PATTERN
 from backend.api.schemas import SpaceList, SpaceOut
 
 router = APIRouter(tags=["spaces"])
@@ -19,3 +24,12 @@ async def list_spaces(status: StatusDep) -> SpaceList:
         )
         for s in await status.spaces()
     ])
+
+
+@router.delete("/spaces/{space}", responses=ERROR_RESPONSES)
+async def delete_space(
+    space: Annotated[str, PathParam(pattern=SPACE_PATTERN)], ingest: IngestDep
+) -> dict[str, str]:
+    """Delete a space with all its documents and chunks (used by `index_cli --recreate`)."""
+    await ingest.drop_space(space)
+    return {"deleted": space}

@@ -1,0 +1,42 @@
+"""Settings are validated at start-up with messages a user can act on."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.config import ConfigError, load_settings
+
+
+def test_defaults_are_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("QDRANT_URL", "LLM_BASE_URL", "EMBEDDING_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings(_env_file=None)
+    assert s.embedded_store
+    assert s.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert s.llm_base_url == "http://127.0.0.1:8080/v1"
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant:6333/")
+    monkeypatch.setenv("LLM_MODEL", "qwen3")
+    s = load_settings(_env_file=None)
+    assert s.qdrant_url == "http://qdrant:6333"
+    assert not s.embedded_store
+    assert s.llm_model == "qwen3"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LLM_BASE_URL": "localhost:8080"}, "LLM_BASE_URL: .*http://"),
+        ({"TOP_K": "0"}, "TOP_K: .*greater than or equal to 1"),
+        ({"CHUNK_TOKENS": "100", "CHUNK_OVERLAP_TOKENS": "60"}, "CHUNK_OVERLAP_TOKENS .* less than half"),
+        ({"LLM_MAX_TOKENS": "3000", "LLM_CONTEXT_TOKENS": "4096"}, "LLM_MAX_TOKENS .* too little room"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ],
+)
+def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_env_file=None)
