@@ -24,6 +24,7 @@ run: install
 
 lint: install
 	$(BIN)/ruff check backend cli tests
+	$(BIN)/ruff format --check backend cli tests
 
 typecheck: install
 	$(BIN)/mypy

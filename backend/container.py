@@ -41,7 +41,9 @@ def load_embedder(settings: Settings) -> Embedder:
 
 def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, metrics: Metrics) -> IngestService:
     return IngestService(
-        store, embedder, metrics,
+        store,
+        embedder,
+        metrics,
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
         batch_size=settings.embedding_batch_size,
@@ -89,21 +91,30 @@ class Container:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         llm = OpenAICompatLLM(
-            http, settings.llm_base_url, model=settings.llm_model,
+            http,
+            settings.llm_base_url,
+            model=settings.llm_model,
             api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         )
         retrieval = RetrievalService(store, embedder, metrics)
         answers = AnswerService(
-            retrieval, llm, metrics,
-            max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
+            retrieval,
+            llm,
+            metrics,
+            max_tokens=settings.llm_max_tokens,
+            temperature=settings.llm_temperature,
             context_tokens=settings.llm_context_tokens,
         )
         log.info(
             "service ready",
-            extra={"fields": {
-                "store": "embedded" if store.embedded else "server", "store_location": store.location,
-                "embedding_model": embedder.model_name, "llm_base_url": settings.llm_base_url,
-            }},
+            extra={
+                "fields": {
+                    "store": "embedded" if store.embedded else "server",
+                    "store_location": store.location,
+                    "embedding_model": embedder.model_name,
+                    "llm_base_url": settings.llm_base_url,
+                }
+            },
         )
         status = StatusService(store, embedder, llm)
         return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status)

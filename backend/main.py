@@ -35,9 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Metrics exist before the container so the middleware can report from the first request.
     app.state.metrics = Metrics()
-    app.add_middleware(
-        RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_upload_bytes
-    )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
     for module in (ask, search, documents, spaces, health):
         app.include_router(module.router)

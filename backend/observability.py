@@ -21,8 +21,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "request_id": request_id_var.get(),
@@ -76,39 +75,66 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
-            "rag_http_requests_total", "HTTP requests by route and status.",
-            ["method", "route", "status"], registry=r,
+            "rag_http_requests_total",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=r,
         )
         self.http_latency = Histogram(
-            "rag_http_request_duration_seconds", "HTTP request latency by route.",
-            ["method", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+            "rag_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.retrieval_latency = Histogram(
-            "rag_retrieval_duration_seconds", "Retrieval stages: embed (the question) and search.",
-            ["stage"], buckets=_LATENCY_BUCKETS, registry=r,
+            "rag_retrieval_duration_seconds",
+            "Retrieval stages: embed (the question) and search.",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.llm_requests = Counter(
-            "rag_llm_requests_total", "LLM calls by outcome (ok, error kind).",
-            ["model", "outcome"], registry=r,
+            "rag_llm_requests_total",
+            "LLM calls by outcome (ok, error kind).",
+            ["model", "outcome"],
+            registry=r,
         )
         self.llm_ttft = Histogram(
-            "rag_llm_time_to_first_token_seconds", "LLM time to first token.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            "rag_llm_time_to_first_token_seconds",
+            "LLM time to first token.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.llm_duration = Histogram(
-            "rag_llm_duration_seconds", "LLM call duration, whole answer.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            "rag_llm_duration_seconds",
+            "LLM call duration, whole answer.",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.llm_tokens = Counter(
-            "rag_llm_tokens_total", "Tokens reported by the LLM server.", ["model", "kind"], registry=r,
+            "rag_llm_tokens_total",
+            "Tokens reported by the LLM server.",
+            ["model", "kind"],
+            registry=r,
         )
         self.ingest_files = Counter(
-            "rag_ingest_files_total", "Ingested files by result (new, changed, unchanged, failed).",
-            ["space", "result"], registry=r,
+            "rag_ingest_files_total",
+            "Ingested files by result (new, changed, unchanged, failed).",
+            ["space", "result"],
+            registry=r,
         )
         self.ingest_chunks = Counter(
-            "rag_ingest_chunks_total", "Chunks written to the store.", ["space"], registry=r,
+            "rag_ingest_chunks_total",
+            "Chunks written to the store.",
+            ["space"],
+            registry=r,
         )
         self.ingest_deleted_documents = Counter(
-            "rag_ingest_deleted_documents_total", "Documents deleted or pruned.", ["space"], registry=r,
+            "rag_ingest_deleted_documents_total",
+            "Documents deleted or pruned.",
+            ["space"],
+            registry=r,
         )

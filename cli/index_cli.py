@@ -118,8 +118,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
             counts["deleted"] = len(plan.missing) if args.prune else 0
         else:
             results: list[FileResult] = []
-            with tqdm(total=len(todo), unit="file", desc=f"indexing {args.space}", file=sys.stderr,
-                      disable=None) as bar:
+            with tqdm(
+                total=len(todo), unit="file", desc=f"indexing {args.space}", file=sys.stderr, disable=None
+            ) as bar:
                 for batch in batches(todo, target.max_batch_bytes, max_files=settings.max_files_per_upload):
                     done = await target.ingest(args.space, batch)
                     results.extend(done)
@@ -173,7 +174,9 @@ def render(summary: Summary) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not SPACE_RE.match(args.space):
-        sys.stderr.write(f"error: invalid --space {args.space!r}: use 1-63 of a-z 0-9 - _ (starting with a letter/digit)\n")
+        sys.stderr.write(
+            f"error: invalid --space {args.space!r}: use 1-63 of a-z 0-9 - _ (starting with a letter/digit)\n"
+        )
         return 2
     if not args.dir.is_dir():
         sys.stderr.write(f"error: --dir {args.dir} is not a folder\n")

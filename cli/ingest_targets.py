@@ -71,8 +71,14 @@ class RemoteTarget:
         data = await self._call("POST", "/documents/plan", json=body)
         missing = [
             DocumentRecord(
-                id=d["id"], space=space, path=d["path"], title=d["title"], version=None,
-                chunk_count=d["chunks"], size=d["size"], indexed_at=d["indexed_at"],
+                id=d["id"],
+                space=space,
+                path=d["path"],
+                title=d["title"],
+                version=None,
+                chunk_count=d["chunks"],
+                size=d["size"],
+                indexed_at=d["indexed_at"],
             )
             for d in data["missing"]
         ]
@@ -143,8 +149,5 @@ async def choose_target(settings: Settings, service_url: str | None) -> IngestTa
         url = settings.resolved_service_url
         if await service_alive(url):
             return RemoteTarget(url, settings.max_upload_bytes)
-        raise TargetError(
-            f"{exc} No service answers at {url}; if it runs elsewhere, pass --service URL."
-        ) from exc
+        raise TargetError(f"{exc} No service answers at {url}; if it runs elsewhere, pass --service URL.") from exc
     return LocalTarget(settings, store)
-

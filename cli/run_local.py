@@ -42,10 +42,24 @@ def bundled_gguf() -> Path:
 
 def llama_server_command(model: Path, host: str, port: int, n_ctx: int, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", SMOLLM2_ALIAS,
-        "--host", host, "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(threads),
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        SMOLLM2_ALIAS,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(n_ctx),
+        "--n_threads",
+        str(threads),
         # Default True: a new request silently cuts off the stream in progress (still HTTP 200).
-        "--interrupt_requests", "False",
+        "--interrupt_requests",
+        "False",
     ]
 
 
@@ -116,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             proc = stack.start(
                 "llm server",
-                llama_server_command(bundled_gguf(), llm.hostname, llm.port or 80,
-                                     settings.llm_context_tokens, os.cpu_count() or 2),
+                llama_server_command(
+                    bundled_gguf(), llm.hostname, llm.port or 80, settings.llm_context_tokens, os.cpu_count() or 2
+                ),
                 env,
             )
             if not wait_until(models_url, 120, proc):
@@ -133,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         api = stack.start(
             "api",
-            [sys.executable, "-m", "uvicorn", "--factory", "backend.main:app_from_env",
-             "--host", settings.host, "--port", str(settings.port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "backend.main:app_from_env",
+                "--host",
+                settings.host,
+                "--port",
+                str(settings.port),
+            ],
             env,
         )
         base = f"http://{settings.host}:{settings.port}"
@@ -144,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(
             f"\nReady. Ask a question (Ctrl-C stops everything):\n\n  curl -s {base}/ask "
             "-H 'Content-Type: application/json' "
-            f"-d '{{\"q\": \"How do I index a folder?\", \"space_id\": \"{args.space}\"}}'\n\n"
+            f'-d \'{{"q": "How do I index a folder?", "space_id": "{args.space}"}}\'\n\n'
             f"  API docs: {base}/docs\n\n"
         )
         sys.stdout.flush()

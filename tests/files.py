@@ -63,19 +63,27 @@ def write_corpus(root: Path) -> dict[str, Path]:
     """One file per supported format plus Windows encodings; returns {label: path}."""
     root.mkdir(parents=True, exist_ok=True)
     files = {
-        "md": ("guide.md", f"# Reactor guide\n\n{FACTS['zorblat']}\n\n## Maintenance\n\nClean the flux valve "
-                           "every Tuesday.\n".encode()),
+        "md": (
+            "guide.md",
+            f"# Reactor guide\n\n{FACTS['zorblat']}\n\n## Maintenance\n\nClean the flux valve "
+            "every Tuesday.\n".encode(),
+        ),
         "txt": ("notes/plain.txt", b"Plain notes: the blue cupboard holds seventeen spoons.\n"),
         "cp1251": ("ru/frogland_cp1251.txt", FACTS["frogland"].encode("cp1251")),
         "utf16": ("ru/letter_utf16.txt", "Письмо: совещание перенесено на пятницу.".encode("utf-16")),
         "pdf": ("spec.pdf", make_pdf(["Specification of the Glimmer pump.", "Maximum pressure is 9 bar."])),
         "docx": ("minutes.docx", make_docx("Board minutes", {"Decisions": "The board approved the Orion budget."})),
-        "html": ("page.html", b"<html><head><title>Wiki page</title><script>var x=1;</script></head><body>"
-                              b"<h1>Teleporter</h1><p>The teleporter needs 3 crystals.</p></body></html>"),
+        "html": (
+            "page.html",
+            b"<html><head><title>Wiki page</title><script>var x=1;</script></head><body>"
+            b"<h1>Teleporter</h1><p>The teleporter needs 3 crystals.</p></body></html>",
+        ),
         "csv": ("inventory.csv", "item;count\nsprocket;12\nгайка;40\n".encode("cp1251")),
         "json": ("config.json", json.dumps({"title": "Launch", "body": "Launch window opens at dawn."}).encode()),
-        "jsonl": ("chat.jsonl", b'{"user": "ann", "text": "The password rotates monthly."}\n'
-                                b'{"user": "bob", "text": "Noted."}\n'),
+        "jsonl": (
+            "chat.jsonl",
+            b'{"user": "ann", "text": "The password rotates monthly."}\n{"user": "bob", "text": "Noted."}\n',
+        ),
     }
     out = {}
     for label, (rel, data) in files.items():

@@ -54,7 +54,7 @@ def _load(location: str, device: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # no "Loading weights" bars in service logs
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars in logs
     kwargs: dict[str, Any] = {}
     if device != "auto":
         kwargs["device"] = device
@@ -92,20 +92,21 @@ class Embedder:
         self.query_prefix = default_q if query_prefix is None else query_prefix
         self.passage_prefix = default_p if passage_prefix is None else passage_prefix
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dimension = int(get_dim() or 0)
+        dimension = get_dim()
+        if not dimension:
+            raise EmbedderError(f"cannot tell the embedding dimension of {model_name!r}")
+        self.dimension = int(dimension)
         # Room for the special tokens ([CLS]/[SEP]) and the passage prefix.
         prefix_tokens = len(self.tokenize(self.passage_prefix)) if self.passage_prefix else 0
-        self.max_tokens = int(self._model.max_seq_length) - 2 - prefix_tokens
+        self.max_tokens = int(self._model.max_seq_length or 512) - 2 - prefix_tokens
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._lock = threading.Lock()
 
     # --- synchronous API, for worker threads (ingestion runs entirely in one) ---------------
     def tokenize(self, text: str) -> list[tuple[int, int]]:
         """Character offsets of the model's tokens in `text` (no special tokens)."""
-        enc = self._model.tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
-        return [tuple(span) for span in enc["offset_mapping"]]  # type: ignore[misc]
+        enc = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

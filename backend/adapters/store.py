@@ -87,17 +87,27 @@ class DocumentRecord:
 
     def to_payload(self) -> dict[str, Any]:
         return {
-            "space": self.space, "path": self.path, "title": self.title, "version": self.version,
-            "chunk_count": self.chunk_count, "size": self.size, "indexed_at": self.indexed_at,
+            "space": self.space,
+            "path": self.path,
+            "title": self.title,
+            "version": self.version,
+            "chunk_count": self.chunk_count,
+            "size": self.size,
+            "indexed_at": self.indexed_at,
             "garbage": [list(g) for g in self.garbage],
         }
 
     @classmethod
     def from_point(cls, point_id: str, payload: dict[str, Any]) -> DocumentRecord:
         return cls(
-            id=point_id, space=payload["space"], path=payload["path"], title=payload.get("title", ""),
-            version=payload.get("version"), chunk_count=int(payload.get("chunk_count", 0)),
-            size=int(payload.get("size", 0)), indexed_at=float(payload.get("indexed_at", 0.0)),
+            id=point_id,
+            space=payload["space"],
+            path=payload["path"],
+            title=payload.get("title", ""),
+            version=payload.get("version"),
+            chunk_count=int(payload.get("chunk_count", 0)),
+            size=int(payload.get("size", 0)),
+            indexed_at=float(payload.get("indexed_at", 0.0)),
             garbage=[(str(v), int(n)) for v, n in payload.get("garbage", [])],
         )
 
@@ -137,9 +147,7 @@ class VectorStore:
                     "Stop that process, or let index_cli hand the work to the running service."
                 ) from exc
             raise StoreError(f"cannot open the vector store at {self.location}: {exc}") from exc
-        self._executor = ThreadPoolExecutor(
-            max_workers=1 if self.embedded else 8, thread_name_prefix="qdrant"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1 if self.embedded else 8, thread_name_prefix="qdrant")
 
     # --- plumbing --------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -169,7 +177,7 @@ class VectorStore:
         def names() -> list[str]:
             marker = f"{self.prefix}-chunks-"
             cols = self._client.get_collections().collections
-            return sorted(c.name[len(marker):] for c in cols if c.name.startswith(marker))
+            return sorted(c.name[len(marker) :] for c in cols if c.name.startswith(marker))
 
         return await self._run(names)
 
@@ -189,8 +197,11 @@ class VectorStore:
                 else 0
             )
             return SpaceInfo(
-                name=space, embedding_model=str(meta.get("embedding_model", "?")),
-                dimension=int(meta.get("dimension", 0)), chunks=chunks, documents=docs,
+                name=space,
+                embedding_model=str(meta.get("embedding_model", "?")),
+                dimension=int(meta.get("dimension", 0)),
+                chunks=chunks,
+                documents=docs,
             )
 
         return await self._run(info)
@@ -253,9 +264,7 @@ class VectorStore:
 
     async def search(self, space: str, vector: list[float], limit: int) -> list[ScoredChunk]:
         def query() -> list[ScoredChunk]:
-            res = self._client.query_points(
-                self._chunks(space), query=vector, limit=limit, with_payload=True
-            )
+            res = self._client.query_points(self._chunks(space), query=vector, limit=limit, with_payload=True)
             return [ScoredChunk(str(p.id), float(p.score), p.payload or {}) for p in res.points]
 
         return await self._run(query)
@@ -269,9 +278,7 @@ class VectorStore:
             out: list[DocumentRecord] = []
             offset: Any = None
             while True:
-                points, offset = self._client.scroll(
-                    self._docs(space), limit=1000, offset=offset, with_payload=True
-                )
+                points, offset = self._client.scroll(self._docs(space), limit=1000, offset=offset, with_payload=True)
                 out.extend(DocumentRecord.from_point(str(p.id), p.payload or {}) for p in points)
                 if offset is None:
                     return out

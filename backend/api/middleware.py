@@ -85,7 +85,10 @@ class RequestContextMiddleware:
         self.metrics.http_requests.labels(method, path, str(status)).inc()
         self.metrics.http_latency.labels(method, path).observe(elapsed)
         log.info(
-            "%s %s %d", method, scope.get("path"), status,
+            "%s %s %d",
+            method,
+            scope.get("path"),
+            status,
             extra=log_fields(route=path, status=status, ms=round(elapsed * 1000, 1)),
         )
 
@@ -99,11 +102,15 @@ class RequestContextMiddleware:
             }
         }
         raw = json.dumps(body).encode()
-        await send({
-            "type": "http.response.start", "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": raw})

@@ -44,9 +44,15 @@ class Source:
     def to_dict(self) -> dict[str, Any]:
         p = self.chunk.payload
         return {
-            "n": self.n, "document": p.get("document_id"), "path": p.get("path"),
-            "title": p.get("title"), "heading": p.get("heading"), "page": p.get("page"),
-            "chunk": p.get("chunk"), "score": round(self.chunk.score, 4), "text": p.get("text", ""),
+            "n": self.n,
+            "document": p.get("document_id"),
+            "path": p.get("path"),
+            "title": p.get("title"),
+            "heading": p.get("heading"),
+            "page": p.get("page"),
+            "chunk": p.get("chunk"),
+            "score": round(self.chunk.score, 4),
+            "text": p.get("text", ""),
             "cited": self.cited,
         }
 
@@ -61,10 +67,10 @@ class AnswerStream:
     context_dropped: int
     retrieval: RetrievalResult
     started: float
-    _first: StreamEvent | None
-    _rest: AsyncIterator[StreamEvent] | None
-    _llm_start: float
-    _ttft: float | None
+    first_event: StreamEvent | None
+    rest_events: AsyncIterator[StreamEvent] | None
+    llm_start: float
+    ttft_s: float | None
     metrics: Metrics
     text_parts: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
@@ -73,15 +79,15 @@ class AnswerStream:
 
     async def deltas(self) -> AsyncIterator[str]:
         """Text deltas of the answer. Raises LLMError if the server fails midway."""
-        pending = [self._first] if self._first else []
+        pending = [self.first_event] if self.first_event else []
         try:
             for ev in pending:
                 if ev.delta:
                     self.text_parts.append(ev.delta)
                     yield ev.delta
                 self._absorb(ev)
-            if self._rest is not None:
-                async for ev in self._rest:
+            if self.rest_events is not None:
+                async for ev in self.rest_events:
                     if ev.delta:
                         self.text_parts.append(ev.delta)
                         yield ev.delta
@@ -89,7 +95,7 @@ class AnswerStream:
         except LLMError as exc:
             self.metrics.llm_requests.labels(self.model, exc.kind).inc()
             raise
-        self.llm_ms = (time.perf_counter() - self._llm_start) * 1000
+        self.llm_ms = (time.perf_counter() - self.llm_start) * 1000
         self.metrics.llm_requests.labels(self.model, "ok").inc()
         self.metrics.llm_duration.labels(self.model).observe(self.llm_ms / 1000)
         if self.usage.prompt_tokens is not None:
@@ -112,7 +118,7 @@ class AnswerStream:
         return {
             "embed_ms": round(self.retrieval.embed_ms, 1),
             "search_ms": round(self.retrieval.search_ms, 1),
-            "llm_ttft_ms": round(self._ttft * 1000, 1) if self._ttft is not None else None,
+            "llm_ttft_ms": round(self.ttft_s * 1000, 1) if self.ttft_s is not None else None,
             "llm_ms": round(self.llm_ms, 1),
             "total_ms": round((time.perf_counter() - self.started) * 1000, 1),
         }
@@ -151,7 +157,7 @@ def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]
         if p.get("page"):
             where += f", page {p['page']}"
         if p.get("heading"):
-            where += f", section \"{p['heading']}\""
+            where += f', section "{p["heading"]}"'
         blocks.append(f"[{s.n}] (source: {where})\n{p.get('text', '')}")
     context = "\n\n".join(blocks)
     user = f"Context passages:\n\n{context}\n\n---\nQuestion: {question}"
@@ -204,22 +210,31 @@ class AnswerService:
         if dropped:
             log.info("context budget: dropped %d of %d chunks", dropped, len(found.chunks))
         sources = [Source(i + 1, c) for i, c in enumerate(kept)]
+
+        def answer(
+            model: str,
+            backend: str,
+            first: StreamEvent,
+            rest: AsyncIterator[StreamEvent] | None,
+            llm_start: float,
+            ttft: float | None,
+        ) -> AnswerStream:
+            return AnswerStream(
+                sources=sources, model=model, backend=backend, context_dropped=dropped, retrieval=found,
+                started=started, metrics=self.metrics, first_event=first, rest_events=rest,
+                llm_start=llm_start, ttft_s=ttft,
+            )  # fmt: skip
+
+        if not sources:
+            # Nothing to ground an answer on: say so without spending an LLM call.
+            text = no_context_answer(question, space)
+            first = StreamEvent(delta=text, finish_reason="no_context")
+            return answer("none", "none", first, None, time.perf_counter(), None)
         try:
             model = await self.llm.model()
         except LLMError as exc:
             self.metrics.llm_requests.labels("?", exc.kind).inc()
             raise LLMUnavailableError(str(exc)) from exc
-        common = dict(
-            sources=sources, model=model, backend=self.llm.backend, context_dropped=dropped,
-            retrieval=found, started=started, metrics=self.metrics,
-        )
-        if not sources:
-            # Nothing to ground an answer on: say so without spending an LLM call.
-            text = no_context_answer(question, space)
-            return AnswerStream(
-                **common, _first=StreamEvent(delta=text, finish_reason="no_context"), _rest=None,  # type: ignore[arg-type]
-                _llm_start=time.perf_counter(), _ttft=None,
-            )
         messages = build_messages(question, sources)
         llm_start = time.perf_counter()
         stream = self.llm.stream_chat(messages, max_tokens=self.max_tokens, temperature=self.temperature)
@@ -231,4 +246,4 @@ class AnswerService:
             raise LLMUnavailableError(f"the LLM server could not answer: {exc}") from exc
         ttft = time.perf_counter() - llm_start
         self.metrics.llm_ttft.labels(model).observe(ttft)
-        return AnswerStream(**common, _first=first, _rest=stream, _llm_start=llm_start, _ttft=ttft)  # type: ignore[arg-type]
+        return answer(model, self.llm.backend, first, stream, llm_start, ttft)

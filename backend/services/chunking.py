@@ -34,9 +34,7 @@ class _Unit:
     paragraph_start: bool
 
 
-def chunk_sections(
-    sections: list[Section], tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int
-) -> list[Chunk]:
+def chunk_sections(sections: list[Section], tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in sections:
         for text, tokens in _pack(_units(section.text, tokenize, max_tokens), max_tokens, overlap_tokens):
@@ -58,8 +56,8 @@ def _units(text: str, tokenize: Tokenize, max_tokens: int) -> list[_Unit]:
                 units.append(_Unit(sentence, len(spans), first))
             else:
                 for start in range(0, len(spans), max_tokens):
-                    window = spans[start:start + max_tokens]
-                    piece = sentence[window[0][0]:window[-1][1]]
+                    window = spans[start : start + max_tokens]
+                    piece = sentence[window[0][0] : window[-1][1]]
                     units.append(_Unit(piece, len(window), first and start == 0))
             first = False
     return units

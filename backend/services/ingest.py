@@ -22,8 +22,8 @@ from typing import Literal
 from backend.adapters.embedder import Embedder
 from backend.adapters.store import ChunkPoint, DocumentRecord, VectorStore, chunk_id, document_id
 from backend.observability import Metrics
-from backend.services.errors import SpaceNotFoundError
 from backend.services.chunking import Chunk, chunk_sections
+from backend.services.errors import SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,14 @@ class IngestService:
                 results.append(FileResult(source.path, status, doc_id, len(chunks)))
                 continue
             record = existing or DocumentRecord(
-                id=doc_id, space=space, path=source.path, title=parsed.title, version=None,
-                chunk_count=0, size=len(source.data), indexed_at=0.0,
+                id=doc_id,
+                space=space,
+                path=source.path,
+                title=parsed.title,
+                version=None,
+                chunk_count=0,
+                size=len(source.data),
+                indexed_at=0.0,
             )
             pending.append(_Pending(source, record, status, version, chunks, parsed.title))
         if pending:
@@ -174,8 +180,10 @@ class IngestService:
         except Exception as exc:  # a parser library choking on hostile input is still a bad file
             raise ParseError(f"cannot parse: {type(exc).__name__}: {exc}") from exc
         chunks = chunk_sections(
-            parsed.sections, self.embedder.tokenize,
-            max_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+            parsed.sections,
+            self.embedder.tokenize,
+            max_tokens=self.chunk_tokens,
+            overlap_tokens=self.overlap_tokens,
         )
         if not chunks:
             raise ParseError("no text found in the file")
@@ -195,7 +203,7 @@ class IngestService:
         points = [(p, c) for p in pending for c in p.chunks]
         write_task: asyncio.Task[None] | None = None
         for start in range(0, len(points), self.batch_size):
-            batch = points[start:start + self.batch_size]
+            batch = points[start : start + self.batch_size]
             vectors = await self.embedder.embed_passages([c.text for _, c in batch])
             if write_task is not None:
                 await write_task
@@ -211,8 +219,10 @@ class IngestService:
         results: list[FileResult] = []
         for p in pending:
             rec = p.record
-            old = (rec.version, rec.chunk_count) if rec.version and rec.version != p.version else None
-            rec.garbage = [g for g in rec.garbage if g[0] != p.version] + ([old] if old else [])  # type: ignore[list-item]
+            superseded = (rec.version, rec.chunk_count) if rec.version and rec.version != p.version else None
+            rec.garbage = [g for g in rec.garbage if g[0] != p.version]
+            if superseded:
+                rec.garbage.append(superseded)
             rec.version, rec.chunk_count = p.version, len(p.chunks)
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
             await self.store.put_document(rec)
@@ -226,9 +236,16 @@ class IngestService:
 
     def _payload(self, space: str, p: _Pending, c: Chunk) -> dict[str, object]:
         return {
-            "space": space, "document_id": p.record.id, "path": p.source.path, "title": p.title,
-            "heading": c.heading, "page": c.page, "chunk": c.index, "chunk_count": len(p.chunks),
-            "text": c.text, "version": p.version,
+            "space": space,
+            "document_id": p.record.id,
+            "path": p.source.path,
+            "title": p.title,
+            "heading": c.heading,
+            "page": c.page,
+            "chunk": c.index,
+            "chunk_count": len(p.chunks),
+            "text": c.text,
+            "version": p.version,
             "chunk_hash": hashlib.sha256(c.text.encode()).hexdigest()[:16],
         }
 

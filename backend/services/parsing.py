@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ParseError(Exception):
@@ -34,8 +34,11 @@ class ParsedDocument:
 # --- text decoding -----------------------------------------------------------------------------
 
 _BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
@@ -44,7 +47,7 @@ def decode_text(data: bytes) -> str:
     """Decode text of unknown encoding: BOMs, UTF-16 by byte pattern, UTF-8, Cyrillic code pages, detection."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
-            return _checked(data[len(bom):].decode(encoding, errors="replace"))
+            return _checked(data[len(bom) :].decode(encoding, errors="replace"))
     utf16 = _utf16_without_bom(data)
     if utf16:
         return _checked(data.decode(utf16, errors="replace"))
@@ -153,9 +156,7 @@ def parse_pdf(data: bytes, name: str) -> ParsedDocument:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise ParseError("the PDF is encrypted; decrypt it first")
-        sections = [
-            Section(page.extract_text() or "", page=i + 1) for i, page in enumerate(reader.pages)
-        ]
+        sections = [Section(page.extract_text() or "", page=i + 1) for i, page in enumerate(reader.pages)]
         meta_title = reader.metadata.title if reader.metadata else None
     except ParseError:
         raise
@@ -200,11 +201,34 @@ def parse_docx(data: bytes, name: str) -> ParsedDocument:
 
 
 class _HTMLText(HTMLParser):
-    _SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-    _BLOCK = {
-        "p", "div", "br", "li", "tr", "table", "section", "article", "header", "footer", "ul", "ol",
-        "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "dd", "dt",
-    }
+    _SKIP: ClassVar[frozenset[str]] = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    _BLOCK: ClassVar[frozenset[str]] = frozenset(
+        {
+            "p",
+            "div",
+            "br",
+            "li",
+            "tr",
+            "table",
+            "section",
+            "article",
+            "header",
+            "footer",
+            "ul",
+            "ol",
+            "blockquote",
+            "pre",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "hr",
+            "dd",
+            "dt",
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -326,9 +350,17 @@ def parse_jsonl(data: bytes, name: str) -> ParsedDocument:
 
 
 PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
-    ".txt": parse_text, ".text": parse_text, ".md": parse_markdown, ".markdown": parse_markdown,
-    ".pdf": parse_pdf, ".docx": parse_docx, ".html": parse_html, ".htm": parse_html,
-    ".csv": parse_csv, ".json": parse_json, ".jsonl": parse_jsonl,
+    ".txt": parse_text,
+    ".text": parse_text,
+    ".md": parse_markdown,
+    ".markdown": parse_markdown,
+    ".pdf": parse_pdf,
+    ".docx": parse_docx,
+    ".html": parse_html,
+    ".htm": parse_html,
+    ".csv": parse_csv,
+    ".json": parse_json,
+    ".jsonl": parse_jsonl,
 }
 SUPPORTED_EXTENSIONS = tuple(sorted(PARSERS))
 
@@ -342,9 +374,7 @@ def parse(data: bytes, name: str) -> ParsedDocument:
     suffix = PurePosixPath(name).suffix.lower()
     parser = PARSERS.get(suffix)
     if parser is None:
-        raise ParseError(
-            f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
+        raise ParseError(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
     if not data.strip():
         raise ParseError("empty file")
     doc = parser(data, name)

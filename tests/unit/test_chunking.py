@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from backend.adapters.embedder import Embedder
@@ -37,7 +39,7 @@ def test_nothing_is_lost(embedder: Embedder) -> None:
 
 def test_consecutive_chunks_overlap(embedder: Embedder) -> None:
     chunks = chunk_sections([Section(sentences(30))], embedder.tokenize, max_tokens=60, overlap_tokens=20)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         a_sentences = a.text.split(". ")
         b_first = b.text.split(". ")[0]
         # b starts inside a's tail, and a's last sentence is repeated in b: at most 20 tokens of overlap
@@ -60,5 +62,7 @@ def test_a_single_overlong_sentence_is_still_split(embedder: Embedder) -> None:
 
 
 def test_paragraph_breaks_are_kept(embedder: Embedder) -> None:
-    chunks = chunk_sections([Section("First para.\n\nSecond para.")], embedder.tokenize, max_tokens=100, overlap_tokens=0)
+    chunks = chunk_sections(
+        [Section("First para.\n\nSecond para.")], embedder.tokenize, max_tokens=100, overlap_tokens=0
+    )
     assert chunks[0].text == "First para.\n\nSecond para."

@@ -29,7 +29,8 @@ def test_markdown_sections_follow_headings() -> None:
     doc = parse(b"# Guide\n\nIntro text.\n\n## Setup\n\nInstall it.\n\n```\n# not a heading\n```\n", "g.md")
     assert doc.title == "Guide"
     assert [(s.heading, s.text.strip().split("\n")[0]) for s in doc.sections] == [
-        ("Guide", "Intro text."), ("Setup", "Install it."),
+        ("Guide", "Intro text."),
+        ("Setup", "Install it."),
     ]
     assert "# not a heading" in doc.sections[1].text
 
@@ -43,14 +44,16 @@ def test_pdf_pages_are_numbered() -> None:
 def test_docx_headings_and_tables() -> None:
     doc = parse(make_docx("Board minutes", {"Decisions": "The board approved the Orion budget."}), "m.docx")
     assert doc.title == "Board minutes"
-    decisions = [s for s in doc.sections if s.heading == "Decisions"][0]
+    decisions = next(s for s in doc.sections if s.heading == "Decisions")
     assert "Orion budget" in decisions.text
     assert "Flux valve | Quell Industries" in decisions.text
 
 
 def test_html_skips_scripts_and_keeps_headings() -> None:
-    html = b"<html><head><title>T</title><style>p{}</style></head><body><h1>Top</h1><p>Hello <b>world</b></p>" \
-           b"<script>alert(1)</script><h2>Next</h2><p>More &amp; more</p></body></html>"
+    html = (
+        b"<html><head><title>T</title><style>p{}</style></head><body><h1>Top</h1><p>Hello <b>world</b></p>"
+        b"<script>alert(1)</script><h2>Next</h2><p>More &amp; more</p></body></html>"
+    )
     doc = parse(html, "p.html")
     assert doc.title == "T"
     assert [(s.heading, s.text) for s in doc.sections] == [("Top", "Hello world"), ("Next", "More & more")]

@@ -82,8 +82,11 @@ class OpenAICompatLLM:
         """Yield text deltas as they arrive, then one event with usage and the finish reason."""
         model = await self.model()
         body = {
-            "model": model, "messages": messages, "max_tokens": max_tokens,
-            "temperature": temperature, "stream": True,
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
             "stream_options": {"include_usage": True},
         }
         url = f"{self.base_url}/chat/completions"
@@ -94,9 +97,7 @@ class OpenAICompatLLM:
             async with self._http.stream("POST", url, json=body, headers=self._headers) as resp:
                 if resp.status_code != 200:
                     detail = (await resp.aread()).decode("utf-8", "replace")[:300]
-                    raise LLMError(
-                        f"LLM server answered {resp.status_code}: {detail}", f"http_{resp.status_code}"
-                    )
+                    raise LLMError(f"LLM server answered {resp.status_code}: {detail}", f"http_{resp.status_code}")
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -134,7 +135,5 @@ class OpenAICompatLLM:
         except httpx.TransportError as exc:
             raise LLMError(f"cannot reach the LLM server at {self.base_url}: {exc}", "connect") from exc
         if resp.status_code != 200:
-            raise LLMError(
-                f"{self.base_url}{path} answered {resp.status_code}", f"http_{resp.status_code}"
-            )
+            raise LLMError(f"{self.base_url}{path} answered {resp.status_code}", f"http_{resp.status_code}")
         return resp

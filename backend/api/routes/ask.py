@@ -31,7 +31,8 @@ _SSE_DOC = {
 def check_question(q: str, settings: Settings) -> None:
     if len(q) > settings.max_question_chars:
         raise APIError(
-            422, "question_too_long",
+            422,
+            "question_too_long",
             f"q has {len(q)} characters; the limit is {settings.max_question_chars} (MAX_QUESTION_CHARS)",
         )
 
@@ -42,7 +43,8 @@ async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> An
     answer = await answers.start(body.space_id, body.q, body.top_k)
     if body.stream:
         return StreamingResponse(
-            _events(answer), media_type="text/event-stream",
+            _events(answer),
+            media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:

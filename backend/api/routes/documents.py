@@ -40,8 +40,13 @@ def clean_path(raw: str) -> str:
 
 def _doc_out(r: DocumentRecord) -> DocumentOut:
     return DocumentOut(
-        id=r.id, path=r.path, title=r.title, chunks=r.chunk_count, size=r.size,
-        indexed_at=r.indexed_at, status="ready" if r.version else "pending",
+        id=r.id,
+        path=r.path,
+        title=r.title,
+        chunks=r.chunk_count,
+        size=r.size,
+        indexed_at=r.indexed_at,
+        status="ready" if r.version else "pending",
     )
 
 
@@ -59,7 +64,8 @@ async def upload(
     """Index uploaded files. Unchanged files are skipped; a re-uploaded path replaces its document."""
     if len(files) > settings.max_files_per_upload:
         raise APIError(
-            413, "too_many_files",
+            413,
+            "too_many_files",
             f"{len(files)} files in one upload; the limit is {settings.max_files_per_upload} (MAX_FILES_PER_UPLOAD)",
         )
     if paths is not None and len(paths) != len(files):
@@ -74,12 +80,15 @@ async def upload(
     out = [FileResultOut(**r.__dict__) for r in results]
     if all(r.status == "failed" for r in results):
         raise APIError(
-            422, "no_indexable_file", "no file could be indexed: "
-            + "; ".join(f"{r.path}: {r.reason}" for r in results),
+            422,
+            "no_indexable_file",
+            "no file could be indexed: " + "; ".join(f"{r.path}: {r.reason}" for r in results),
             [r.model_dump() for r in out],
         )
     return UploadResponse(
-        space=space_id, files=out, chunks_written=sum(r.chunks for r in results if r.status in ("new", "changed")),
+        space=space_id,
+        files=out,
+        chunks_written=sum(r.chunks for r in results if r.status in ("new", "changed")),
         seconds=round(time.perf_counter() - start, 3),
     )
 
@@ -90,7 +99,10 @@ async def plan(body: PlanRequest, ingest: IngestDep) -> PlanResponse:
     manifest = {clean_path(e.path): e.sha256 for e in body.files}
     result = await ingest.plan(body.space_id, manifest)
     return PlanResponse(
-        space=body.space_id, new=result.new, changed=result.changed, unchanged=result.unchanged,
+        space=body.space_id,
+        new=result.new,
+        changed=result.changed,
+        unchanged=result.unchanged,
         missing=[_doc_out(r) for r in result.missing],
     )
 
@@ -103,7 +115,9 @@ async def list_documents(space_id: SpaceQuery, ingest: IngestDep) -> DocumentLis
 
 @router.delete("/{document_id}", response_model=DocumentOut, responses=ERROR_RESPONSES)
 async def delete_document(
-    document_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Document id (from GET /documents).")], space_id: SpaceQuery, ingest: IngestDep
+    document_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Document id (from GET /documents).")],
+    space_id: SpaceQuery,
+    ingest: IngestDep,
 ) -> DocumentOut:
     record = await ingest.delete_document(space_id, document_id)
     if record is None:

@@ -17,7 +17,9 @@ router = APIRouter(tags=["search"])
 async def search(body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep) -> SearchResponse:
     check_question(body.q, settings)
     found = await retrieval.retrieve(body.space_id, body.q, body.top_k)
-    return SearchResponse.model_validate({
-        "sources": [Source(i + 1, c).to_dict() for i, c in enumerate(found.chunks)],
-        "timings": {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)},
-    })
+    return SearchResponse.model_validate(
+        {
+            "sources": [Source(i + 1, c).to_dict() for i, c in enumerate(found.chunks)],
+            "timings": {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)},
+        }
+    )

@@ -9,27 +9,30 @@ from fastapi import Path as PathParam
 
 from backend.api.deps import IngestDep, StatusDep
 from backend.api.errors import ERROR_RESPONSES
-from backend.config import SPACE_PATTERN
 from backend.api.schemas import SpaceList, SpaceOut
+from backend.config import SPACE_PATTERN
 
 router = APIRouter(tags=["spaces"])
 
 
 @router.get("/spaces", response_model=SpaceList)
 async def list_spaces(status: StatusDep) -> SpaceList:
-    return SpaceList(spaces=[
-        SpaceOut(
-            name=s.name, documents=s.documents, chunks=s.chunks,
-            embedding_model=s.embedding_model, dimension=s.dimension,
-        )
-        for s in await status.spaces()
-    ])
+    return SpaceList(
+        spaces=[
+            SpaceOut(
+                name=s.name,
+                documents=s.documents,
+                chunks=s.chunks,
+                embedding_model=s.embedding_model,
+                dimension=s.dimension,
+            )
+            for s in await status.spaces()
+        ]
+    )
 
 
 @router.delete("/spaces/{space}", responses=ERROR_RESPONSES)
-async def delete_space(
-    space: Annotated[str, PathParam(pattern=SPACE_PATTERN)], ingest: IngestDep
-) -> dict[str, str]:
+async def delete_space(space: Annotated[str, PathParam(pattern=SPACE_PATTERN)], ingest: IngestDep) -> dict[str, str]:
     """Delete a space with all its documents and chunks (used by `index_cli --recreate`)."""
     await ingest.drop_space(space)
     return {"deleted": space}

@@ -1,0 +1,286 @@
+"""The HTTP API against real parts: embedded Qdrant, the real embedder and a real llama.cpp server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.config import Settings
+from backend.main import create_app
+from tests.conftest import LlamaServer
+from tests.files import FACTS
+
+
+def upload(client: TestClient, space: str, files: dict[str, bytes]) -> Any:
+    resp = client.post(
+        "/documents",
+        data={"space_id": space, "paths": list(files)},
+        files=[("files", (name.rsplit("/", 1)[-1], data)) for name, data in files.items()],
+    )
+    return resp
+
+
+def upload_corpus(client: TestClient, root: Path, space: str = "demo") -> Any:
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    resp = upload(client, space, files)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = block.split("\n")
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+        events.append((lines[0][7:], json.loads(lines[1][6:])))
+    return events
+
+
+def test_upload_indexes_every_format(client: TestClient, corpus: Path) -> None:
+    body = upload_corpus(client, corpus)
+    statuses = {f["path"]: f["status"] for f in body["files"]}
+    assert set(statuses.values()) == {"new"}, body
+    assert len(statuses) == 10
+    assert body["chunks_written"] >= 10
+    docs = client.get("/documents", params={"space_id": "demo"}).json()["documents"]
+    assert {d["path"] for d in docs} == set(statuses)
+    assert all(d["status"] == "ready" and d["chunks"] >= 1 for d in docs)
+    spaces = client.get("/spaces").json()["spaces"]
+    assert spaces == [
+        {
+            "name": "demo",
+            "documents": 10,
+            "chunks": body["chunks_written"],
+            "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "dimension": 384,
+        }
+    ]
+
+
+def test_cp1251_document_is_searchable_as_proper_russian(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    resp = client.post("/search", json={"q": "Квакбург", "space_id": "demo", "top_k": 10})
+    texts = [s["text"] for s in resp.json()["sources"]]
+    assert FACTS["frogland"] in texts
+
+
+def test_reupload_is_idempotent_and_a_changed_file_replaces_its_chunks(client: TestClient) -> None:
+    first = upload(client, "s1", {"a.md": b"# A\n\nApples are red.", "b.txt": b"Bananas are yellow."}).json()
+    again = upload(client, "s1", {"a.md": b"# A\n\nApples are red.", "b.txt": b"Bananas are yellow."}).json()
+    assert [f["status"] for f in again["files"]] == ["unchanged", "unchanged"]
+    assert again["chunks_written"] == 0
+    changed = upload(client, "s1", {"a.md": b"# A\n\nApples are green now."}).json()
+    assert changed["files"][0]["status"] == "changed"
+    assert changed["files"][0]["document_id"] == first["files"][0]["document_id"]
+    found = client.post("/search", json={"q": "apples", "space_id": "s1", "top_k": 10}).json()["sources"]
+    texts = [s["text"] for s in found]
+    assert "Apples are green now." in texts
+    assert "Apples are red." not in texts
+    assert client.get("/spaces").json()["spaces"][0]["chunks"] == 2
+
+
+def test_ask_returns_an_answer_with_sources(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    resp = client.post("/ask", json={"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["answer"].strip()
+    assert 1 <= len(body["sources"]) <= 5
+    assert body["sources"][0]["text"] == FACTS["zorblat"]  # retrieval put the right chunk first
+    assert [s["n"] for s in body["sources"]] == list(range(1, len(body["sources"]) + 1))
+    assert body["backend"] == "openai" and body["model"]
+    assert body["finish_reason"] in ("stop", "length")
+    assert body["usage"]["completion_tokens"] > 0
+    t = body["timings"]
+    assert t["total_ms"] >= t["llm_ms"] > 0 and t["embed_ms"] > 0 and t["llm_ttft_ms"] > 0
+    assert resp.headers["x-request-id"]
+
+
+def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    with client.stream(
+        "POST", "/ask", json={"q": "Who designed the Zorblat reactor?", "space_id": "demo", "stream": True}
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = parse_sse(resp.read().decode())
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "sources" and kinds[-1] == "done"
+    assert set(kinds[1:-1]) == {"token"} and len(kinds) > 3
+    done = events[-1][1]
+    streamed = "".join(e["delta"] for k, e in events if k == "token")
+    assert done["answer"] == streamed.strip()
+    assert set(done) >= {"answer", "backend", "model", "usage", "timings", "cited", "finish_reason"}
+    assert all(1 <= n <= len(events[0][1]["sources"]) for n in done["cited"])
+
+
+def test_cited_flags_match_the_citations_in_the_answer(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    body = client.post(
+        "/ask", json={"q": "What is the maximum pressure of the Glimmer pump?", "space_id": "demo"}
+    ).json()
+    for s in body["sources"]:
+        assert s["cited"] == (
+            f"[{s['n']}]" in body["answer"] or f"{s['n']}," in body["answer"] or f", {s['n']}]" in body["answer"]
+        )
+
+
+def test_spaces_never_leak_into_each_other(client: TestClient) -> None:
+    upload(client, "alpha", {f"a{i}.txt": f"Alpha fact {i}: the red key opens door {i}.".encode() for i in range(6)})
+    upload(client, "beta", {f"b{i}.txt": f"Beta fact {i}: the red key opens door {i}.".encode() for i in range(6)})
+    for q in ["red key", "door 3", "Beta fact", "Alpha fact", "opens"]:
+        for space, prefix in (("alpha", "Alpha"), ("beta", "Beta")):
+            found = client.post("/search", json={"q": q, "space_id": space, "top_k": 50}).json()["sources"]
+            assert len(found) == 6
+            assert all(s["text"].startswith(prefix) for s in found)
+
+
+def test_delete_document(client: TestClient) -> None:
+    body = upload(client, "s2", {"x.txt": b"Xylophones are loud.", "y.txt": b"Yaks are hairy."}).json()
+    doc_id = body["files"][0]["document_id"]
+    resp = client.delete(f"/documents/{doc_id}", params={"space_id": "s2"})
+    assert resp.status_code == 200 and resp.json()["path"] == "x.txt"
+    found = client.post("/search", json={"q": "xylophones", "space_id": "s2", "top_k": 10}).json()["sources"]
+    assert [s["path"] for s in found] == ["y.txt"]
+    again = client.delete(f"/documents/{doc_id}", params={"space_id": "s2"})
+    assert again.status_code == 404 and again.json()["error"]["code"] == "document_not_found"
+
+
+def test_upload_reports_broken_files_and_indexes_the_rest(client: TestClient) -> None:
+    resp = upload(client, "s3", {"ok.txt": b"Fine text.", "broken.pdf": b"%PDF-1.4 nonsense", "empty.txt": b""})
+    assert resp.status_code == 200
+    files = {f["path"]: f for f in resp.json()["files"]}
+    assert files["ok.txt"]["status"] == "new"
+    assert files["broken.pdf"]["status"] == "failed" and "PDF" in files["broken.pdf"]["reason"]
+    assert files["empty.txt"]["status"] == "failed" and files["empty.txt"]["reason"] == "empty file"
+
+
+def test_metrics_expose_route_retrieval_llm_and_ingest_series(client: TestClient) -> None:
+    upload(client, "m", {"a.txt": b"Metrics are counted."})
+    client.post("/ask", json={"q": "What is counted?", "space_id": "m"})
+    text = client.get("/metrics").text
+    for series in [
+        'rag_http_request_duration_seconds_count{method="POST",route="/ask"}',
+        'rag_retrieval_duration_seconds_count{stage="embed"}',
+        "rag_llm_time_to_first_token_seconds_count",
+        "rag_llm_duration_seconds_count",
+        'rag_llm_tokens_total{kind="completion"',
+        'rag_ingest_files_total{result="new",space="m"} 1.0',
+        'rag_ingest_chunks_total{space="m"} 1.0',
+    ]:
+        assert series in text, series
+
+
+# --- the caller's mistakes: 4xx with a message that says what to fix -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "fragment"),
+    [
+        ({"q": "", "space_id": "demo"}, 422, "q: String should have at least 1 character"),
+        ({"q": "   ", "space_id": "demo"}, 422, "must not be blank"),
+        ({"q": "a\u0000b", "space_id": "demo"}, 422, "NUL"),
+        ({"q": "hi", "space_id": "demo", "top_k": 0}, 422, "top_k"),
+        ({"q": "hi", "space_id": "demo", "top_k": 51}, 422, "top_k"),
+        ({"q": "hi", "space_id": "Bad Space!"}, 422, "space_id"),
+        ({"q": "hi"}, 422, "space_id: Field required"),
+        ({"q": "hi", "space_id": "nope"}, 404, "space 'nope' does not exist"),
+        ({"q": "hi", "space_id": "demo", "extra": 1}, 422, "extra"),
+        ({"q": "x" * 5000, "space_id": "demo"}, 422, "MAX_QUESTION_CHARS"),
+        ({"q": 5, "space_id": "demo"}, 422, "q"),
+    ],
+)
+def test_bad_ask_requests_get_clear_4xx(
+    client: TestClient, payload: dict[str, Any], status: int, fragment: str
+) -> None:
+    upload(client, "demo", {"a.txt": b"Something."})
+    resp = client.post("/ask", json=payload)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert fragment in error["message"], error
+    assert error["code"]
+
+
+def test_malformed_json_is_a_422(client: TestClient) -> None:
+    resp = client.post("/ask", content=b"{not json", headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    assert "JSON" in resp.json()["error"]["message"]
+
+
+def test_oversized_upload_is_refused_with_413(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(max_upload_mb=0.01))) as client:
+        resp = upload(client, "big", {"big.txt": b"x " * 20_000})
+        assert resp.status_code == 413
+        assert "MAX_UPLOAD_MB" in resp.json()["error"]["message"]
+        assert client.get("/spaces").json()["spaces"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [("../etc/passwd", "'..'"), ("a/../../b.txt", "'..'"), ("bad\u0001name.txt", "printable")],
+)
+def test_upload_paths_cannot_escape(client: TestClient, path: str, fragment: str) -> None:
+    resp = upload(client, "p", {path: b"text"})
+    assert resp.status_code == 400
+    assert fragment in resp.json()["error"]["message"]
+
+
+def test_upload_of_only_unsupported_files_is_a_422(client: TestClient) -> None:
+    resp = upload(client, "u", {"photo.png": b"\x89PNG...."})
+    assert resp.status_code == 422
+    assert "unsupported file type '.png'" in resp.json()["error"]["message"]
+
+
+def test_unknown_space_on_documents_routes_is_404(client: TestClient) -> None:
+    assert client.get("/documents", params={"space_id": "ghost"}).status_code == 404
+    resp = client.delete("/documents/0e463584-e49a-5fc2-857f-2a71c3b24315", params={"space_id": "ghost"})
+    assert resp.status_code == 404
+
+
+# --- dependencies going away -------------------------------------------------------------------
+
+
+def test_ready_turns_unavailable_when_the_llm_server_stops(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    server = LlamaServer(tmp_path / "own-llama.log")  # our own, so stopping it spares the shared one
+    try:
+        with TestClient(create_app(make_settings(llm_base_url=server.base_url))) as client:
+            upload(client, "r", {"a.txt": b"The sky is green here."})
+            ready = client.get("/ready")
+            assert ready.status_code == 200
+            assert {k: v["status"] for k, v in ready.json()["checks"].items()} == {
+                "qdrant": "ok",
+                "embedder": "ok",
+                "llm": "ok",
+            }
+            server.stop()
+            down = client.get("/ready")
+            assert down.status_code == 503
+            body = down.json()
+            assert body["status"] == "unavailable"
+            assert body["checks"]["llm"]["status"] == "error"
+            assert "cannot reach the LLM server" in body["checks"]["llm"]["detail"]
+            assert body["checks"]["qdrant"]["status"] == "ok"
+            # /ask now fails with a 503 and a JSON error, never an error string inside a 200
+            ask = client.post("/ask", json={"q": "What colour is the sky?", "space_id": "r"})
+            assert ask.status_code == 503
+            assert ask.json()["error"]["code"] == "llm_unavailable"
+            streamed = client.post("/ask", json={"q": "What colour is the sky?", "space_id": "r", "stream": True})
+            assert streamed.status_code == 503
+            assert client.get("/health").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_empty_space_answers_without_the_llm(client: TestClient) -> None:
+    body = upload(client, "e", {"a.txt": b"Only document."}).json()
+    client.delete(f"/documents/{body['files'][0]['document_id']}", params={"space_id": "e"})
+    resp = client.post("/ask", json={"q": "Где отчёт?", "space_id": "e"})
+    assert resp.status_code == 200
+    assert resp.json()["sources"] == [] and "нет документов" in resp.json()["answer"]

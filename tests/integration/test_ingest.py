@@ -1,0 +1,149 @@
+"""Ingestion against embedded Qdrant and the real embedder: idempotency, crash recovery, model checks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.adapters.embedder import Embedder
+from backend.adapters.store import EmbeddingMismatchError, VectorStore
+from backend.config import Settings
+from backend.container import Container, build_ingest, load_embedder, open_store
+from backend.observability import Metrics
+from backend.services.ingest import IngestService, SourceFile
+
+
+def snapshot(store: VectorStore, space: str) -> dict[str, str]:
+    """Every chunk point of a space: id -> hash of its payload."""
+    points, _ = store._client.scroll(f"rag-chunks-{space}", limit=100_000, with_payload=True)
+    return {str(p.id): hashlib.sha256(json.dumps(p.payload, sort_keys=True).encode()).hexdigest() for p in points}
+
+
+def docs(n: int, version: str = "v1") -> list[SourceFile]:
+    return [
+        SourceFile(f"doc{i}.md", f"# Doc {i}\n\n".encode() + (f"Fact {i} {version}: value {i * 7}. " * 40).encode())
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def service(settings: Settings) -> Any:
+    store = open_store(settings)
+    # Small chunks and batches so a handful of documents spans several upserts.
+    tuned = settings.model_copy(update={"chunk_tokens": 64, "chunk_overlap_tokens": 8, "embedding_batch_size": 8})
+    svc = build_ingest(tuned, store, load_embedder(settings), Metrics())
+    yield svc
+    store.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_same_files_twice_write_nothing_the_second_time(service: IngestService) -> None:
+    first = run(service.ingest("s", docs(5)))
+    assert {r.status for r in first} == {"new"}
+    before = snapshot(service.store, "s")
+    second = run(service.ingest("s", docs(5)))
+    assert {r.status for r in second} == {"unchanged"}
+    assert snapshot(service.store, "s") == before
+    assert len(before) == sum(r.chunks for r in first)
+
+
+def test_changed_file_leaves_no_stale_chunks(service: IngestService) -> None:
+    run(service.ingest("s", docs(3)))
+    run(service.ingest("s", docs(1, version="v2")))  # doc0 changes
+    texts = [p.payload["text"] for p in service.store._client.scroll("rag-chunks-s", limit=1000)[0]]  # type: ignore[index]
+    assert not any("Fact 0 v1" in t for t in texts)
+    assert any("Fact 0 v2" in t for t in texts)
+    assert sum("Fact 1 v1" in t for t in texts) > 0
+
+
+def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
+    service: IngestService, make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reference: an uninterrupted run of v1 then v2 in another store.
+    ref_store = open_store(make_settings(qdrant_path=tmp_path / "ref"))
+    ref = IngestService(ref_store, service.embedder, Metrics(), chunk_tokens=64, overlap_tokens=8, batch_size=32)
+    run(ref.ingest("s", docs(4)))
+    run(ref.ingest("s", docs(4, version="v2")))
+    expected = snapshot(ref_store, "s")
+    ref_store.close()
+
+    run(service.ingest("s", docs(4)))
+    calls = {"n": 0}
+    real_upsert = VectorStore.upsert_chunks
+
+    async def crashing_upsert(self: VectorStore, space: str, points: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash mid-write")
+        await real_upsert(self, space, points)
+
+    monkeypatch.setattr(VectorStore, "upsert_chunks", crashing_upsert)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(service.ingest("s", docs(4, version="v2")))
+    monkeypatch.setattr(VectorStore, "upsert_chunks", real_upsert)
+    # The half-written state still has every v1 document complete (searches never see a gap) ...
+    half = snapshot(service.store, "s")
+    assert calls["n"] == 2 and len(half) > len(expected)
+    # ... and a plain re-run converges to exactly what an uninterrupted run produces.
+    plan = run(service.plan("s", {f.path: hashlib.sha256(f.data).hexdigest() for f in docs(4, "v2")}))
+    assert sorted(plan.changed) == [f"doc{i}.md" for i in range(4)]
+    run(service.ingest("s", docs(4, version="v2")))
+    assert snapshot(service.store, "s") == expected
+
+
+def test_interrupted_first_write_is_undone_by_repair(service: IngestService, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(service.ingest("s", docs(1)))  # the space exists
+
+    real = VectorStore.upsert_chunks
+
+    async def crash(self: VectorStore, space: str, points: Any) -> None:
+        await real(self, space, points)
+        raise RuntimeError("crash after the chunks, before the commit")
+
+    monkeypatch.setattr(VectorStore, "upsert_chunks", crash)
+    with pytest.raises(RuntimeError):
+        run(service.ingest("s", [SourceFile("new.md", b"Brand new document text.")]))
+    monkeypatch.setattr(VectorStore, "upsert_chunks", real)
+    assert any(p.payload["path"] == "new.md" for p in service.store._client.scroll("rag-chunks-s")[0])  # type: ignore[index]
+    assert run(service.repair("s")) == 1
+    assert not any(p.payload["path"] == "new.md" for p in service.store._client.scroll("rag-chunks-s")[0])  # type: ignore[index]
+    assert [r.path for r in run(service.store.list_documents("s"))] == ["doc0.md"]
+
+
+def test_changing_the_chunking_reindexes_unchanged_files(service: IngestService, settings: Settings) -> None:
+    run(service.ingest("s", docs(2)))
+    other = IngestService(service.store, service.embedder, Metrics(), chunk_tokens=100, overlap_tokens=8, batch_size=32)
+    assert {r.status for r in run(other.ingest("s", docs(2)))} == {"changed"}
+
+
+def test_a_space_built_with_another_model_is_a_clear_startup_error(settings: Settings) -> None:
+    store = open_store(settings)
+    run(store.ensure_space("legacy", "intfloat/multilingual-e5-base", 768))
+    store.close()
+
+    async def start() -> None:
+        await Container.open(settings)
+
+    with pytest.raises(EmbeddingMismatchError) as info:
+        run(start())
+    message = str(info.value)
+    assert "'legacy'" in message and "intfloat/multilingual-e5-base" in message and "768" in message
+    assert "--recreate" in message and "EMBEDDING_MODEL" in message
+
+
+def test_e5_models_get_their_prefixes() -> None:
+    from backend.adapters.embedder import default_prefixes
+
+    assert default_prefixes("intfloat/multilingual-e5-base") == ("query: ", "passage: ")
+    assert default_prefixes("sentence-transformers/all-MiniLM-L6-v2") == ("", "")
+    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", query_prefix="query: ")
+    assert embedder.query_prefix == "query: " and embedder.passage_prefix == ""
