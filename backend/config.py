@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         default=4096, ge=512, description="Context window of the served model (prompt + answer)."
     )
     llm_connect_timeout_s: float = Field(default=5.0, gt=0)
-    llm_timeout_s: float = Field(default=120.0, gt=0, description="Whole-answer time limit.")
+    llm_read_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest silence allowed from the LLM server while it answers."
+    )
 
     # --- retrieval / answering -----------------------------------------------------------------
     top_k: int = Field(default=5, ge=1, le=50, description="Chunks given to the LLM by default.")
@@ -71,7 +73,9 @@ class Settings(BaseSettings):
     # --- ingestion ------------------------------------------------------------------------------
     max_upload_mb: float = Field(default=50.0, gt=0, description="Largest POST /documents body.")
     max_files_per_upload: int = Field(default=200, ge=1)
-    upsert_batch_size: int = Field(default=256, ge=1, le=10000)
+    upsert_batch_size: int = Field(
+        default=256, ge=1, le=10000, description="Chunks embedded and written to Qdrant per step."
+    )
 
     # --- server -------------------------------------------------------------------------------
     host: str = "127.0.0.1"

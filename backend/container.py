@@ -46,7 +46,7 @@ def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, met
         metrics,
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
-        batch_size=settings.embedding_batch_size,
+        batch_size=settings.upsert_batch_size,
     )
 
 
@@ -87,7 +87,7 @@ class Container:
             raise
         # One client for every LLM call: connection pooling, and limits that apply service-wide.
         http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+            timeout=httpx.Timeout(settings.llm_read_timeout_s, connect=settings.llm_connect_timeout_s),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
         llm = OpenAICompatLLM(

@@ -20,7 +20,7 @@ class QueryBase(BaseModel):
 
     q: str = Field(min_length=1, description="The question.", examples=["What does the service do?"])
     space_id: str = SpaceField
-    top_k: int = Field(default=5, ge=1, le=50, description="How many chunks to retrieve (1-50).")
+    top_k: int | None = Field(default=None, ge=1, le=50, description="Chunks to retrieve (1-50); default TOP_K.")
 
     @field_validator("q")
     @classmethod

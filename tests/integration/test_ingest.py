@@ -36,7 +36,7 @@ def docs(n: int, version: str = "v1") -> list[SourceFile]:
 def service(settings: Settings) -> Any:
     store = open_store(settings)
     # Small chunks and batches so a handful of documents spans several upserts.
-    tuned = settings.model_copy(update={"chunk_tokens": 64, "chunk_overlap_tokens": 8, "embedding_batch_size": 8})
+    tuned = settings.model_copy(update={"chunk_tokens": 64, "chunk_overlap_tokens": 8, "upsert_batch_size": 8})
     svc = build_ingest(tuned, store, load_embedder(settings), Metrics())
     yield svc
     store.close()

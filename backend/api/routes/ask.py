@@ -40,7 +40,7 @@ def check_question(q: str, settings: Settings) -> None:
 @router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
 async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> Any:
     check_question(body.q, settings)
-    answer = await answers.start(body.space_id, body.q, body.top_k)
+    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k)
     if body.stream:
         return StreamingResponse(
             _events(answer),

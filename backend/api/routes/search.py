@@ -16,7 +16,7 @@ router = APIRouter(tags=["search"])
 @router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
 async def search(body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep) -> SearchResponse:
     check_question(body.q, settings)
-    found = await retrieval.retrieve(body.space_id, body.q, body.top_k)
+    found = await retrieval.retrieve(body.space_id, body.q, body.top_k or settings.top_k)
     return SearchResponse.model_validate(
         {
             "sources": [Source(i + 1, c).to_dict() for i, c in enumerate(found.chunks)],
