@@ -85,6 +85,9 @@ class IngestService:
         self.store = store
         self.embedder = embedder
         self.metrics = metrics
+        # Writes to one space are serialised: concurrent uploads of the same document must not
+        # interleave their journal updates. Reads never wait.
+        self._locks: dict[str, asyncio.Lock] = {}
         self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
         self.overlap_tokens = overlap_tokens
         self.batch_size = batch_size
@@ -126,8 +129,18 @@ class IngestService:
         on_progress: ProgressCallback | None = None,
     ) -> list[FileResult]:
         """Index `files` into `space`. Broken files are reported as failed; the others still index."""
-        if not dry_run:
+        if dry_run:
+            return await self._ingest(space, files, dry_run=True, on_progress=on_progress)
+        async with self._lock(space):
             await self.store.ensure_space(space, self.embedder.model_name, self.embedder.dimension)
+            return await self._ingest(space, files, dry_run=False, on_progress=on_progress)
+
+    def _lock(self, space: str) -> asyncio.Lock:
+        return self._locks.setdefault(space, asyncio.Lock())
+
+    async def _ingest(
+        self, space: str, files: Sequence[SourceFile], *, dry_run: bool, on_progress: ProgressCallback | None
+    ) -> list[FileResult]:
         exists = not dry_run or await self.store.space_exists(space)
         results: list[FileResult] = []
         pending: list[_Pending] = []
@@ -266,6 +279,10 @@ class IngestService:
     async def delete_document(self, space: str, doc_id: str) -> DocumentRecord | None:
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
+        async with self._lock(space):
+            return await self._delete(space, doc_id)
+
+    async def _delete(self, space: str, doc_id: str) -> DocumentRecord | None:
         rec = await self.store.get_document(space, doc_id)
         if rec is None:
             return None
@@ -282,33 +299,18 @@ class IngestService:
         """Delete a whole space: only ever on an explicit request (DELETE /spaces, --recreate)."""
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
-        await self.store.drop_space(space)
+        async with self._lock(space):
+            await self.store.drop_space(space)
         log.warning("dropped space %s", space)
-
-    async def prune(self, space: str, keep_paths: set[str], *, dry_run: bool = False) -> list[FileResult]:
-        """Delete documents whose path is not in `keep_paths` (their files are gone)."""
-        results = []
-        for rec in await self._records(space):
-            if rec.path in keep_paths:
-                continue
-            if not dry_run:
-                await self.delete_document(space, rec.id)
-            results.append(FileResult(rec.path, "deleted", rec.id, rec.chunk_count))
-        return results
 
     async def repair(self, space: str) -> int:
         """Finish what an interrupted run left: stale chunks deleted, unfinished first writes undone."""
-        fixed = 0
-        for rec in await self._records(space):
-            if not rec.garbage:
-                continue
-            fixed += 1
-            if rec.version is None:
-                # A first ingestion that never committed: remove it entirely.
+        async with self._lock(space):
+            broken = [r for r in await self._records(space) if r.garbage]
+            for rec in broken:
                 await self._collect_garbage(space, rec)
-                await self.store.remove_document(space, rec.id)
-            else:
-                await self._collect_garbage(space, rec)
-        if fixed:
-            log.info("repaired %d interrupted document writes in space %s", fixed, space)
-        return fixed
+                if rec.version is None:  # a first ingestion that never committed: remove it entirely
+                    await self.store.remove_document(space, rec.id)
+        if broken:
+            log.info("repaired %d interrupted document writes in space %s", len(broken), space)
+        return len(broken)

@@ -147,3 +147,17 @@ def test_e5_models_get_their_prefixes() -> None:
     assert default_prefixes("sentence-transformers/all-MiniLM-L6-v2") == ("", "")
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", query_prefix="query: ")
     assert embedder.query_prefix == "query: " and embedder.passage_prefix == ""
+
+
+def test_concurrent_writes_of_one_document_leave_exactly_one_version(service: IngestService) -> None:
+    v1 = SourceFile("same.md", b"# Same\n\n" + b"Version one sentence here. " * 60)
+    v2 = SourceFile("same.md", b"# Same\n\n" + b"Version two sentence here. " * 80)
+
+    async def both() -> None:
+        await asyncio.gather(service.ingest("s", [v1]), service.ingest("s", [v2]))
+
+    run(both())
+    (record,) = run(service.store.list_documents("s"))
+    points, _ = service.store._client.scroll("rag-chunks-s", limit=10_000, with_payload=True)
+    assert {p.payload["version"] for p in points} == {record.version}  # type: ignore[index]
+    assert len(points) == record.chunk_count and record.garbage == []
