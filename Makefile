@@ -23,8 +23,8 @@ run: install
 	$(BIN)/python -m cli.run_local
 
 lint: install
-	$(BIN)/ruff check backend cli tests
-	$(BIN)/ruff format --check backend cli tests
+	$(BIN)/ruff check backend cli tests benchmarks
+	$(BIN)/ruff format --check backend cli tests benchmarks
 
 typecheck: install
 	$(BIN)/mypy

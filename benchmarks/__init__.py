@@ -1,0 +1,1 @@
+"""Benchmarks: measurements for docs/, never run as tests."""
