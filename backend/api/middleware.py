@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.observability import Metrics, log_fields, request_id_var
@@ -17,8 +18,15 @@ log = logging.getLogger("backend.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _too_large_message(limit: int) -> str:
+    return f"request body exceeds {limit} bytes; send fewer or smaller files (MAX_UPLOAD_MB sets the limit)"
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` mid-body; an HTTPException so FastAPI's body parsing passes it through as 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit))
 
 
 class RequestContextMiddleware:
@@ -55,7 +63,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(limit)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -97,8 +105,7 @@ class RequestContextMiddleware:
         body: dict[str, Any] = {
             "error": {
                 "code": "too_large",
-                "message": f"request body exceeds {limit} bytes; send fewer or smaller files "
-                "(MAX_UPLOAD_MB sets the limit)",
+                "message": _too_large_message(limit),
             }
         }
         raw = json.dumps(body).encode()
