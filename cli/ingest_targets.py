@@ -79,6 +79,7 @@ class RemoteTarget:
                 chunk_count=d["chunks"],
                 size=d["size"],
                 indexed_at=d["indexed_at"],
+                content_sha256=d.get("content_sha256"),
             )
             for d in data["missing"]
         ]

@@ -84,6 +84,7 @@ class DocumentRecord:
     size: int
     indexed_at: float
     garbage: list[tuple[str, int]] = field(default_factory=list)
+    content_sha256: str | None = None  # of the file's bytes
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class DocumentRecord:
             "size": self.size,
             "indexed_at": self.indexed_at,
             "garbage": [list(g) for g in self.garbage],
+            "content_sha256": self.content_sha256,
         }
 
     @classmethod
@@ -109,6 +111,7 @@ class DocumentRecord:
             size=int(payload.get("size", 0)),
             indexed_at=float(payload.get("indexed_at", 0.0)),
             garbage=[(str(v), int(n)) for v, n in payload.get("garbage", [])],
+            content_sha256=payload.get("content_sha256"),
         )
 
 

@@ -117,6 +117,7 @@ class DocumentOut(BaseModel):
     title: str
     chunks: int
     size: int
+    content_sha256: str | None
     indexed_at: float
     status: Literal["ready", "pending"]
 

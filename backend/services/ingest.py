@@ -66,6 +66,7 @@ class _Pending:
     version: str
     chunks: list[Chunk]
     title: str
+    file_hash: str
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
@@ -147,7 +148,8 @@ class IngestService:
         for source in files:
             doc_id = document_id(space, source.path)
             existing = await self.store.get_document(space, doc_id) if exists else None
-            version = self.version_of(content_hash(source.data))
+            file_hash = content_hash(source.data)
+            version = self.version_of(file_hash)
             if existing and existing.version == version:
                 if not dry_run:
                     await self._collect_garbage(space, existing)  # left by an interrupted run
@@ -179,7 +181,7 @@ class IngestService:
                 size=len(source.data),
                 indexed_at=0.0,
             )
-            pending.append(_Pending(source, record, status, version, chunks, parsed.title))
+            pending.append(_Pending(source, record, status, version, chunks, parsed.title, file_hash))
         if pending:
             results.extend(await self._write(space, pending, on_progress))
         order = {f.path: i for i, f in enumerate(files)}
@@ -238,6 +240,7 @@ class IngestService:
                 rec.garbage.append(superseded)
             rec.version, rec.chunk_count = p.version, len(p.chunks)
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
+            rec.content_sha256 = p.file_hash
             await self.store.put_document(rec)
             await self._collect_garbage(space, rec)
             results.append(FileResult(p.source.path, p.status, rec.id, len(p.chunks)))
@@ -259,6 +262,7 @@ class IngestService:
             "chunk_count": len(p.chunks),
             "text": c.text,
             "version": p.version,
+            "content_sha256": p.file_hash,
             "chunk_hash": hashlib.sha256(c.text.encode()).hexdigest()[:16],
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,8 @@ def test_upload_indexes_every_format(client: TestClient, corpus: Path) -> None:
     docs = client.get("/documents", params={"space_id": "demo"}).json()["documents"]
     assert {d["path"] for d in docs} == set(statuses)
     assert all(d["status"] == "ready" and d["chunks"] >= 1 for d in docs)
+    guide = next(d for d in docs if d["path"] == "guide.md")
+    assert guide["content_sha256"] == hashlib.sha256((corpus / "guide.md").read_bytes()).hexdigest()
     spaces = client.get("/spaces").json()["spaces"]
     assert spaces == [
         {
@@ -284,3 +287,18 @@ def test_empty_space_answers_without_the_llm(client: TestClient) -> None:
     resp = client.post("/ask", json={"q": "Где отчёт?", "space_id": "e"})
     assert resp.status_code == 200
     assert resp.json()["sources"] == [] and "нет документов" in resp.json()["answer"]
+
+
+def test_oversized_chunked_upload_without_length_is_refused_with_413(make_settings: Callable[..., Settings]) -> None:
+    def body() -> Any:
+        yield b'--b\r\nContent-Disposition: form-data; name="space_id"\r\n\r\nbig\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="files"; filename="big.txt"\r\n\r\n'
+        for _ in range(50):
+            yield b"x " * 1000
+        yield b"\r\n--b--\r\n"
+
+    with TestClient(create_app(make_settings(max_upload_mb=0.01))) as client:
+        resp = client.post("/documents", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert resp.status_code == 413
+        assert "MAX_UPLOAD_MB" in resp.json()["error"]["message"]
+        assert client.get("/spaces").json()["spaces"] == []

@@ -45,6 +45,7 @@ def _doc_out(r: DocumentRecord) -> DocumentOut:
         title=r.title,
         chunks=r.chunk_count,
         size=r.size,
+        content_sha256=r.content_sha256,
         indexed_at=r.indexed_at,
         status="ready" if r.version else "pending",
     )
