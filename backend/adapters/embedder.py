@@ -71,9 +71,9 @@ def _load(location: str, device: str) -> SentenceTransformer:
 
 
 class Embedder:
-    """One embedding model: batched, normalised vectors, computed in a worker thread.
+    """One embedding model: batched, normalised vectors, computed in worker threads off the event loop.
 
-    A single worker thread serialises model calls; torch itself uses all cores inside each call.
+    Torch uses every core inside each call, so calls take turns on the model, batch by batch.
     """
 
     def __init__(
@@ -99,8 +99,13 @@ class Embedder:
         # Room for the special tokens ([CLS]/[SEP]) and the passage prefix.
         prefix_tokens = len(self.tokenize(self.passage_prefix)) if self.passage_prefix else 0
         self.max_tokens = int(self._model.max_seq_length or 512) - 2 - prefix_tokens
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self._lock = threading.Lock()
+        # Questions and ingestion each get a worker thread, and take turns on the model one batch at a
+        # time with questions first: a question never waits behind a whole ingestion step.
+        self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
+        self._passage_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-passages")
+        self._turn = threading.Condition()
+        self._busy = False
+        self._queries_waiting = 0
 
     # --- synchronous API, for worker threads (ingestion runs entirely in one) ---------------
     def tokenize(self, text: str) -> list[tuple[int, int]]:
@@ -112,13 +117,23 @@ class Embedder:
         return len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def embed_passages_sync(self, texts: Sequence[str]) -> list[list[float]]:
-        return self._encode([self.passage_prefix + t for t in texts])
+        prefixed = [self.passage_prefix + t for t in texts]
+        out: list[list[float]] = []
+        for start in range(0, len(prefixed), self.batch_size):
+            out.extend(self._encode(prefixed[start : start + self.batch_size], query=False))
+        return out
 
     def embed_query_sync(self, text: str) -> list[float]:
-        return self._encode([self.query_prefix + text])[0]
+        return self._encode([self.query_prefix + text], query=True)[0]
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        with self._lock:
+    def _encode(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        with self._turn:
+            self._queries_waiting += query
+            while self._busy or (not query and self._queries_waiting):
+                self._turn.wait()
+            self._queries_waiting -= query
+            self._busy = True
+        try:
             vectors = self._model.encode(
                 texts,
                 batch_size=self.batch_size,
@@ -126,16 +141,21 @@ class Embedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
+        finally:
+            with self._turn:
+                self._busy = False
+                self._turn.notify_all()
         return vectors.tolist()  # type: ignore[no-any-return]
 
     # --- async API, for request handlers -------------------------------------------------------
     async def embed_query(self, text: str) -> list[float]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_query_sync, text)
+        return await loop.run_in_executor(self._query_executor, self.embed_query_sync, text)
 
     async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_passages_sync, list(texts))
+        return await loop.run_in_executor(self._passage_executor, self.embed_passages_sync, list(texts))
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._query_executor.shutdown(wait=False, cancel_futures=True)
+        self._passage_executor.shutdown(wait=False, cancel_futures=True)
