@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from backend.adapters.embedder import EmbedderError
+from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
 from backend.api.routes import ask, documents, health, search, spaces
@@ -14,13 +17,20 @@ from backend.config import Settings, load_settings
 from backend.container import Container
 from backend.observability import Metrics, configure_logging
 
+log = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        container = await Container.open(settings, metrics=app.state.metrics)
+        try:
+            container = await Container.open(settings, metrics=app.state.metrics)
+        except (StoreError, EmbedderError) as exc:
+            # One line that says what to fix, before the server's own traceback.
+            log.error("cannot start: %s", exc)
+            raise
         app.state.container = container
         try:
             yield

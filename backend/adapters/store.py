@@ -160,7 +160,8 @@ class VectorStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"vector store error ({self.location}): {exc}") from exc
+            setting = "QDRANT_PATH" if self.embedded else "QDRANT_URL"
+            raise StoreError(f"vector store error at {self.location} ({setting}): {exc}") from exc
 
     def _chunks(self, space: str) -> str:
         return f"{self.prefix}-chunks-{space}"
