@@ -67,7 +67,7 @@ class AnswerStream:
     context_dropped: int
     retrieval: RetrievalResult
     started: float
-    first_event: StreamEvent | None
+    first_event: StreamEvent
     rest_events: AsyncIterator[StreamEvent] | None
     llm_start: float
     ttft_s: float | None
@@ -79,36 +79,34 @@ class AnswerStream:
 
     async def deltas(self) -> AsyncIterator[str]:
         """Text deltas of the answer. Raises LLMError if the server fails midway."""
-        pending = [self.first_event] if self.first_event else []
         try:
-            for ev in pending:
+            async for ev in self._events():
                 if ev.delta:
                     self.text_parts.append(ev.delta)
                     yield ev.delta
-                self._absorb(ev)
-            if self.rest_events is not None:
-                async for ev in self.rest_events:
-                    if ev.delta:
-                        self.text_parts.append(ev.delta)
-                        yield ev.delta
-                    self._absorb(ev)
+                if ev.finish_reason:
+                    self.finish_reason = ev.finish_reason
+                    self.usage = ev.usage or self.usage
         except LLMError as exc:
             self.metrics.llm_requests.labels(self.model, exc.kind).inc()
             raise
         self.llm_ms = (time.perf_counter() - self.llm_start) * 1000
-        self.metrics.llm_requests.labels(self.model, "ok").inc()
-        self.metrics.llm_duration.labels(self.model).observe(self.llm_ms / 1000)
-        if self.usage.prompt_tokens is not None:
-            self.metrics.llm_tokens.labels(self.model, "prompt").inc(self.usage.prompt_tokens)
-        self.metrics.llm_tokens.labels(self.model, "completion").inc(self.usage.completion_tokens)
+        if self.rest_events is not None:  # an LLM really answered (not the no-context reply)
+            self.metrics.llm_requests.labels(self.model, "ok").inc()
+            self.metrics.llm_duration.labels(self.model).observe(self.llm_ms / 1000)
+            if self.usage.prompt_tokens is not None:
+                self.metrics.llm_tokens.labels(self.model, "prompt").inc(self.usage.prompt_tokens)
+            self.metrics.llm_tokens.labels(self.model, "completion").inc(self.usage.completion_tokens)
         cited = cited_numbers(self.answer, len(self.sources))
         for s in self.sources:
             s.cited = s.n in cited
 
-    def _absorb(self, ev: StreamEvent) -> None:
-        if ev.finish_reason:
-            self.finish_reason = ev.finish_reason
-            self.usage = ev.usage or self.usage
+    async def _events(self) -> AsyncIterator[StreamEvent]:
+        if self.first_event is not None:
+            yield self.first_event
+        if self.rest_events is not None:
+            async for ev in self.rest_events:
+                yield ev
 
     @property
     def answer(self) -> str:

@@ -217,18 +217,24 @@ class IngestService:
         #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
         points = [(p, c) for p in pending for c in p.chunks]
         write_task: asyncio.Task[None] | None = None
-        for start in range(0, len(points), self.batch_size):
-            batch = points[start : start + self.batch_size]
-            vectors = await self.embedder.embed_passages([c.text for _, c in batch])
+        try:
+            for start in range(0, len(points), self.batch_size):
+                batch = points[start : start + self.batch_size]
+                vectors = await self.embedder.embed_passages([c.text for _, c in batch])
+                if write_task is not None:
+                    await write_task
+                structs = [
+                    ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c))
+                    for (p, c), vec in zip(batch, vectors, strict=True)
+                ]
+                write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
             if write_task is not None:
                 await write_task
-            structs = [
-                ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c))
-                for (p, c), vec in zip(batch, vectors, strict=True)
-            ]
-            write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
-        if write_task is not None:
-            await write_task
+        finally:
+            # On failure, never leave a write running unobserved; the journal lets repair() clean up.
+            if write_task is not None and not write_task.done():
+                write_task.cancel()
+                await asyncio.gather(write_task, return_exceptions=True)
 
         # 3 + 4. commit each document, then drop its superseded chunks
         results: list[FileResult] = []
