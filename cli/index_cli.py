@@ -121,12 +121,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
             with tqdm(
                 total=len(todo), unit="file", desc=f"indexing {args.space}", file=sys.stderr, disable=None
             ) as bar:
+
+                def progress(files_done: int, chunks_done: int) -> None:
+                    summary.chunks_written += chunks_done
+                    bar.update(files_done)
+                    bar.set_postfix(chunks=summary.chunks_written, refresh=False)
+
                 for batch in batches(todo, target.max_batch_bytes, max_files=settings.max_files_per_upload):
-                    done = await target.ingest(args.space, batch)
-                    results.extend(done)
-                    summary.chunks_written += sum(r.chunks for r in done if r.status in ("new", "changed"))
-                    bar.update(len(batch))
-                    bar.set_postfix(chunks=summary.chunks_written)
+                    results.extend(await target.ingest(args.space, batch, progress))
             for r in results:
                 counts[r.status] += 1
                 if r.status == "failed":

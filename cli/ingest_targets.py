@@ -10,11 +10,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from backend.adapters.store import DocumentRecord, StoreLockedError, VectorStore
+from backend.adapters.store import DocumentRecord, StoreLockedError, VectorStore, document_id
 from backend.config import Settings
 from backend.container import build_ingest, check_space, load_embedder, open_store
 from backend.observability import Metrics
-from backend.services.ingest import FileResult, IngestService, SourceFile, SyncPlan
+from backend.services.ingest import FileResult, IngestService, ProgressCallback, SourceFile, SyncPlan
 
 
 class TargetError(Exception):
@@ -26,7 +26,7 @@ class IngestTarget(Protocol):
     max_batch_bytes: int
 
     async def plan(self, space: str, manifest: dict[str, str]) -> SyncPlan: ...
-    async def ingest(self, space: str, files: list[SourceFile]) -> list[FileResult]: ...
+    async def ingest(self, space: str, files: list[SourceFile], progress: ProgressCallback) -> list[FileResult]: ...
     async def delete(self, space: str, doc_id: str) -> None: ...
     async def drop_space(self, space: str) -> None: ...
     async def close(self) -> None: ...
@@ -44,8 +44,8 @@ class LocalTarget:
             await check_space(self.store, self.service, space)
         return await self.service.plan(space, manifest)
 
-    async def ingest(self, space: str, files: list[SourceFile]) -> list[FileResult]:
-        return await self.service.ingest(space, files)
+    async def ingest(self, space: str, files: list[SourceFile], progress: ProgressCallback) -> list[FileResult]:
+        return await self.service.ingest(space, files, on_progress=progress)
 
     async def delete(self, space: str, doc_id: str) -> None:
         await self.service.delete_document(space, doc_id)
@@ -85,18 +85,34 @@ class RemoteTarget:
         ]
         return SyncPlan(data["new"], data["changed"], data["unchanged"], missing)
 
-    async def ingest(self, space: str, files: list[SourceFile]) -> list[FileResult]:
-        form = [("files", (f.path.rsplit("/", 1)[-1], f.data)) for f in files]
-        payload = {"space_id": space, "paths": [f.path for f in files]}
-        resp = await self._send("POST", "/documents", data=payload, files=form)
-        body = resp.json()
-        if resp.status_code == 422 and body.get("error", {}).get("code") == "no_indexable_file":
-            rows = body["error"]["details"]
-        elif resp.status_code == 200:
-            rows = body["files"]
-        else:
-            raise TargetError(self._message(resp))
-        return [FileResult(r["path"], r["status"], r["document_id"], r["chunks"], r.get("reason")) for r in rows]
+    async def ingest(self, space: str, files: list[SourceFile], progress: ProgressCallback) -> list[FileResult]:
+        # A file the service would refuse as a whole upload is reported here; the rest still go.
+        too_big = [f for f in files if len(f.data) > self.max_batch_bytes]
+        results = [
+            FileResult(f.path, "failed", document_id(space, f.path), reason=(
+                f"{len(f.data)} bytes: larger than the service accepts in one upload (MAX_UPLOAD_MB there)"))
+            for f in too_big
+        ]  # fmt: skip
+        files = [f for f in files if len(f.data) <= self.max_batch_bytes]
+        if files:
+            form = [("files", (f.path.rsplit("/", 1)[-1], f.data)) for f in files]
+            payload = {"space_id": space, "paths": [f.path for f in files]}
+            resp = await self._send("POST", "/documents", data=payload, files=form)
+            try:
+                body = resp.json()
+            except ValueError:
+                raise TargetError(self._message(resp)) from None
+            if resp.status_code == 422 and body.get("error", {}).get("code") == "no_indexable_file":
+                rows = body["error"]["details"]
+            elif resp.status_code == 200:
+                rows = body["files"]
+            else:
+                raise TargetError(self._message(resp))
+            results += [
+                FileResult(r["path"], r["status"], r["document_id"], r["chunks"], r.get("reason")) for r in rows
+            ]
+        progress(len(results), sum(r.chunks for r in results if r.status in ("new", "changed")))
+        return results
 
     async def delete(self, space: str, doc_id: str) -> None:
         await self._call("DELETE", f"/documents/{doc_id}", params={"space_id": space})

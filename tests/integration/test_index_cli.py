@@ -25,6 +25,7 @@ def env(tmp_path: Path, llm_server: LlamaServer, monkeypatch: pytest.MonkeyPatch
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "LLM_BASE_URL": llm_server.base_url,
         "PORT": str(free_port()),
+        "MAX_UPLOAD_MB": "0.05",  # small, so the hand-off test can exceed it
         "LOG_FORMAT": "text",
     }
     for k, v in values.items():
@@ -140,11 +141,14 @@ def running_service(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 
 def test_index_cli_hands_work_to_the_running_service(running_service: str, env: dict[str, str], corpus: Path) -> None:
+    (corpus / "huge.txt").write_text("Too big to upload. " * 6000)  # > MAX_UPLOAD_MB of the service
     first = run_cli("cli.index_cli", "--dir", str(corpus), "--space", "demo", "--json", env=env)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["target"] == f"service {running_service}"
-    assert summary["files"]["new"] == 10
+    assert summary["files"]["new"] == 10 and summary["files"]["failed"] == 1
+    assert summary["failed"][0]["path"] == "huge.txt" and "MAX_UPLOAD_MB" in summary["failed"][0]["reason"]
+    (corpus / "huge.txt").unlink()
     assert "already accessed" not in first.stderr
 
     second = run_cli("cli.index_cli", "--dir", str(corpus), "--space", "demo", "--json", env=env)
