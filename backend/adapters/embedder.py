@@ -43,8 +43,6 @@ def default_prefixes(name: str) -> tuple[str, str]:
     lowered = name.lower()
     if "e5" in lowered and "instruct" not in lowered:
         return "query: ", "passage: "
-    if "bge-m3" in lowered:
-        return "", ""
     return "", ""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,6 +62,24 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
+# Errors raised below the API, and what the caller is told. Lookup follows the exception's MRO, so
+# EmbeddingMismatchError keeps its 409 although it is a StoreError.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    SpaceNotFoundError: (404, "space_not_found"),
+    EmbeddingMismatchError: (409, "embedding_mismatch"),
+    LLMUnavailableError: (503, "llm_unavailable"),
+    StoreError: (503, "store_unavailable"),
+    EmbedderError: (503, "embedder_unavailable"),
+}
+
+
+def _domain_handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(status, code, str(exc))
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -76,25 +95,8 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
-    @app.exception_handler(SpaceNotFoundError)
-    async def _space(_: Request, exc: SpaceNotFoundError) -> JSONResponse:
-        return error_response(404, "space_not_found", str(exc))
-
-    @app.exception_handler(EmbeddingMismatchError)
-    async def _mismatch(_: Request, exc: EmbeddingMismatchError) -> JSONResponse:
-        return error_response(409, "embedding_mismatch", str(exc))
-
-    @app.exception_handler(LLMUnavailableError)
-    async def _llm(_: Request, exc: LLMUnavailableError) -> JSONResponse:
-        return error_response(503, "llm_unavailable", str(exc))
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        return error_response(503, "store_unavailable", str(exc))
-
-    @app.exception_handler(EmbedderError)
-    async def _embedder(_: Request, exc: EmbedderError) -> JSONResponse:
-        return error_response(503, "embedder_unavailable", str(exc))
+    for exc_type, (status, code) in DOMAIN_ERRORS.items():
+        app.add_exception_handler(exc_type, _domain_handler(status, code))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
