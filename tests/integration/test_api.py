@@ -302,3 +302,16 @@ def test_oversized_chunked_upload_without_length_is_refused_with_413(make_settin
         assert resp.status_code == 413
         assert "MAX_UPLOAD_MB" in resp.json()["error"]["message"]
         assert client.get("/spaces").json()["spaces"] == []
+
+
+def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {
+        "/ask", "/search", "/documents", "/documents/plan", "/documents/{document_id}",
+        "/spaces", "/spaces/{space}", "/health", "/ready",
+    }  # fmt: skip
+    assert set(spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]) == {
+        "application/json",
+        "text/event-stream",
+    }
+    assert client.get("/docs").status_code == 200
