@@ -82,11 +82,28 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def batches(paths: list[tuple[str, Path]], max_bytes: int, max_files: int) -> Iterator[list[SourceFile]]:
+def hash_files(files: list[tuple[str, Path]], unreadable: dict[str, str]) -> dict[str, str]:
+    """{path: sha256} of the readable files; the others go to `unreadable` with the reason."""
+    manifest = {}
+    for rel, path in files:
+        try:
+            manifest[rel] = sha256_file(path)
+        except OSError as exc:
+            unreadable[rel] = f"cannot read the file: {exc.strerror or exc}"
+    return manifest
+
+
+def batches(
+    paths: list[tuple[str, Path]], max_bytes: int, max_files: int, unreadable: dict[str, str]
+) -> Iterator[list[SourceFile]]:
     batch: list[SourceFile] = []
     size = 0
     for rel, path in paths:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # vanished or locked since it was hashed
+            unreadable[rel] = f"cannot read the file: {exc.strerror or exc}"
+            continue
         if batch and (size + len(data) > max_bytes or len(batch) >= max_files):
             yield batch
             batch, size = [], 0
@@ -100,7 +117,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
     root: Path = args.dir
     files, unsupported = walk(root)
     on_disk = dict(files)
-    manifest = {rel: sha256_file(path) for rel, path in files}
+    unreadable: dict[str, str] = {}  # reported as failed, and never pruned: the file is still there
+    manifest = hash_files(files, unreadable)
 
     target: IngestTarget = await choose_target(settings, args.service)
     summary = Summary(args.space, target.description, skipped_unsupported=unsupported, dry_run=args.dry_run)
@@ -115,7 +133,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
         todo = [(rel, on_disk[rel]) for rel in plan.new + plan.changed]
         if args.dry_run:
             counts["new"], counts["changed"] = len(plan.new), len(plan.changed)
-            counts["deleted"] = len(plan.missing) if args.prune else 0
+            counts["deleted"] = len([r for r in plan.missing if r.path not in unreadable]) if args.prune else 0
         else:
             results: list[FileResult] = []
             with tqdm(
@@ -127,18 +145,21 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
                     bar.update(files_done)
                     bar.set_postfix(chunks=summary.chunks_written, refresh=False)
 
-                for batch in batches(todo, target.max_batch_bytes, max_files=settings.max_files_per_upload):
+                for batch in batches(todo, target.max_batch_bytes, settings.max_files_per_upload, unreadable):
                     results.extend(await target.ingest(args.space, batch, progress))
             for r in results:
                 counts[r.status] += 1
                 if r.status == "failed":
                     summary.failed.append({"path": r.path, "reason": r.reason})
             if args.prune:
-                for rec in plan.missing:
+                for rec in (r for r in plan.missing if r.path not in unreadable):
                     await target.delete(args.space, rec.id)
                     counts["deleted"] += 1
     finally:
         await target.close()
+    for rel, reason in sorted(unreadable.items()):
+        counts["failed"] += 1
+        summary.failed.append({"path": rel, "reason": reason})
     summary.seconds = round(time.perf_counter() - start, 2)
     summary.chunks_per_second = round(summary.chunks_written / summary.seconds, 1) if summary.seconds else 0.0
     summary.files = {k: counts.get(k, 0) for k in ("new", "changed", "unchanged", "failed", "deleted")}

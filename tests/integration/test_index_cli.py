@@ -177,3 +177,24 @@ def test_locked_store_without_a_service_is_a_clear_error(env: dict[str, str], co
         holder.close()
     assert result.returncode == 2
     assert "open in another process" in result.stderr and "--service" in result.stderr
+
+
+def test_an_unreadable_file_is_reported_and_never_pruned(
+    env: dict[str, str], corpus: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index(capsys, "--dir", str(corpus), "--space", "demo")
+    real = index_cli.sha256_file
+
+    def locked(path: Path) -> str:  # root reads through chmod 000, so the denial is injected
+        if path.name == "guide.md":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(index_cli, "sha256_file", locked)
+    code, summary = index(capsys, "--dir", str(corpus), "--space", "demo", "--prune")
+    assert code == 0
+    assert summary["files"] == {"new": 0, "changed": 0, "unchanged": 9, "failed": 1, "deleted": 0}
+    assert summary["failed"] == [{"path": "guide.md", "reason": "cannot read the file: Permission denied"}]
+    monkeypatch.setattr(index_cli, "sha256_file", real)
+    code, again = index(capsys, "--dir", str(corpus), "--space", "demo")
+    assert again["files"]["unchanged"] == 10  # guide.md was kept in the space all along
