@@ -56,7 +56,6 @@ class OpenAICompatLLM:
     ) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
-        self._configured_model = model
         self._model: str | None = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -106,15 +105,21 @@ class OpenAICompatLLM:
                         break
                     try:
                         chunk = json.loads(data)
-                    except ValueError as exc:
-                        raise LLMError("LLM server sent a malformed stream chunk", "protocol") from exc
-                    if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
-                    for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") or ""
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
+                        if "error" in chunk:  # vLLM reports failures inside a 200 stream
+                            error = chunk["error"]
+                            message = error.get("message", error) if isinstance(error, dict) else error
+                            raise LLMError(f"LLM server error: {message}", "server_error")
+                        if chunk.get("usage"):
+                            u = chunk["usage"]
+                            usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
+                        texts = []
+                        for choice in chunk.get("choices") or []:
+                            if choice.get("finish_reason"):
+                                finish = str(choice["finish_reason"])
+                            texts.append(str((choice.get("delta") or {}).get("content") or ""))
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        raise LLMError(f"LLM server sent a malformed stream chunk: {data[:200]}", "protocol") from exc
+                    for text in texts:
                         if text:
                             deltas += 1
                             yield StreamEvent(delta=text)
