@@ -51,8 +51,12 @@ class Settings(BaseSettings):
     chunk_overlap_tokens: int = Field(default=40, ge=0, description="Tokens repeated between chunks.")
 
     # --- LLM --------------------------------------------------------------------------------------
+    llm_backend: Literal["openai", "vllm", "ollama"] = Field(
+        default="openai", description="Primary LLM server kind: vllm, ollama, or any other OpenAI-compatible."
+    )
     llm_base_url: str = Field(
-        default="http://127.0.0.1:8080/v1", description="OpenAI-compatible base URL (ends in /v1)."
+        default="http://127.0.0.1:8080/v1",
+        description="Primary server: OpenAI-compatible base URL (ends in /v1), or Ollama's root URL.",
     )
     llm_model: str | None = Field(default=None, description="Model name; unset = first of /v1/models.")
     llm_api_key: SecretStr | None = Field(default=None, description="Bearer token for the LLM server.")
@@ -61,7 +65,26 @@ class Settings(BaseSettings):
     llm_context_tokens: int = Field(
         default=4096, ge=512, description="Context window of the served model (prompt + answer)."
     )
+    llm_fallback: Literal["none", "openai", "vllm", "ollama"] = Field(
+        default="none", description="Server kind used when the primary fails before its first token."
+    )
+    llm_fallback_base_url: str | None = Field(default=None, description="Fallback server URL.")
+    llm_fallback_model: str | None = Field(default=None, description="Fallback model; unset = first served.")
+    llm_fallback_api_key: SecretStr | None = Field(default=None, description="Bearer token for the fallback.")
+    ollama_keep_alive: str = Field(
+        default="30m", pattern=r"^-?\d+(\.\d+)?(ms|s|m|h)?$", description="How long Ollama keeps the model loaded."
+    )
     llm_connect_timeout_s: float = Field(default=5.0, gt=0)
+    llm_first_token_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for the first token before trying the fallback."
+    )
+    llm_total_timeout_s: float = Field(default=300.0, gt=0, description="Longest whole answer.")
+    llm_breaker_failures: int = Field(
+        default=3, ge=1, description="Consecutive failures after which a backend is skipped for a while."
+    )
+    llm_breaker_cooldown_s: float = Field(
+        default=15.0, ge=0, description="How long a failing backend is skipped before one probe request."
+    )
     llm_read_timeout_s: float = Field(
         default=120.0, gt=0, description="Longest silence allowed from the LLM server while it answers."
     )
@@ -87,7 +110,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("llm_base_url", "qdrant_url", "service_url")
+    @field_validator("llm_base_url", "qdrant_url", "service_url", "llm_fallback_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -108,6 +131,16 @@ class Settings(BaseSettings):
                 f"LLM_MAX_TOKENS ({self.llm_max_tokens}) leaves too little room for context in "
                 f"LLM_CONTEXT_TOKENS ({self.llm_context_tokens}); keep it under half"
             )
+        if self.llm_fallback != "none" and not self.llm_fallback_base_url:
+            raise ValueError(f"LLM_FALLBACK={self.llm_fallback} needs LLM_FALLBACK_BASE_URL")
+        for kind, url, name in (
+            (self.llm_backend, self.llm_base_url, "LLM_BASE_URL"),
+            (self.llm_fallback, self.llm_fallback_base_url, "LLM_FALLBACK_BASE_URL"),
+        ):
+            if kind == "ollama" and url and url.endswith("/v1"):
+                raise ValueError(f"{name} for Ollama is its root URL (http://host:11434), without /v1")
+        if self.llm_first_token_timeout_s > self.llm_total_timeout_s:
+            raise ValueError("LLM_FIRST_TOKEN_TIMEOUT_S must not exceed LLM_TOTAL_TIMEOUT_S")
         return self
 
     @property

@@ -6,9 +6,12 @@ import logging
 from dataclasses import dataclass
 
 import httpx
+from pydantic import SecretStr
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.llm import OpenAICompatLLM
+from backend.adapters.llm import LLMBackend, OpenAICompatLLM
+from backend.adapters.llm.fallback import CircuitBreaker, FallbackLLM, Member
+from backend.adapters.llm.ollama import OllamaLLM
 from backend.adapters.store import VectorStore
 from backend.config import Settings
 from backend.observability import Metrics
@@ -50,6 +53,41 @@ def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, met
     )
 
 
+def build_backend(
+    kind: str, http: httpx.AsyncClient, base_url: str, model: str | None, api_key: SecretStr | None, settings: Settings
+) -> LLMBackend:
+    if kind == "ollama":
+        # num_ctx = the budget the prompt is built for, so Ollama never cuts it silently.
+        return OllamaLLM(
+            http, base_url, model=model, num_ctx=settings.llm_context_tokens, keep_alive=settings.ollama_keep_alive
+        )
+    key = api_key.get_secret_value() if api_key else None
+    return OpenAICompatLLM(http, base_url, model=model, api_key=key, backend=kind)
+
+
+def build_llm(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> FallbackLLM:
+    def breaker() -> CircuitBreaker:
+        return CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
+
+    members = [
+        Member("primary", build_backend(settings.llm_backend, http, settings.llm_base_url, settings.llm_model,
+                                        settings.llm_api_key, settings), breaker()),
+    ]  # fmt: skip
+    if settings.llm_fallback != "none" and settings.llm_fallback_base_url:
+        fallback = build_backend(
+            settings.llm_fallback, http, settings.llm_fallback_base_url, settings.llm_fallback_model,
+            settings.llm_fallback_api_key, settings,
+        )  # fmt: skip
+        members.append(Member("fallback", fallback, breaker()))
+    return FallbackLLM(
+        members,
+        first_token_timeout_s=settings.llm_first_token_timeout_s,
+        total_timeout_s=settings.llm_total_timeout_s,
+        on_failure=lambda backend, kind: metrics.llm_requests.labels(backend, kind).inc(),
+        on_fallback=lambda src, dst, why: metrics.llm_fallbacks.labels(src, dst, why).inc(),
+    )
+
+
 async def check_space(store: VectorStore, ingest: IngestService, space: str) -> None:
     """Refuse a space built with another embedder; finish writes that a crash interrupted."""
     await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
@@ -68,14 +106,17 @@ class Container:
     http: httpx.AsyncClient
     store: VectorStore
     embedder: Embedder
-    llm: OpenAICompatLLM
+    llm: FallbackLLM
     ingest: IngestService
     retrieval: RetrievalService
     answers: AnswerService
     status: StatusService
 
     @classmethod
-    async def open(cls, settings: Settings, metrics: Metrics | None = None) -> Container:
+    async def open(
+        cls, settings: Settings, metrics: Metrics | None = None, transport: httpx.AsyncBaseTransport | None = None
+    ) -> Container:
+        """`transport` replaces the network under the shared HTTP client (tests inject faults with it)."""
         metrics = metrics or Metrics()
         store = open_store(settings)
         try:
@@ -89,13 +130,9 @@ class Container:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.llm_read_timeout_s, connect=settings.llm_connect_timeout_s),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            transport=transport,
         )
-        llm = OpenAICompatLLM(
-            http,
-            settings.llm_base_url,
-            model=settings.llm_model,
-            api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        )
+        llm = build_llm(settings, http, metrics)
         retrieval = RetrievalService(store, embedder, metrics)
         answers = AnswerService(
             retrieval,

@@ -96,28 +96,34 @@ class Metrics:
         )
         self.llm_requests = Counter(
             "rag_llm_requests_total",
-            "LLM calls by outcome (ok, error kind).",
-            ["model", "outcome"],
+            "LLM calls by backend and outcome (ok, or the error kind: connect, timeout, http_500, ...).",
+            ["backend", "outcome"],
+            registry=r,
+        )
+        self.llm_fallbacks = Counter(
+            "rag_llm_fallbacks_total",
+            "Answers handed from a failing backend to the next one, before the first token.",
+            ["from_backend", "to_backend", "reason"],
             registry=r,
         )
         self.llm_ttft = Histogram(
             "rag_llm_time_to_first_token_seconds",
             "LLM time to first token.",
-            ["model"],
+            ["backend", "model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.llm_duration = Histogram(
             "rag_llm_duration_seconds",
             "LLM call duration, whole answer.",
-            ["model"],
+            ["backend", "model"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.llm_tokens = Counter(
             "rag_llm_tokens_total",
-            "Tokens reported by the LLM server.",
-            ["model", "kind"],
+            "Tokens reported by the LLM server (prompt, completion).",
+            ["backend", "model", "kind"],
             registry=r,
         )
         self.ingest_files = Counter(

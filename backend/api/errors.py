@@ -67,7 +67,6 @@ def _describe(errors: list[Any]) -> str:
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SpaceNotFoundError: (404, "space_not_found"),
     EmbeddingMismatchError: (409, "embedding_mismatch"),
-    LLMUnavailableError: (503, "llm_unavailable"),
     StoreError: (503, "store_unavailable"),
     EmbedderError: (503, "embedder_unavailable"),
 }
@@ -97,6 +96,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for exc_type, (status, code) in DOMAIN_ERRORS.items():
         app.add_exception_handler(exc_type, _domain_handler(status, code))
+
+    @app.exception_handler(LLMUnavailableError)
+    async def _llm_unavailable(_: Request, exc: LLMUnavailableError) -> JSONResponse:
+        # The retrieved sources still help the user when no LLM can write the answer.
+        return JSONResponse(
+            {"error": {"code": "llm_unavailable", "message": str(exc)}, "sources": exc.sources}, status_code=503
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -154,5 +154,5 @@ class CheckOut(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready", "degraded", "unavailable"]
     checks: dict[str, CheckOut]

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.adapters.llm import LLMError, OpenAICompatLLM, StreamEvent, Usage
+from backend.adapters.llm import LLMError, StreamEvent, Usage
+from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.adapters.store import ScoredChunk
 from backend.observability import Metrics
 from backend.services.retrieval import RetrievalResult, RetrievalService
@@ -32,7 +33,11 @@ _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
 
 class LLMUnavailableError(Exception):
-    """The LLM failed before the answer began; nothing has been sent to the client yet."""
+    """No LLM could begin the answer; nothing has been sent yet. Carries the sources that were found."""
+
+    def __init__(self, message: str, sources: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.sources = sources
 
 
 @dataclass
@@ -88,15 +93,15 @@ class AnswerStream:
                     self.finish_reason = ev.finish_reason
                     self.usage = ev.usage or self.usage
         except LLMError as exc:
-            self.metrics.llm_requests.labels(self.model, exc.kind).inc()
+            self.metrics.llm_requests.labels(self.backend, exc.kind).inc()
             raise
         self.llm_ms = (time.perf_counter() - self.llm_start) * 1000
         if self.rest_events is not None:  # an LLM really answered (not the no-context reply)
-            self.metrics.llm_requests.labels(self.model, "ok").inc()
-            self.metrics.llm_duration.labels(self.model).observe(self.llm_ms / 1000)
+            self.metrics.llm_requests.labels(self.backend, "ok").inc()
+            self.metrics.llm_duration.labels(self.backend, self.model).observe(self.llm_ms / 1000)
             if self.usage.prompt_tokens is not None:
-                self.metrics.llm_tokens.labels(self.model, "prompt").inc(self.usage.prompt_tokens)
-            self.metrics.llm_tokens.labels(self.model, "completion").inc(self.usage.completion_tokens)
+                self.metrics.llm_tokens.labels(self.backend, self.model, "prompt").inc(self.usage.prompt_tokens)
+            self.metrics.llm_tokens.labels(self.backend, self.model, "completion").inc(self.usage.completion_tokens)
         cited = cited_numbers(self.answer, len(self.sources))
         for s in self.sources:
             s.cited = s.n in cited
@@ -185,7 +190,7 @@ class AnswerService:
     def __init__(
         self,
         retrieval: RetrievalService,
-        llm: OpenAICompatLLM,
+        llm: FallbackLLM,
         metrics: Metrics,
         *,
         max_tokens: int,
@@ -228,20 +233,11 @@ class AnswerService:
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        try:
-            model = await self.llm.model()
-        except LLMError as exc:
-            self.metrics.llm_requests.labels("?", exc.kind).inc()
-            raise LLMUnavailableError(str(exc)) from exc
         messages = build_messages(question, sources)
         llm_start = time.perf_counter()
-        stream = self.llm.stream_chat(messages, max_tokens=self.max_tokens, temperature=self.temperature)
         try:
-            first = await anext(stream)
-        except (LLMError, StopAsyncIteration) as exc:
-            kind = exc.kind if isinstance(exc, LLMError) else "empty"
-            self.metrics.llm_requests.labels(model, kind).inc()
-            raise LLMUnavailableError(f"the LLM server could not answer: {exc}") from exc
-        ttft = time.perf_counter() - llm_start
-        self.metrics.llm_ttft.labels(model).observe(ttft)
-        return answer(model, self.llm.backend, first, stream, llm_start, ttft)
+            begun = await self.llm.start(messages, max_tokens=self.max_tokens, temperature=self.temperature)
+        except AllBackendsFailedError as exc:
+            raise LLMUnavailableError(f"no LLM backend could answer: {exc}", [s.to_dict() for s in sources]) from exc
+        self.metrics.llm_ttft.labels(begun.backend, begun.model).observe(begun.ttft_s)
+        return answer(begun.model, begun.backend, begun.first, begun.rest, llm_start, begun.ttft_s)

@@ -172,7 +172,8 @@ def test_metrics_expose_route_retrieval_llm_and_ingest_series(client: TestClient
         'rag_retrieval_duration_seconds_count{stage="embed"}',
         "rag_llm_time_to_first_token_seconds_count",
         "rag_llm_duration_seconds_count",
-        'rag_llm_tokens_total{kind="completion"',
+        'rag_llm_tokens_total{backend="openai",kind="completion"',
+        'rag_llm_requests_total{backend="openai",outcome="ok"} 1.0',
         'rag_ingest_files_total{result="new",space="m"} 1.0',
         'rag_ingest_chunks_total{space="m"} 1.0',
     ]:
@@ -260,15 +261,15 @@ def test_ready_turns_unavailable_when_the_llm_server_stops(
             assert {k: v["status"] for k, v in ready.json()["checks"].items()} == {
                 "qdrant": "ok",
                 "embedder": "ok",
-                "llm": "ok",
+                "llm_primary": "ok",
             }
             server.stop()
             down = client.get("/ready")
             assert down.status_code == 503
             body = down.json()
             assert body["status"] == "unavailable"
-            assert body["checks"]["llm"]["status"] == "error"
-            assert "cannot reach the LLM server" in body["checks"]["llm"]["detail"]
+            assert body["checks"]["llm_primary"]["status"] == "error"
+            assert "cannot reach the LLM server" in body["checks"]["llm_primary"]["detail"]
             assert body["checks"]["qdrant"]["status"] == "ok"
             # /ask now fails with a 503 and a JSON error, never an error string inside a 200
             ask = client.post("/ask", json={"q": "What colour is the sky?", "space_id": "r"})

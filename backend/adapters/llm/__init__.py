@@ -1,5 +1,6 @@
-"""LLM server adapters. Issue #2 ships the OpenAI-compatible one (vLLM, llama.cpp server)."""
+"""LLM server adapters: OpenAI-compatible (vLLM, llama.cpp, ...) and Ollama, behind one protocol."""
 
-from backend.adapters.llm.openai_compat import LLMError, OpenAICompatLLM, StreamEvent, Usage
+from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent, Usage
+from backend.adapters.llm.openai_compat import OpenAICompatLLM
 
-__all__ = ["LLMError", "OpenAICompatLLM", "StreamEvent", "Usage"]
+__all__ = ["LLMBackend", "LLMError", "OpenAICompatLLM", "StreamEvent", "Usage"]

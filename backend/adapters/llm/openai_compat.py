@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import httpx
 
-log = logging.getLogger(__name__)
-
-
-class LLMError(Exception):
-    """The LLM server failed; `kind` is a short label for metrics (connect, timeout, http_5xx, ...)."""
-
-    def __init__(self, message: str, kind: str = "error") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass
-class Usage:
-    """Token counts; prompt_tokens is None when the server does not report usage (llama.cpp)."""
-
-    prompt_tokens: int | None = None
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int | None:
-        return None if self.prompt_tokens is None else self.prompt_tokens + self.completion_tokens
-
-
-@dataclass
-class StreamEvent:
-    """One piece of a streamed answer: a text delta, or (at the end) usage and the finish reason."""
-
-    delta: str = ""
-    usage: Usage | None = None
-    finish_reason: str | None = None
+from backend.adapters.llm.base import LLMError, StreamEvent, Usage, transport_errors
 
 
 class OpenAICompatLLM:
-    """Talks to one OpenAI-compatible server. The httpx client is shared and owned by the app."""
+    """Talks to one OpenAI-compatible server. The httpx client is shared and owned by the app.
 
-    backend = "openai"
+    `backend` names the server kind in responses and metrics: "vllm", or "openai" for any other
+    OpenAI-compatible server (llama.cpp, LM Studio, a hosted API).
+    """
 
     def __init__(
         self,
@@ -53,7 +24,9 @@ class OpenAICompatLLM:
         *,
         model: str | None = None,
         api_key: str | None = None,
+        backend: str = "openai",
     ) -> None:
+        self.backend = backend
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._model: str | None = model
@@ -92,7 +65,7 @@ class OpenAICompatLLM:
         finish: str | None = None
         usage: Usage | None = None
         deltas = 0  # servers without usage reporting send one token per chunk
-        try:
+        with transport_errors(self.base_url):
             async with self._http.stream("POST", url, json=body, headers=self._headers) as resp:
                 if resp.status_code != 200:
                     detail = (await resp.aread()).decode("utf-8", "replace")[:300]
@@ -123,22 +96,14 @@ class OpenAICompatLLM:
                         if text:
                             deltas += 1
                             yield StreamEvent(delta=text)
-        except httpx.TimeoutException as exc:
-            raise LLMError(f"LLM server at {self.base_url} timed out", "timeout") from exc
-        except httpx.TransportError as exc:
-            raise LLMError(f"cannot reach the LLM server at {self.base_url}: {exc}", "connect") from exc
         if finish is None:
             # llama.cpp's server ends a stream it was made to interrupt with no finish reason.
             raise LLMError("LLM stream ended without a finish reason (interrupted)", "interrupted")
         yield StreamEvent(usage=usage or Usage(None, deltas), finish_reason=finish)
 
     async def _request(self, method: str, path: str) -> httpx.Response:
-        try:
+        with transport_errors(self.base_url):
             resp = await self._http.request(method, self.base_url + path, headers=self._headers)
-        except httpx.TimeoutException as exc:
-            raise LLMError(f"LLM server at {self.base_url} timed out", "timeout") from exc
-        except httpx.TransportError as exc:
-            raise LLMError(f"cannot reach the LLM server at {self.base_url}: {exc}", "connect") from exc
         if resp.status_code != 200:
             raise LLMError(f"{self.base_url}{path} answered {resp.status_code}", f"http_{resp.status_code}")
         return resp

@@ -1,0 +1,181 @@
+"""Primary LLM backend with fallbacks: switch only before the first token, skip a backend that keeps failing.
+
+- A backend is abandoned for the next one if it fails to connect, answers an error, sends garbage, or
+  sends no token within the first-token timeout. After the first token has gone to the client there is
+  no switching: a later failure ends the answer with an error (the caller shows it).
+- A circuit breaker per backend: after `failures` consecutive failures it is skipped for `cooldown_s`,
+  then one request probes it (half-open); a success closes the circuit again.
+- The whole answer is bounded by the total timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent
+
+log = logging.getLogger(__name__)
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures_to_open = failures
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self.state: CircuitState = "closed"
+        self.consecutive_failures = 0
+        self._opened_at = 0.0
+
+    def allow(self) -> bool:
+        """May a request go to this backend now? In half-open state only the one probe may."""
+        if self.state == "open" and self._clock() - self._opened_at >= self.cooldown_s:
+            self.state = "half_open"
+            return True
+        return self.state == "closed"
+
+    def record_success(self) -> None:
+        self.state, self.consecutive_failures = "closed", 0
+
+    def record_failure(self) -> None:
+        self.consecutive_failures += 1
+        if self.state == "half_open" or self.consecutive_failures >= self.failures_to_open:
+            self.state, self._opened_at = "open", self._clock()
+
+    def retry_in_s(self) -> float:
+        return max(0.0, self.cooldown_s - (self._clock() - self._opened_at)) if self.state == "open" else 0.0
+
+
+class AllBackendsFailedError(Exception):
+    """No backend produced a first token; `attempts` says what happened to each."""
+
+    def __init__(self, attempts: list[str]) -> None:
+        super().__init__("; ".join(attempts))
+        self.attempts = attempts
+
+
+@dataclass
+class StartedAnswer:
+    """A stream that has produced its first event, from the backend that produced it."""
+
+    backend: str
+    model: str
+    first: StreamEvent
+    rest: AsyncIterator[StreamEvent]
+    ttft_s: float
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (backend, error kind) before this one
+
+
+@dataclass
+class Member:
+    role: str  # "primary" or "fallback"
+    llm: LLMBackend
+    breaker: CircuitBreaker
+
+
+# Hooks for the caller's metrics: (backend, error kind) on each failure before a first token, and
+# (from backend, to backend, reason) each time an answer moves on to the next backend.
+FailureHook = Callable[[str, str], None]
+FallbackHook = Callable[[str, str, str], None]
+
+
+class FallbackLLM:
+    def __init__(
+        self,
+        members: list[Member],
+        *,
+        first_token_timeout_s: float,
+        total_timeout_s: float,
+        on_failure: FailureHook | None = None,
+        on_fallback: FallbackHook | None = None,
+    ) -> None:
+        self.members = members
+        self.first_token_timeout_s = first_token_timeout_s
+        self.total_timeout_s = total_timeout_s
+        self._on_failure = on_failure
+        self._on_fallback = on_fallback
+
+    async def start(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> StartedAnswer:
+        attempts: list[str] = []
+        failed: list[tuple[str, str]] = []
+        deadline = asyncio.get_running_loop().time() + self.total_timeout_s
+        for i, member in enumerate(self.members):
+            name = f"{member.role} ({member.llm.backend} at {member.llm.base_url})"
+            if not member.breaker.allow():
+                attempts.append(
+                    f"{name}: skipped, failing repeatedly (next try in {member.breaker.retry_in_s():.0f} s)"
+                )
+                failed.append((member.llm.backend, "circuit_open"))
+                continue
+            start = time.perf_counter()
+            try:
+                model = await member.llm.model()
+                stream = member.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
+                first = await self._first_event(stream)
+            except LLMError as exc:
+                member.breaker.record_failure()
+                attempts.append(f"{name}: {exc}")
+                failed.append((member.llm.backend, exc.kind))
+                if self._on_failure:
+                    self._on_failure(member.llm.backend, exc.kind)
+                nxt = next((m for m in self.members[i + 1 :] if m.breaker.state != "open"), None)
+                if nxt is not None and self._on_fallback:
+                    self._on_fallback(member.llm.backend, nxt.llm.backend, exc.kind)
+                log.warning("LLM %s failed before its first token: %s", name, exc)
+                continue
+            member.breaker.record_success()
+            return StartedAnswer(
+                member.llm.backend, model, first, _bounded(stream, deadline, self.total_timeout_s),
+                time.perf_counter() - start, failed,
+            )  # fmt: skip
+        raise AllBackendsFailedError(attempts)
+
+    async def _first_event(self, stream: AsyncIterator[StreamEvent]) -> StreamEvent:
+        try:
+            # asyncio.timeout, not wait_for: the stream must stay in this task (its HTTP context does).
+            async with asyncio.timeout(self.first_token_timeout_s):
+                return await anext(stream)
+        except TimeoutError:
+            await _close(stream)
+            raise LLMError(
+                f"no first token within {self.first_token_timeout_s} s (LLM_FIRST_TOKEN_TIMEOUT_S)",
+                "first_token_timeout",
+            ) from None
+        except StopAsyncIteration:
+            raise LLMError("the stream ended before any token", "empty") from None
+        except LLMError:
+            await _close(stream)
+            raise
+
+
+async def _bounded(stream: AsyncIterator[StreamEvent], deadline: float, total_s: float) -> AsyncIterator[StreamEvent]:
+    """The rest of a stream, cut with an LLMError when the whole answer passes its deadline."""
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise LLMError(
+                    f"the answer took longer than {total_s} s (LLM_TOTAL_TIMEOUT_S)", "total_timeout"
+                ) from None
+            yield event
+    finally:
+        await _close(stream)
+
+
+async def _close(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream must not hide the error being reported
+            log.debug("closing an LLM stream failed", exc_info=True)

@@ -1,0 +1,115 @@
+"""Client for Ollama's native API: /api/chat (NDJSON stream), /api/tags, /api/show.
+
+Every chat request carries `options.num_ctx`: Ollama's default context (2048-4096 tokens, by version)
+silently cuts longer prompts, which is the commonest cause of "the RAG answer ignored my documents".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from backend.adapters.llm.base import LLMError, StreamEvent, Usage, transport_errors
+
+
+class OllamaLLM:
+    backend = "ollama"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        model: str | None = None,
+        num_ctx: int,
+        keep_alive: str,
+    ) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self._model = model
+        self.num_ctx = num_ctx
+        self.keep_alive = keep_alive
+
+    async def list_models(self) -> list[str]:
+        body = await self._json("GET", "/api/tags")
+        try:
+            return [str(m["name"]) for m in body["models"]]
+        except (KeyError, TypeError) as exc:
+            raise LLMError(f"{self.base_url}/api/tags returned an unexpected body", "protocol") from exc
+
+    async def model(self) -> str:
+        if self._model is None:
+            served = await self.list_models()
+            if not served:
+                raise LLMError(f"Ollama at {self.base_url} has no model; run `ollama pull <model>`", "no_model")
+            self._model = served[0]
+        return self._model
+
+    async def stream_chat(
+        self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[StreamEvent]:
+        body = {
+            "model": await self.model(),
+            "messages": messages,
+            "stream": True,
+            "keep_alive": self.keep_alive,
+            "options": {"num_ctx": self.num_ctx, "num_predict": max_tokens, "temperature": temperature},
+        }
+        done: dict[str, Any] | None = None
+        with transport_errors(self.base_url):
+            async with self._http.stream("POST", f"{self.base_url}/api/chat", json=body) as resp:
+                if resp.status_code != 200:
+                    raise LLMError(
+                        f"Ollama answered {resp.status_code}: {_error_text(await resp.aread())}",
+                        f"http_{resp.status_code}",
+                    )
+                async for line in resp.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        chunk = json.loads(line)
+                        if "error" in chunk:
+                            raise LLMError(f"Ollama error: {chunk['error']}", "server_error")
+                        text = str((chunk.get("message") or {}).get("content") or "")
+                        finished = bool(chunk.get("done"))
+                    except (ValueError, TypeError, AttributeError) as exc:
+                        raise LLMError(f"Ollama sent a malformed stream line: {line[:200]}", "protocol") from exc
+                    if text:
+                        yield StreamEvent(delta=text)
+                    if finished:
+                        done = chunk
+                        break
+        if done is None:
+            raise LLMError("Ollama's stream ended before `done`", "interrupted")
+        usage = Usage(_int(done.get("prompt_eval_count")), _int(done.get("eval_count")) or 0)
+        yield StreamEvent(usage=usage, finish_reason=str(done.get("done_reason") or "stop"))
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        with transport_errors(self.base_url):
+            resp = await self._http.request(method, self.base_url + path, **kwargs)
+        if resp.status_code != 200:
+            raise LLMError(
+                f"{self.base_url}{path} answered {resp.status_code}: {_error_text(resp.content)}",
+                f"http_{resp.status_code}",
+            )
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise LLMError(f"{self.base_url}{path} returned invalid JSON", "protocol") from exc
+        if not isinstance(body, dict):
+            raise LLMError(f"{self.base_url}{path} returned an unexpected body", "protocol")
+        return body
+
+
+def _error_text(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["error"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return raw.decode("utf-8", "replace")[:300]
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
