@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from backend.adapters.embedder import EmbedderError
@@ -20,13 +21,14 @@ from backend.observability import Metrics, configure_logging
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """`http_transport` replaces the network under the LLM client; tests use it to inject faults."""
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            container = await Container.open(settings, metrics=app.state.metrics)
+            container = await Container.open(settings, metrics=app.state.metrics, transport=http_transport)
         except (StoreError, EmbedderError) as exc:
             # One line that says what to fix, before the server's own traceback.
             log.error("cannot start: %s", exc)

@@ -115,9 +115,7 @@ class FallbackLLM:
                 continue
             start = time.perf_counter()
             try:
-                model = await member.llm.model()
-                stream = member.llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
-                first = await self._first_event(stream)
+                model, stream, first = await self._begin(member.llm, messages, max_tokens, temperature)
             except LLMError as exc:
                 member.breaker.record_failure()
                 attempts.append(f"{name}: {exc}")
@@ -136,13 +134,20 @@ class FallbackLLM:
             )  # fmt: skip
         raise AllBackendsFailedError(attempts)
 
-    async def _first_event(self, stream: AsyncIterator[StreamEvent]) -> StreamEvent:
+    async def _begin(
+        self, llm: LLMBackend, messages: list[dict[str, str]], max_tokens: int, temperature: float
+    ) -> tuple[str, AsyncIterator[StreamEvent], StreamEvent]:
+        """Model lookup and first event, together bounded by the first-token timeout."""
+        stream: AsyncIterator[StreamEvent] | None = None
         try:
             # asyncio.timeout, not wait_for: the stream must stay in this task (its HTTP context does).
             async with asyncio.timeout(self.first_token_timeout_s):
-                return await anext(stream)
+                model = await llm.model()
+                stream = llm.stream_chat(messages, max_tokens=max_tokens, temperature=temperature)
+                return model, stream, await anext(stream)
         except TimeoutError:
-            await _close(stream)
+            if stream is not None:
+                await _close(stream)
             raise LLMError(
                 f"no first token within {self.first_token_timeout_s} s (LLM_FIRST_TOKEN_TIMEOUT_S)",
                 "first_token_timeout",
@@ -150,7 +155,8 @@ class FallbackLLM:
         except StopAsyncIteration:
             raise LLMError("the stream ended before any token", "empty") from None
         except LLMError:
-            await _close(stream)
+            if stream is not None:
+                await _close(stream)
             raise
 
 

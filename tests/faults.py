@@ -1,0 +1,63 @@
+"""Fault injection under the service's shared httpx client: one target server misbehaves on demand,
+every other request goes to the real network (the real llama.cpp server, the Ollama stand-in)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import httpx
+
+Mode = Literal["refuse", "status500", "garbage", "slow", "cut"]
+
+
+class _CutStream(httpx.AsyncByteStream):
+    """The real response body, broken off after `after` chunks like a server that died mid-answer."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, after: int) -> None:
+        self._inner, self._after = inner, after
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self._inner:
+            yield chunk
+            sent += 1
+            if sent >= self._after:
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class FaultTransport(httpx.AsyncBaseTransport):
+    def __init__(self, target_url: str, mode: Mode | None = None, *, delay_s: float = 0.0, cut_after: int = 8):
+        url = httpx.URL(target_url)
+        self.target = (url.host, url.port)
+        self.mode: Mode | None = mode
+        self.delay_s = delay_s
+        self.cut_after = cut_after
+        self.hits = 0  # requests that reached the target while a fault was set
+        self._real = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if (request.url.host, request.url.port) != self.target or self.mode is None:
+            return await self._real.handle_async_request(request)
+        self.hits += 1
+        if self.mode == "refuse":
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        if self.mode == "status500":
+            return httpx.Response(500, json={"error": {"message": "internal error"}}, request=request)
+        if self.mode == "garbage":
+            return httpx.Response(200, content=b"data: {\"choi\x00\n\n", request=request,
+                                  headers={"content-type": "text/event-stream"})  # fmt: skip
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
+            return await self._real.handle_async_request(request)
+        response = await self._real.handle_async_request(request)  # "cut"
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(response.status_code, headers=response.headers, request=request,
+                              stream=_CutStream(response.stream, self.cut_after))  # fmt: skip
+
+    async def aclose(self) -> None:
+        await self._real.aclose()

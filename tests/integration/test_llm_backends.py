@@ -1,0 +1,174 @@
+"""Backends and fallback: Ollama (stand-in), real llama.cpp as the OpenAI-compatible one, faults injected."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.config import Settings
+from backend.main import create_app
+from tests.conftest import LlamaServer, free_port
+from tests.faults import FaultTransport, Mode
+from tests.integration.test_api import parse_sse, upload
+from tests.standins.ollama import StandinServer
+
+DOC = {"pump.txt": b"The Glimmer pump has a maximum pressure of 9 bar."}
+QUESTION = {"q": "What is the maximum pressure of the Glimmer pump?", "space_id": "s"}
+
+
+@pytest.fixture
+def ollama() -> Iterator[StandinServer]:
+    server = StandinServer(free_port())
+    yield server
+    server.stop()
+
+
+def chat_bodies(server: StandinServer) -> list[dict[str, Any]]:
+    return [r["body"] for r in server.requests if r["path"] == "/api/chat"]
+
+
+def test_ollama_backend_answers_and_always_gets_num_ctx_and_keep_alive(
+    make_settings: Callable[..., Settings], ollama: StandinServer
+) -> None:
+    settings = make_settings(llm_backend="ollama", llm_base_url=ollama.base_url, llm_context_tokens=3000,
+                             ollama_keep_alive="10m", llm_max_tokens=100)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        upload(client, "s", DOC)
+        body = client.post("/ask", json=QUESTION).json()
+        assert body["backend"] == "ollama" and body["model"] == "smollm2:135m"
+        assert "9 bar" in body["answer"] and body["sources"][0]["cited"]
+        assert body["usage"]["prompt_tokens"] > 0 and body["finish_reason"] == "stop"
+        with client.stream("POST", "/ask", json={**QUESTION, "stream": True}) as resp:
+            events = parse_sse(resp.read().decode())
+        assert events[-1][0] == "done" and events[-1][1]["cited"] == [1]
+        ready = client.get("/ready").json()
+        assert ready["status"] == "ready" and "ollama smollm2:135m" in ready["checks"]["llm_primary"]["detail"]
+    for sent in chat_bodies(ollama):
+        assert sent["options"]["num_ctx"] == 3000  # never Ollama's small default
+        assert sent["options"]["num_predict"] == 100 and sent["keep_alive"] == "10m"
+        assert sent["stream"] is True
+
+
+def test_a_model_ollama_lacks_is_reported_not_silently_replaced(
+    make_settings: Callable[..., Settings], ollama: StandinServer
+) -> None:
+    settings = make_settings(llm_backend="ollama", llm_base_url=ollama.base_url, llm_model="llama3:70b")
+    with TestClient(create_app(settings)) as client:
+        upload(client, "s", DOC)
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert "does not serve 'llama3:70b'" in ready.json()["checks"]["llm_primary"]["detail"]
+        resp = client.post("/ask", json=QUESTION)
+        assert resp.status_code == 503
+        assert "not found, try pulling it first" in resp.json()["error"]["message"]
+
+
+def with_fallback(make_settings: Callable[..., Settings], primary: LlamaServer, ollama: StandinServer,
+                  **overrides: object) -> Settings:  # fmt: skip
+    return make_settings(
+        llm_base_url=primary.base_url, llm_model="smollm2", llm_fallback="ollama",
+        llm_fallback_base_url=ollama.base_url, **overrides,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("refuse", "connect"), ("status500", "http_500"), ("garbage", "protocol"), ("slow", "first_token_timeout")],
+)
+def test_a_failing_primary_falls_back_before_the_first_token(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer, ollama: StandinServer, mode: Mode, reason: str
+) -> None:
+    faults = FaultTransport(llm_server.base_url, mode, delay_s=5)
+    settings = with_fallback(make_settings, llm_server, ollama, llm_first_token_timeout_s=1.0)
+    with TestClient(create_app(settings, http_transport=faults)) as client:
+        upload(client, "s", DOC)
+        start = time.monotonic()
+        resp = client.post("/ask", json=QUESTION)
+        elapsed = time.monotonic() - start
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["backend"] == "ollama" and "9 bar" in resp.json()["answer"]
+        assert faults.hits >= 1
+        assert elapsed < 4  # a slow primary is abandoned at the 1 s first-token timeout, not waited for
+        metrics = client.get("/metrics").text
+        assert f'rag_llm_fallbacks_total{{from_backend="openai",reason="{reason}",to_backend="ollama"}} 1.0' in metrics
+        assert f'rag_llm_requests_total{{backend="openai",outcome="{reason}"}} 1.0' in metrics
+        assert 'rag_llm_requests_total{backend="ollama",outcome="ok"} 1.0' in metrics
+
+
+def test_a_primary_that_dies_mid_answer_ends_the_stream_with_an_error_event(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer, ollama: StandinServer
+) -> None:
+    faults = FaultTransport(llm_server.base_url, "cut", cut_after=6)
+    with TestClient(create_app(with_fallback(make_settings, llm_server, ollama), http_transport=faults)) as client:
+        upload(client, "s", DOC)
+        with client.stream("POST", "/ask", json={**QUESTION, "stream": True}) as resp:
+            assert resp.status_code == 200
+            events = parse_sse(resp.read().decode())
+        kinds = [k for k, _ in events]
+        assert kinds[0] == "sources" and "token" in kinds and kinds[-1] == "error" and "done" not in kinds
+        assert "mid-answer" in events[-1][1]["error"]["message"]
+        whole = client.post("/ask", json=QUESTION)
+        assert whole.status_code == 503 and whole.json()["error"]["code"] == "llm_failed"
+    assert chat_bodies(ollama) == []  # no switching once tokens were sent
+
+
+def test_when_every_backend_is_down_the_503_still_carries_the_sources(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer, ollama: StandinServer
+) -> None:
+    faults = FaultTransport(llm_server.base_url, "refuse")
+    ollama.stop()
+    with TestClient(create_app(with_fallback(make_settings, llm_server, ollama), http_transport=faults)) as client:
+        upload(client, "s", DOC)
+        for stream in (False, True):
+            resp = client.post("/ask", json={**QUESTION, "stream": stream})
+            assert resp.status_code == 503
+            body = resp.json()
+            assert body["error"]["code"] == "llm_unavailable"
+            assert "primary (openai" in body["error"]["message"] and "fallback (ollama" in body["error"]["message"]
+            assert body["sources"][0]["text"] == DOC["pump.txt"].decode()
+        assert client.get("/ready").status_code == 503
+
+
+def test_the_circuit_breaker_skips_a_failing_primary_then_probes_it_again(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer, ollama: StandinServer
+) -> None:
+    faults = FaultTransport(llm_server.base_url, "refuse")
+    settings = with_fallback(make_settings, llm_server, ollama, llm_breaker_failures=1, llm_breaker_cooldown_s=1.0)
+    with TestClient(create_app(settings, http_transport=faults)) as client:
+        upload(client, "s", DOC)
+        assert client.post("/ask", json=QUESTION).json()["backend"] == "ollama"
+        hits = faults.hits
+        assert client.post("/ask", json=QUESTION).json()["backend"] == "ollama"
+        assert faults.hits == hits  # the open circuit kept requests away from the primary
+        ready = client.get("/ready").json()
+        assert ready["status"] == "degraded" and ready["checks"]["llm_fallback"]["status"] == "ok"
+        faults.mode = None  # the primary recovers
+        time.sleep(1.1)
+        assert client.post("/ask", json=QUESTION).json()["backend"] == "openai"  # the probe succeeded
+        assert client.post("/ask", json=QUESTION).json()["backend"] == "openai"
+
+
+def test_fallback_settings_are_validated(make_settings: Callable[..., Settings]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs LLM_FALLBACK_BASE_URL"):
+        make_settings(llm_fallback="ollama")
+    with pytest.raises(ValidationError, match="without /v1"):
+        make_settings(llm_backend="ollama", llm_base_url="http://ollama:11434/v1")
+
+
+def test_recorded_requests_are_valid_ollama_chat_requests(
+    make_settings: Callable[..., Settings], ollama: StandinServer
+) -> None:
+    with TestClient(create_app(make_settings(llm_backend="ollama", llm_base_url=ollama.base_url))) as client:
+        upload(client, "s", DOC)
+        client.post("/ask", json=QUESTION)
+    (sent,) = chat_bodies(ollama)
+    assert set(sent) == {"model", "messages", "stream", "keep_alive", "options"}
+    assert [m["role"] for m in sent["messages"]] == ["system", "user"]
+    assert json.dumps(sent["options"]) == json.dumps({"num_ctx": 4096, "num_predict": 64, "temperature": 0.1})

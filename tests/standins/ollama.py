@@ -1,0 +1,129 @@
+"""STAND-IN for an Ollama server (Ollama cannot be installed on this machine).
+
+Implements the documented endpoints the service uses: GET /api/version, GET /api/tags, POST /api/show,
+POST /api/chat (NDJSON stream, or one JSON object with "stream": false), with Ollama's error shape
+{"error": "..."}. It does not run a model: it answers by quoting the first context passage it was
+given, citing it as [1]. Every request body is recorded (GET /_standin/requests) so tests can check
+what the service sent, e.g. options.num_ctx and keep_alive.
+
+    python -m tests.standins.ollama --port 11434 --model smollm2:135m
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+
+def create_standin(model: str = "smollm2:135m", context_length: int = 8192) -> FastAPI:
+    app = FastAPI(title="Ollama stand-in")
+    app.state.requests = []
+
+    def created_at() -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+    def unknown(name: str) -> JSONResponse:
+        return JSONResponse({"error": f'model "{name}" not found, try pulling it first'}, status_code=404)
+
+    @app.get("/api/version")
+    async def version() -> dict[str, str]:
+        return {"version": "0.0.0-standin"}
+
+    @app.get("/api/tags")
+    async def tags() -> dict[str, Any]:
+        return {"models": [{
+            "name": model, "model": model, "modified_at": created_at(), "size": 98_000_000,
+            "digest": "0" * 64, "details": {"format": "gguf", "family": "llama", "parameter_size": "135M"},
+        }]}  # fmt: skip
+
+    def known(name: str) -> bool:
+        return name in (model, model.split(":")[0], f"{model}:latest")
+
+    @app.post("/api/show")
+    async def show(request: Request) -> Any:
+        body = await request.json()
+        app.state.requests.append({"path": "/api/show", "body": body})
+        if not known(body.get("model", "")):
+            return unknown(body.get("model", ""))
+        return {"details": {"family": "llama"}, "model_info": {"llama.context_length": context_length}}
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Any:
+        body = await request.json()
+        app.state.requests.append({"path": "/api/chat", "body": body})
+        if not known(body.get("model", "")):
+            return unknown(body.get("model", ""))
+        user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+        passage = re.search(r"\[1\][^\n]*\n([^\n]+)", user)
+        answer = f"According to the documents, {passage.group(1).strip()} [1]" if passage else "I do not know."
+        words = re.findall(r"\S+\s*", answer)[: body.get("options", {}).get("num_predict", 128)]
+        prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
+        final = {
+            "model": body["model"], "created_at": created_at(), "message": {"role": "assistant", "content": ""},
+            "done": True, "done_reason": "stop", "total_duration": 1, "load_duration": 1,
+            "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 1, "eval_count": len(words),
+            "eval_duration": 1,
+        }  # fmt: skip
+        if body.get("stream") is False:
+            final["message"]["content"] = "".join(words)
+            return final
+
+        def lines() -> Iterator[bytes]:
+            for word in words:
+                chunk = {"model": body["model"], "created_at": created_at(),
+                         "message": {"role": "assistant", "content": word}, "done": False}  # fmt: skip
+                yield json.dumps(chunk).encode() + b"\n"
+            yield json.dumps(final).encode() + b"\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    @app.get("/_standin/requests")
+    async def recorded() -> list[dict[str, Any]]:
+        return list(app.state.requests)
+
+    return app
+
+
+class StandinServer:
+    """Runs the stand-in on a port in a background thread (tests start and stop it)."""
+
+    def __init__(self, port: int, **kwargs: Any) -> None:
+        self.app = create_standin(**kwargs)
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Ollama stand-in did not start")
+            time.sleep(0.02)
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.app.state.requests)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--model", default="smollm2:135m")
+    args = parser.parse_args()
+    uvicorn.run(create_standin(args.model), host="127.0.0.1", port=args.port)
+
+
+if __name__ == "__main__":
+    main()
