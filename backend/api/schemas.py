@@ -68,6 +68,15 @@ class TimingsOut(BaseModel):
     total_ms: float
 
 
+class ContextOut(BaseModel):
+    window_tokens: int = Field(description="The model's context window (prompt + answer).")
+    prompt_tokens: int = Field(description="Size of the prompt sent, counted or estimated.")
+    counted_by: Literal["server", "estimate"] = Field(
+        description="server: the LLM server's own tokenizer (vLLM /tokenize, llama.cpp); estimate: a safe bound."
+    )
+    dropped_chunks: int = Field(description="Lowest-ranked retrieved chunks left out so the prompt fits.")
+
+
 class AskResponse(BaseModel):
     answer: str
     sources: list[SourceOut]
@@ -75,7 +84,7 @@ class AskResponse(BaseModel):
     model: str
     usage: UsageOut
     finish_reason: str | None
-    context_dropped: int = Field(description="Retrieved chunks left out to fit the model's context.")
+    context: ContextOut
     timings: TimingsOut
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from backend.adapters.llm import LLMError, StreamEvent, Usage
 from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
@@ -25,9 +26,6 @@ SYSTEM_PROMPT = (
     "Answer in the same language as the question."
 )
 
-# Conservative characters-per-token for budgeting when the LLM's tokenizer is not at hand
-# (about 4 for English, 2.5-3 for Russian with Llama-family tokenizers).
-_CHARS_PER_TOKEN = 2.5
 _CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
@@ -69,7 +67,7 @@ class AnswerStream:
     sources: list[Source]
     model: str
     backend: str
-    context_dropped: int
+    context: ContextBudget
     retrieval: RetrievalResult
     started: float
     first_event: StreamEvent
@@ -138,7 +136,7 @@ class AnswerStream:
                 "total_tokens": self.usage.total_tokens,
             },
             "finish_reason": self.finish_reason,
-            "context_dropped": self.context_dropped,
+            "context": self.context.to_dict(),
             "timings": self.timings(),
         }
 
@@ -167,17 +165,50 @@ def build_messages(question: str, sources: list[Source]) -> list[dict[str, str]]
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def fit_to_budget(question: str, chunks: list[ScoredChunk], budget_tokens: int) -> tuple[list[ScoredChunk], int]:
-    """Keep the best-ranked chunks whose estimated size fits; return (kept, number dropped)."""
-    used = (len(SYSTEM_PROMPT) + len(question) + 64) / _CHARS_PER_TOKEN
-    kept: list[ScoredChunk] = []
-    for chunk in chunks:
-        cost = (len(str(chunk.payload.get("text", ""))) + 80) / _CHARS_PER_TOKEN
-        if used + cost > budget_tokens:
-            break
-        kept.append(chunk)
-        used += cost
-    return kept, len(chunks) - len(kept)
+def estimate_tokens(text: str) -> int:
+    """A safe upper bound when the server cannot count: English-centric tokenizers may spend a token
+    per Cyrillic or CJK character, while Latin text averages 3-4 characters a token."""
+    non_ascii = sum(1 for ch in text if ord(ch) > 127)
+    return math.ceil((len(text) - non_ascii) / 3 + non_ascii) + 8
+
+
+@dataclass
+class ContextBudget:
+    window_tokens: int
+    prompt_tokens: int
+    counted_by: Literal["server", "estimate"]
+    dropped_chunks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window_tokens": self.window_tokens, "prompt_tokens": self.prompt_tokens,
+            "counted_by": self.counted_by, "dropped_chunks": self.dropped_chunks,
+        }  # fmt: skip
+
+
+Counter = Callable[[list[dict[str, str]]], Awaitable[int | None]]
+
+
+async def fit_context(
+    question: str, chunks: list[ScoredChunk], window: int, max_tokens: int, count: Counter
+) -> tuple[list[ScoredChunk], ContextBudget]:
+    """Keep the best-ranked chunks whose prompt fits `window - max_tokens`, counted by the server when
+    it can (vLLM /tokenize, llama.cpp), else estimated on the safe side. Lowest-ranked chunks go first."""
+    budget = window - max_tokens
+    kept = list(chunks)
+    while True:
+        messages = build_messages(question, [Source(i + 1, c) for i, c in enumerate(kept)])
+        counted = await count(messages)
+        size = counted if counted is not None else sum(estimate_tokens(m["content"]) for m in messages)
+        if size <= budget or not kept:
+            how: Literal["server", "estimate"] = "server" if counted is not None else "estimate"
+            return kept, ContextBudget(window, size, how, len(chunks) - len(kept))
+        # Drop enough chunks from the bottom to cover the excess, judged by their share of the text.
+        per_char = size / max(1, sum(len(m["content"]) for m in messages))
+        excess: float = size - budget
+        while kept and excess > 0:
+            excess -= (len(str(kept[-1].payload.get("text", ""))) + 40) * per_char
+            kept.pop()
 
 
 def no_context_answer(question: str, space: str) -> str:
@@ -208,10 +239,13 @@ class AnswerService:
         """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
         started = time.perf_counter()
         found = await self.retrieval.retrieve(space, question, top_k)
-        budget = self.context_tokens - self.max_tokens
-        kept, dropped = fit_to_budget(question, found.chunks, budget)
-        if dropped:
-            log.info("context budget: dropped %d of %d chunks", dropped, len(found.chunks))
+        window = await self.llm.context_window(self.context_tokens)
+        kept, context = await fit_context(question, found.chunks, window, self.max_tokens, self.llm.count_prompt_tokens)
+        if context.dropped_chunks:
+            log.info(
+                "context budget: dropped %d of %d chunks", context.dropped_chunks, len(found.chunks),
+                extra={"fields": context.to_dict()},
+            )  # fmt: skip
         sources = [Source(i + 1, c) for i, c in enumerate(kept)]
 
         def answer(
@@ -223,7 +257,7 @@ class AnswerService:
             ttft: float | None,
         ) -> AnswerStream:
             return AnswerStream(
-                sources=sources, model=model, backend=backend, context_dropped=dropped, retrieval=found,
+                sources=sources, model=model, backend=backend, context=context, retrieval=found,
                 started=started, metrics=self.metrics, first_event=first, rest_events=rest,
                 llm_start=llm_start, ttft_s=ttft,
             )  # fmt: skip

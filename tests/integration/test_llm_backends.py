@@ -172,3 +172,26 @@ def test_recorded_requests_are_valid_ollama_chat_requests(
     assert set(sent) == {"model", "messages", "stream", "keep_alive", "options"}
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
     assert json.dumps(sent["options"]) == json.dumps({"num_ctx": 4096, "num_predict": 64, "temperature": 0.1})
+
+
+def test_the_prompt_is_budgeted_with_the_servers_own_token_count(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer
+) -> None:
+    import httpx
+
+    line = "Протокол совещания номер {}: поставка насосов перенесена на следующую неделю. "
+    docs = {f"ru{i}.txt": (line.format(i) * 4).encode() for i in range(8)}
+    settings = make_settings(llm_context_tokens=900, llm_max_tokens=64)
+    with TestClient(create_app(settings)) as client:
+        upload(client, "ru", docs)
+        body = client.post("/ask", json={"q": "Когда поставка насосов?", "space_id": "ru", "top_k": 8}).json()
+    ctx = body["context"]
+    assert ctx["counted_by"] == "server" and ctx["window_tokens"] == 900
+    assert ctx["dropped_chunks"] >= 1 and len(body["sources"]) == 8 - ctx["dropped_chunks"]
+    assert ctx["prompt_tokens"] <= 900 - 64
+    # The server's own count of what was kept agrees with the budget (the template adds a few tokens).
+    root = llm_server.base_url.removesuffix("/v1")
+    text = "\n".join(s["text"] for s in body["sources"])
+    raw = httpx.post(f"{root}/extras/tokenize/count", json={"input": text}).json()["count"]
+    assert raw < ctx["prompt_tokens"] <= 900 - 64
+    assert body["finish_reason"] in ("stop", "length")  # the server accepted the prompt

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from backend.adapters.store import ScoredChunk
-from backend.services.answering import Source, build_messages, cited_numbers, fit_to_budget, no_context_answer
+from backend.services.answering import (
+    Source,
+    build_messages,
+    cited_numbers,
+    estimate_tokens,
+    fit_context,
+    no_context_answer,
+)
 
 
 def chunk(text: str, **payload: object) -> ScoredChunk:
@@ -25,13 +34,35 @@ def test_prompt_numbers_every_source_and_names_where_it_comes_from() -> None:
     assert user["content"].rstrip().endswith("Question: What?")
 
 
-def test_budget_keeps_best_ranked_chunks_and_counts_the_dropped() -> None:
-    chunks = [chunk("x" * 1000) for _ in range(10)]
-    kept, dropped = fit_to_budget("q", chunks, budget_tokens=1500)
-    assert 0 < len(kept) < 10
-    assert kept == chunks[: len(kept)]
-    assert dropped == 10 - len(kept)
-    assert fit_to_budget("q", chunks, budget_tokens=100_000) == (chunks, 0)
+async def no_counter(messages: list[dict[str, str]]) -> int | None:
+    return None
+
+
+async def quarter_counter(messages: list[dict[str, str]]) -> int | None:
+    return sum(len(m["content"]) for m in messages) // 4  # a tokenizer averaging 4 characters a token
+
+
+def test_estimated_budget_keeps_the_best_ranked_chunks_and_counts_the_dropped() -> None:
+    chunks = [chunk(f"{i} " + "x" * 1000) for i in range(10)]
+    kept, ctx = asyncio.run(fit_context("q", chunks, window=2000, max_tokens=500, count=no_counter))
+    assert 0 < len(kept) < 10 and kept == chunks[: len(kept)]
+    assert ctx.counted_by == "estimate" and ctx.dropped_chunks == 10 - len(kept)
+    assert ctx.prompt_tokens <= 1500 and ctx.window_tokens == 2000
+
+
+def test_server_counts_let_more_context_in_than_the_safe_estimate() -> None:
+    chunks = [chunk("y" * 1000) for _ in range(10)]
+    estimated, _est = asyncio.run(fit_context("q", chunks, window=4000, max_tokens=500, count=no_counter))
+    counted, ctx = asyncio.run(fit_context("q", chunks, window=4000, max_tokens=500, count=quarter_counter))
+    assert ctx.counted_by == "server" and ctx.prompt_tokens <= 3500
+    assert len(counted) > len(estimated)
+    everything, big = asyncio.run(fit_context("q", chunks, window=100_000, max_tokens=500, count=quarter_counter))
+    assert everything == chunks and big.dropped_chunks == 0
+
+
+def test_the_estimate_is_safe_for_cyrillic() -> None:
+    assert estimate_tokens("а" * 300) >= 300  # an English-centric tokenizer may spend a token a letter
+    assert estimate_tokens("a" * 300) < 120
 
 
 def test_no_context_answer_speaks_the_question_language() -> None:

@@ -49,6 +49,14 @@ class LLMBackend(Protocol):
 
     async def model(self) -> str: ...
 
+    async def context_window(self) -> int | None:
+        """Tokens the server accepts for prompt + answer, if it says (vLLM: max_model_len)."""
+        ...
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """The prompt's size in the model's own tokens, if the server can count them."""
+        ...
+
     def stream_chat(
         self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[StreamEvent]: ...

@@ -98,8 +98,38 @@ class FallbackLLM:
         self.members = members
         self.first_token_timeout_s = first_token_timeout_s
         self.total_timeout_s = total_timeout_s
+        # Window lookups and token counts are side requests: never let them stall an answer.
+        self.side_timeout_s = min(5.0, first_token_timeout_s)
         self._on_failure = on_failure
         self._on_fallback = on_fallback
+
+    async def context_window(self, default: int) -> int:
+        """The smallest window among the backends (the prompt is built once, for whichever answers)."""
+        windows = []
+        for member in self.members:
+            if member.breaker.state != "closed":  # failing: ask it nothing, assume the default
+                windows.append(default)
+                continue
+            try:
+                async with asyncio.timeout(self.side_timeout_s):
+                    windows.append(await member.llm.context_window() or default)
+            except (LLMError, TimeoutError):
+                windows.append(default)  # unreachable now: it may answer later, assume the default
+        return min(windows)
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """Counted by the first reachable backend that can count; None if none can."""
+        for member in self.members:
+            if member.breaker.state != "closed":  # do not spend a half-open probe on counting
+                continue
+            try:
+                async with asyncio.timeout(self.side_timeout_s):
+                    count = await member.llm.count_prompt_tokens(messages)
+            except (LLMError, TimeoutError):
+                continue
+            if count is not None:
+                return count
+        return None
 
     async def start(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> StartedAnswer:
         attempts: list[str] = []

@@ -48,6 +48,12 @@ class OllamaLLM:
             self._model = served[0]
         return self._model
 
+    async def context_window(self) -> int | None:
+        return self.num_ctx  # we set it on every request
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        return None  # Ollama has no tokenize endpoint
+
     async def stream_chat(
         self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[StreamEvent]:

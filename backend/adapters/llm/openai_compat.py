@@ -31,6 +31,56 @@ class OpenAICompatLLM:
         self.base_url = base_url.rstrip("/")
         self._model: str | None = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # Server root for the non-/v1 endpoints (vLLM /tokenize, llama-cpp-python /extras/...).
+        self._root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        self._window: int | None = None
+        self._window_known = False
+        self._counter: str | None = None  # which tokenize endpoint works here; "" = none does
+
+    async def context_window(self) -> int | None:
+        if not self._window_known:
+            wanted = await self.model()
+            try:
+                cards = [m for m in (await self._request("GET", "/models")).json()["data"] if m.get("id") == wanted]
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise LLMError(f"{self.base_url}/models returned an unexpected body", "protocol") from exc
+            window = cards[0].get("max_model_len") if cards else None
+            self._window = window if isinstance(window, int) and window > 0 else None
+            self._window_known = True
+        return self._window
+
+    async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        """vLLM's /tokenize applies the real chat template; llama-cpp-python's count misses the template's
+        few tokens per message, which are added as an estimate. None when neither endpoint exists."""
+        if self._counter == "":
+            return None
+        if self._counter in (None, "vllm"):
+            body = {"model": await self.model(), "messages": messages, "add_generation_prompt": True}
+            count = await self._count("/tokenize", body)
+            if count is not None:
+                self._counter = "vllm"
+                return count
+        if self._counter in (None, "llamacpp"):
+            text = "\n".join(m["content"] for m in messages)
+            count = await self._count("/extras/tokenize/count", {"input": text})
+            if count is not None:
+                self._counter = "llamacpp"
+                return count + 5 * len(messages) + 3
+        self._counter = ""
+        return None
+
+    async def _count(self, path: str, body: dict[str, object]) -> int | None:
+        with transport_errors(self.base_url):
+            resp = await self._http.post(self._root + path, json=body, headers=self._headers)
+        if resp.status_code in (404, 405):
+            return None  # this server has no such endpoint
+        if resp.status_code != 200:
+            raise LLMError(f"{self._root}{path} answered {resp.status_code}", f"http_{resp.status_code}")
+        try:
+            count = resp.json().get("count")
+        except (ValueError, AttributeError):
+            return None
+        return count if isinstance(count, int) else None
 
     async def list_models(self) -> list[str]:
         resp = await self._request("GET", "/models")
