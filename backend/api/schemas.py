@@ -35,6 +35,9 @@ class QueryBase(BaseModel):
 
 class AskRequest(QueryBase):
     stream: bool = Field(default=False, description="Stream Server-Sent Events instead of one JSON.")
+    include_reasoning: bool = Field(
+        default=False, description="Return a reasoning model's thinking (kept out of `answer` either way)."
+    )
 
 
 class SearchRequest(QueryBase):
@@ -85,6 +88,7 @@ class AskResponse(BaseModel):
     usage: UsageOut
     finish_reason: str | None
     context: ContextOut
+    reasoning: str | None = Field(default=None, description="The model's thinking, with include_reasoning.")
     timings: TimingsOut
 
 

@@ -14,6 +14,7 @@ from backend.adapters.llm import LLMError, StreamEvent, Usage
 from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.adapters.store import ScoredChunk
 from backend.observability import Metrics
+from backend.services.reasoning import Piece, ThinkSplitter, split_final
 from backend.services.retrieval import RetrievalResult, RetrievalService
 
 log = logging.getLogger(__name__)
@@ -76,20 +77,28 @@ class AnswerStream:
     ttft_s: float | None
     metrics: Metrics
     text_parts: list[str] = field(default_factory=list)
+    reasoning_parts: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     llm_ms: float = 0.0
 
-    async def deltas(self) -> AsyncIterator[str]:
-        """Text deltas of the answer. Raises LLMError if the server fails midway."""
+    async def pieces(self) -> AsyncIterator[Piece]:
+        """("answer" | "reasoning", text) as they arrive. Raises LLMError if the server fails midway."""
+        splitter = ThinkSplitter()
         try:
             async for ev in self._events():
-                if ev.delta:
-                    self.text_parts.append(ev.delta)
-                    yield ev.delta
+                if ev.reasoning:
+                    self.reasoning_parts.append(ev.reasoning)
+                    yield "reasoning", ev.reasoning
+                for kind, text in splitter.feed(ev.delta) if ev.delta else []:
+                    (self.text_parts if kind == "answer" else self.reasoning_parts).append(text)
+                    yield kind, text
                 if ev.finish_reason:
                     self.finish_reason = ev.finish_reason
                     self.usage = ev.usage or self.usage
+            for kind, text in splitter.flush():
+                (self.text_parts if kind == "answer" else self.reasoning_parts).append(text)
+                yield kind, text
         except LLMError as exc:
             self.metrics.llm_requests.labels(self.backend, exc.kind).inc()
             raise
@@ -113,7 +122,12 @@ class AnswerStream:
 
     @property
     def answer(self) -> str:
-        return "".join(self.text_parts).strip()
+        return split_final("".join(self.text_parts).strip())[1]
+
+    @property
+    def reasoning(self) -> str:
+        late = split_final("".join(self.text_parts).strip())[0]  # R1-style: only </think> was seen
+        return ("".join(self.reasoning_parts).strip() + "\n" + late).strip()
 
     def timings(self) -> dict[str, float | None]:
         return {
@@ -124,8 +138,8 @@ class AnswerStream:
             "total_ms": round((time.perf_counter() - self.started) * 1000, 1),
         }
 
-    def summary(self) -> dict[str, Any]:
-        return {
+    def summary(self, *, include_reasoning: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "answer": self.answer,
             "sources": [s.to_dict() for s in self.sources],
             "backend": self.backend,
@@ -139,6 +153,9 @@ class AnswerStream:
             "context": self.context.to_dict(),
             "timings": self.timings(),
         }
+        if include_reasoning:
+            out["reasoning"] = self.reasoning
+        return out
 
 
 def cited_numbers(answer: str, n_sources: int) -> set[int]:

@@ -195,3 +195,29 @@ def test_the_prompt_is_budgeted_with_the_servers_own_token_count(
     raw = httpx.post(f"{root}/extras/tokenize/count", json={"input": text}).json()["count"]
     assert raw < ctx["prompt_tokens"] <= 900 - 64
     assert body["finish_reason"] in ("stop", "length")  # the server accepted the prompt
+
+
+@pytest.mark.parametrize("thinking", ["tags", "field"])
+def test_a_reasoning_models_thinking_stays_out_of_the_answer(
+    make_settings: Callable[..., Settings], thinking: str
+) -> None:
+    server = StandinServer(free_port(), thinking=thinking)
+    try:
+        settings = make_settings(llm_backend="ollama", llm_base_url=server.base_url, llm_max_tokens=200)
+        with TestClient(create_app(settings)) as client:
+            upload(client, "s", DOC)
+            plain = client.post("/ask", json=QUESTION).json()
+            assert plain["answer"].startswith("According to the documents") and "think" not in plain["answer"]
+            assert plain["reasoning"] is None and plain["sources"][0]["cited"]
+            full = client.post("/ask", json={**QUESTION, "include_reasoning": True}).json()
+            assert full["reasoning"] == "Let me find the passage that answers this."
+            assert full["answer"] == plain["answer"]
+            with client.stream("POST", "/ask", json={**QUESTION, "stream": True, "include_reasoning": True}) as r:
+                events = parse_sse(r.read().decode())
+            kinds = [k for k, _ in events]
+            assert "reasoning" in kinds and kinds.index("reasoning") < kinds.index("token")
+            assert "".join(e["delta"] for k, e in events if k == "token").strip() == plain["answer"]
+            with client.stream("POST", "/ask", json={**QUESTION, "stream": True}) as r:
+                assert "reasoning" not in [k for k, _ in parse_sse(r.read().decode())]
+    finally:
+        server.stop()

@@ -24,7 +24,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 
-def create_standin(model: str = "smollm2:135m", context_length: int = 8192) -> FastAPI:
+def create_standin(model: str = "smollm2:135m", context_length: int = 8192, thinking: str | None = None) -> FastAPI:
+    """`thinking`: "tags" answers like a reasoning model that writes <think>...</think> in its content;
+    "field" like one whose thinking Ollama returns in message.thinking."""
     app = FastAPI(title="Ollama stand-in")
     app.state.requests = []
 
@@ -65,6 +67,9 @@ def create_standin(model: str = "smollm2:135m", context_length: int = 8192) -> F
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         passage = re.search(r"\[1\][^\n]*\n([^\n]+)", user)
         answer = f"According to the documents, {passage.group(1).strip()} [1]" if passage else "I do not know."
+        thought = "Let me find the passage that answers this. "
+        if thinking == "tags":
+            answer = f"<think>{thought}</think>\n\n{answer}"
         words = re.findall(r"\S+\s*", answer)[: body.get("options", {}).get("num_predict", 128)]
         prompt_tokens = sum(len(m["content"].split()) for m in body["messages"])
         final = {
@@ -78,6 +83,19 @@ def create_standin(model: str = "smollm2:135m", context_length: int = 8192) -> F
             return final
 
         def lines() -> Iterator[bytes]:
+            if thinking == "field":
+                for word in re.findall(r"\S+\s*", thought):
+                    yield (
+                        json.dumps(
+                            {
+                                "model": body["model"],
+                                "created_at": created_at(),
+                                "done": False,
+                                "message": {"role": "assistant", "content": "", "thinking": word},
+                            }
+                        ).encode()
+                        + b"\n"
+                    )
             for word in words:
                 chunk = {"model": body["model"], "created_at": created_at(),
                          "message": {"role": "assistant", "content": word}, "done": False}  # fmt: skip

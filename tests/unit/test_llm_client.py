@@ -92,3 +92,12 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_the_model_is_discovered() -> 
 
     assert asyncio.run(go())[0].delta == "ok"
     assert seen == {"/v1/models": "Bearer sekret", "/v1/chat/completions": "Bearer sekret"}
+
+
+def test_vllm_reasoning_content_is_kept_apart_from_the_answer() -> None:
+    body = sse({"choices": [{"delta": {"reasoning_content": "Think."}}]},
+               {"choices": [{"delta": {"reasoning": " More."}}]},
+               delta("Answer.", "stop"), b"[DONE]")  # fmt: skip
+    events = collect(lambda r: httpx.Response(200, content=body))
+    assert [(e.reasoning, e.delta) for e in events[:3]] == [("Think.", ""), (" More.", ""), ("", "Answer.")]
+    assert events[-1].usage is not None and events[-1].usage.completion_tokens == 3

@@ -35,6 +35,7 @@ class StreamEvent:
     """One piece of a streamed answer: a text delta, or (at the end) usage and the finish reason."""
 
     delta: str = ""
+    reasoning: str = ""  # thinking the server sent apart from the answer (reasoning_content, thinking)
     usage: Usage | None = None
     finish_reason: str | None = None
 

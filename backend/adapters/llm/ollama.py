@@ -79,12 +79,14 @@ class OllamaLLM:
                         chunk = json.loads(line)
                         if "error" in chunk:
                             raise LLMError(f"Ollama error: {chunk['error']}", "server_error")
-                        text = str((chunk.get("message") or {}).get("content") or "")
+                        message = chunk.get("message") or {}
+                        text = str(message.get("content") or "")
+                        thinking = str(message.get("thinking") or "")  # thinking models, Ollama >= 0.9
                         finished = bool(chunk.get("done"))
                     except (ValueError, TypeError, AttributeError) as exc:
                         raise LLMError(f"Ollama sent a malformed stream line: {line[:200]}", "protocol") from exc
-                    if text:
-                        yield StreamEvent(delta=text)
+                    if text or thinking:
+                        yield StreamEvent(delta=text, reasoning=thinking)
                     if finished:
                         done = chunk
                         break

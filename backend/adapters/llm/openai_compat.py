@@ -135,17 +135,20 @@ class OpenAICompatLLM:
                         if chunk.get("usage"):
                             u = chunk["usage"]
                             usage = Usage(int(u.get("prompt_tokens", 0)), int(u.get("completion_tokens", 0)))
-                        texts = []
+                        events = []
                         for choice in chunk.get("choices") or []:
                             if choice.get("finish_reason"):
                                 finish = str(choice["finish_reason"])
-                            texts.append(str((choice.get("delta") or {}).get("content") or ""))
+                            delta = choice.get("delta") or {}
+                            # vLLM's reasoning parsers: "reasoning_content" (older), "reasoning" (newer)
+                            thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
+                            events.append(StreamEvent(delta=str(delta.get("content") or ""), reasoning=str(thinking)))
                     except (ValueError, TypeError, AttributeError) as exc:
                         raise LLMError(f"LLM server sent a malformed stream chunk: {data[:200]}", "protocol") from exc
-                    for text in texts:
-                        if text:
+                    for event in events:
+                        if event.delta or event.reasoning:
                             deltas += 1
-                            yield StreamEvent(delta=text)
+                            yield event
         if finish is None:
             # llama.cpp's server ends a stream it was made to interrupt with no finish reason.
             raise LLMError("LLM stream ended without a finish reason (interrupted)", "interrupted")

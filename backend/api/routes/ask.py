@@ -21,7 +21,8 @@ router = APIRouter(tags=["ask"])
 _SSE_DOC = {
     "description": (
         "With `stream: true`: `text/event-stream` with events `sources` ({sources}), `token` "
-        "({delta}) repeated, then `done` (the AskResponse fields except sources, plus `cited`), or "
+        "({delta}) repeated (and `reasoning` ({delta}) with include_reasoning), then `done` (the AskResponse "
+        "fields except sources, plus `cited`), or "
         "`error` ({error:{code,message}}) if the LLM fails mid-answer."
     ),
     "content": {"text/event-stream": {}},
@@ -43,30 +44,33 @@ async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> An
     answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k)
     if body.stream:
         return StreamingResponse(
-            _events(answer),
+            _events(answer, body.include_reasoning),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        async for _ in answer.deltas():
+        async for _ in answer.pieces():
             pass
     except LLMError as exc:
         raise APIError(503, "llm_failed", f"the LLM server failed while answering: {exc}") from exc
-    return answer.summary()
+    return answer.summary(include_reasoning=body.include_reasoning)
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _events(answer: AnswerStream) -> AsyncIterator[str]:
+async def _events(answer: AnswerStream, include_reasoning: bool) -> AsyncIterator[str]:
     yield _sse("sources", {"sources": [s.to_dict() for s in answer.sources]})
     try:
-        async for delta in answer.deltas():
-            yield _sse("token", {"delta": delta})
+        async for kind, text in answer.pieces():
+            if kind == "answer":
+                yield _sse("token", {"delta": text})
+            elif include_reasoning:
+                yield _sse("reasoning", {"delta": text})
     except LLMError as exc:
         yield _sse("error", {"error": {"code": "llm_failed", "message": f"the LLM server failed mid-answer: {exc}"}})
         return
-    done = answer.summary()
+    done = answer.summary(include_reasoning=include_reasoning)
     done["cited"] = [s["n"] for s in done.pop("sources") if s["cited"]]
     yield _sse("done", done)
