@@ -83,8 +83,9 @@ class ContextOut(BaseModel):
 class AskResponse(BaseModel):
     answer: str
     sources: list[SourceOut]
-    backend: str
+    backend: str = Field(description="Kind of server that wrote the answer: vllm, ollama, openai (none: no LLM).")
     model: str
+    fallback_used: bool = Field(description="True when the primary failed and the fallback answered.")
     usage: UsageOut
     finish_reason: str | None
     context: ContextOut

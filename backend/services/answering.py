@@ -81,6 +81,7 @@ class AnswerStream:
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     llm_ms: float = 0.0
+    fallback_used: bool = False
 
     async def pieces(self) -> AsyncIterator[Piece]:
         """("answer" | "reasoning", text) as they arrive. Raises LLMError if the server fails midway."""
@@ -144,6 +145,7 @@ class AnswerStream:
             "sources": [s.to_dict() for s in self.sources],
             "backend": self.backend,
             "model": self.model,
+            "fallback_used": self.fallback_used,
             "usage": {
                 "prompt_tokens": self.usage.prompt_tokens,
                 "completion_tokens": self.usage.completion_tokens,
@@ -291,4 +293,6 @@ class AnswerService:
         except AllBackendsFailedError as exc:
             raise LLMUnavailableError(f"no LLM backend could answer: {exc}", [s.to_dict() for s in sources]) from exc
         self.metrics.llm_ttft.labels(begun.backend, begun.model).observe(begun.ttft_s)
-        return answer(begun.model, begun.backend, begun.first, begun.rest, llm_start, begun.ttft_s)
+        started_answer = answer(begun.model, begun.backend, begun.first, begun.rest, llm_start, begun.ttft_s)
+        started_answer.fallback_used = begun.role == "fallback"
+        return started_answer

@@ -96,7 +96,7 @@ def test_ask_returns_an_answer_with_sources(client: TestClient, corpus: Path) ->
     assert 1 <= len(body["sources"]) <= 5
     assert body["sources"][0]["text"] == FACTS["zorblat"]  # retrieval put the right chunk first
     assert [s["n"] for s in body["sources"]] == list(range(1, len(body["sources"]) + 1))
-    assert body["backend"] == "openai" and body["model"]
+    assert body["backend"] == "openai" and body["model"] and body["fallback_used"] is False
     assert body["finish_reason"] in ("stop", "length")
     assert body["usage"]["completion_tokens"] > 0
     t = body["timings"]

@@ -92,6 +92,7 @@ def test_a_failing_primary_falls_back_before_the_first_token(
         elapsed = time.monotonic() - start
         assert resp.status_code == 200, resp.text
         assert resp.json()["backend"] == "ollama" and "9 bar" in resp.json()["answer"]
+        assert resp.json()["fallback_used"] is True
         assert faults.hits >= 1
         assert elapsed < 4  # a slow primary is abandoned at the 1 s first-token timeout, not waited for
         metrics = client.get("/metrics").text

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from tests.servers import ThreadedServer
 
 
 def create_standin(model: str = "smollm2:135m", context_length: int = 8192, thinking: str | None = None) -> FastAPI:
@@ -111,28 +112,15 @@ def create_standin(model: str = "smollm2:135m", context_length: int = 8192, thin
     return app
 
 
-class StandinServer:
-    """Runs the stand-in on a port in a background thread (tests start and stop it)."""
+class StandinServer(ThreadedServer):
+    """The Ollama stand-in, served in a background thread (tests start and stop it)."""
 
     def __init__(self, port: int, **kwargs: Any) -> None:
-        self.app = create_standin(**kwargs)
-        self.base_url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("Ollama stand-in did not start")
-            time.sleep(0.02)
+        super().__init__(create_standin(**kwargs), port)
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         return list(self.app.state.requests)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
 
 def main() -> None:

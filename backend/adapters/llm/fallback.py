@@ -66,6 +66,7 @@ class StartedAnswer:
 
     backend: str
     model: str
+    role: str  # "primary" or "fallback": which member answered
     first: StreamEvent
     rest: AsyncIterator[StreamEvent]
     ttft_s: float
@@ -159,7 +160,7 @@ class FallbackLLM:
                 continue
             member.breaker.record_success()
             return StartedAnswer(
-                member.llm.backend, model, first, _bounded(stream, deadline, self.total_timeout_s),
+                member.llm.backend, model, member.role, first, _bounded(stream, deadline, self.total_timeout_s),
                 time.perf_counter() - start, failed,
             )  # fmt: skip
         raise AllBackendsFailedError(attempts)

@@ -1,0 +1,29 @@
+"""Serving an ASGI app for real (uvicorn on a port) from inside a test process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+class ThreadedServer:
+    """Serves an ASGI app with uvicorn in a background thread, on 127.0.0.1:port."""
+
+    def __init__(self, app: Any, port: int, start_timeout_s: float = 60) -> None:
+        self.app = app
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + start_timeout_s
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"server on port {port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
