@@ -29,8 +29,7 @@ import httpx
 from backend.config import Settings
 from backend.main import create_app
 from cli.run_local import bundled_gguf, llama_server_command, wait_until
-from tests.conftest import free_port
-from tests.servers import ThreadedServer
+from tests.servers import ThreadedServer, free_port
 
 PUMP = ("pump.txt", b"The Glimmer pump has a maximum pressure of 9 bar.")
 
@@ -71,7 +70,7 @@ def main() -> int:
             llm_fallback="openai", llm_fallback_base_url=f"http://127.0.0.1:{fallback_port}/v1",
             llm_fallback_model="smollm2", llm_max_tokens=16, top_k=1,
             llm_first_token_timeout_s=args.first_token_timeout, llm_total_timeout_s=60,
-        )  # type: ignore[call-arg]  # fmt: skip
+        )  # fmt: skip
         service = ThreadedServer(create_app(settings), free_port())
         try:
             with httpx.Client(base_url=service.base_url, timeout=120) as http:

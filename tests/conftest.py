@@ -6,12 +6,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded during tests
 
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,12 +21,7 @@ from backend.config import Settings
 from backend.main import create_app
 from cli.run_local import bundled_gguf, llama_server_command
 from tests.files import write_corpus
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port
 
 
 class LlamaServer:
@@ -71,14 +66,14 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer
 @pytest.fixture
 def make_settings(tmp_path: Path, llm_server: LlamaServer) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
-        values: dict[str, object] = {
+        values: dict[str, Any] = {
             "qdrant_path": tmp_path / "qdrant",
             "llm_base_url": llm_server.base_url,
             "llm_max_tokens": 64,
             "log_format": "text",
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return build
 

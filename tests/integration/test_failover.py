@@ -13,8 +13,8 @@ import httpx
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import LlamaServer, free_port
-from tests.servers import ThreadedServer
+from tests.conftest import LlamaServer
+from tests.servers import ThreadedServer, free_port
 
 ASKS = 50
 KILL_AFTER = 10

@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from cli import index_cli
-from tests.conftest import LlamaServer, free_port, run_cli
+from tests.conftest import LlamaServer, run_cli
 from tests.files import make_pdf
+from tests.servers import free_port
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.conftest import LlamaServer, free_port
+from tests.conftest import LlamaServer
 from tests.faults import FaultTransport, Mode
 from tests.integration.test_api import parse_sse, upload
+from tests.servers import free_port
 from tests.standins.ollama import StandinServer
 
 DOC = {"pump.txt": b"The Glimmer pump has a maximum pressure of 9 bar."}
