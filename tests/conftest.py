@@ -22,6 +22,7 @@ from backend.main import create_app
 from cli.run_local import bundled_gguf, llama_server_command
 from tests.files import write_corpus
 from tests.servers import free_port
+from tests.vllm.server import VLLM_PYTHON, VllmServer
 
 
 class LlamaServer:
@@ -59,6 +60,20 @@ class LlamaServer:
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     server = LlamaServer(tmp_path_factory.mktemp("llm") / "llama.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """Real vLLM on CPU. Without .venv-vllm (`make vllm-venv`) the tier is skipped, except where
+    REQUIRE_VLLM=1 (make test, CI): there a missing vLLM is a failure, not a silent skip."""
+    if not VLLM_PYTHON.is_file():
+        message = f"the vLLM tier needs {VLLM_PYTHON}: run `make vllm-venv`"
+        if os.environ.get("REQUIRE_VLLM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = VllmServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
     yield server
     server.stop()
 

