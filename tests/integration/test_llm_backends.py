@@ -223,3 +223,16 @@ def test_a_reasoning_models_thinking_stays_out_of_the_answer(
                 assert "reasoning" not in [k for k, _ in parse_sse(r.read().decode())]
     finally:
         server.stop()
+
+
+def test_ollama_num_ctx_never_exceeds_the_models_trained_context(make_settings: Callable[..., Settings]) -> None:
+    server = StandinServer(free_port(), context_length=1024)  # /api/show reports 1024
+    try:
+        settings = make_settings(llm_backend="ollama", llm_base_url=server.base_url, llm_context_tokens=3000)
+        with TestClient(create_app(settings)) as client:
+            upload(client, "s", DOC)
+            body = client.post("/ask", json=QUESTION).json()
+        assert body["context"]["window_tokens"] == 1024
+        assert {b["options"]["num_ctx"] for b in chat_bodies(server)} == {1024}
+    finally:
+        server.stop()

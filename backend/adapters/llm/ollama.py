@@ -32,6 +32,7 @@ class OllamaLLM:
         self._model = model
         self.num_ctx = num_ctx
         self.keep_alive = keep_alive
+        self._window: int | None = None
 
     async def list_models(self) -> list[str]:
         body = await self._json("GET", "/api/tags")
@@ -49,7 +50,13 @@ class OllamaLLM:
         return self._model
 
     async def context_window(self) -> int | None:
-        return self.num_ctx  # we set it on every request
+        """The num_ctx sent with every request: LLM_CONTEXT_TOKENS, but never past what the model was
+        trained for (its context_length in /api/show), where answers would degrade silently."""
+        if self._window is None:
+            info = (await self._json("POST", "/api/show", json={"model": await self.model()})).get("model_info")
+            trained = [v for k, v in (info or {}).items() if k.endswith(".context_length") and isinstance(v, int)]
+            self._window = min([self.num_ctx, *trained])
+        return self._window
 
     async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
         return None  # Ollama has no tokenize endpoint
@@ -62,7 +69,7 @@ class OllamaLLM:
             "messages": messages,
             "stream": True,
             "keep_alive": self.keep_alive,
-            "options": {"num_ctx": self.num_ctx, "num_predict": max_tokens, "temperature": temperature},
+            "options": {"num_ctx": await self.context_window(), "num_predict": max_tokens, "temperature": temperature},
         }
         done: dict[str, Any] | None = None
         with transport_errors(self.base_url):
