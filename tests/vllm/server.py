@@ -23,7 +23,9 @@ def converted_model() -> Path:
     """The HF folder, converted from the GGUF once and kept in data/ (git-ignored)."""
     if not (MODEL_DIR / "model.safetensors").is_file():
         cmd = [str(VLLM_PYTHON), "-m", "tests.vllm.convert_gguf", str(bundled_gguf()), str(MODEL_DIR)]
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        if done.returncode != 0:
+            raise RuntimeError(f"converting SmolLM2 for vLLM failed:\n{done.stderr[-3000:]}")
     return MODEL_DIR
 
 
