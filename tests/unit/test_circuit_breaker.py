@@ -49,3 +49,15 @@ def test_a_success_resets_the_failure_count() -> None:
     breaker.record_success()
     breaker.record_failure()
     assert breaker.state == "closed"
+
+
+def test_an_abandoned_probe_does_not_leave_the_circuit_half_open_for_ever() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(failures=1, cooldown_s=5, clock=clock)
+    breaker.record_failure()
+    clock.now += 5
+    assert breaker.allow() and breaker.state == "half_open"
+    breaker.abandon_probe()  # the request was cancelled mid-probe
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now += 5
+    assert breaker.allow()  # probed again after a cool-down

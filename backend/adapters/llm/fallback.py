@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent
@@ -43,6 +43,12 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self.state, self.consecutive_failures = "closed", 0
 
+    def abandon_probe(self) -> None:
+        """The probe ended without a verdict (the client went away): wait a cool-down, then probe again.
+        Without this the circuit would stay half-open, and the backend unused, for ever."""
+        if self.state == "half_open":
+            self.state, self._opened_at = "open", self._clock()
+
     def record_failure(self) -> None:
         self.consecutive_failures += 1
         if self.state == "half_open" or self.consecutive_failures >= self.failures_to_open:
@@ -70,7 +76,6 @@ class StartedAnswer:
     first: StreamEvent
     rest: AsyncIterator[StreamEvent]
     ttft_s: float
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (backend, error kind) before this one
 
 
 @dataclass
@@ -134,7 +139,6 @@ class FallbackLLM:
 
     async def start(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> StartedAnswer:
         attempts: list[str] = []
-        failed: list[tuple[str, str]] = []
         deadline = asyncio.get_running_loop().time() + self.total_timeout_s
         for i, member in enumerate(self.members):
             name = f"{member.role} ({member.llm.backend} at {member.llm.base_url})"
@@ -142,15 +146,16 @@ class FallbackLLM:
                 attempts.append(
                     f"{name}: skipped, failing repeatedly (next try in {member.breaker.retry_in_s():.0f} s)"
                 )
-                failed.append((member.llm.backend, "circuit_open"))
                 continue
             start = time.perf_counter()
             try:
                 model, stream, first = await self._begin(member.llm, messages, max_tokens, temperature)
+            except asyncio.CancelledError:
+                member.breaker.abandon_probe()
+                raise
             except LLMError as exc:
                 member.breaker.record_failure()
                 attempts.append(f"{name}: {exc}")
-                failed.append((member.llm.backend, exc.kind))
                 if self._on_failure:
                     self._on_failure(member.llm.backend, exc.kind)
                 nxt = next((m for m in self.members[i + 1 :] if m.breaker.state != "open"), None)
@@ -161,7 +166,7 @@ class FallbackLLM:
             member.breaker.record_success()
             return StartedAnswer(
                 member.llm.backend, model, member.role, first, _bounded(stream, deadline, self.total_timeout_s),
-                time.perf_counter() - start, failed,
+                time.perf_counter() - start,
             )  # fmt: skip
         raise AllBackendsFailedError(attempts)
 
