@@ -89,3 +89,25 @@ def test_vllm_metrics_count_what_the_service_sent(
         sent = [client.post("/ask", json={"q": q, "space_id": "v"}).json()["usage"]["prompt_tokens"]
                 for q in ("Pump pressure?", "Reactor temperature?")]  # fmt: skip
     assert prompt_tokens_total() - before == sum(sent)
+
+
+def test_the_converted_model_keeps_what_vllm_needs(vllm_server: VllmServer) -> None:
+    import json
+
+    from tests.vllm.server import MODEL_DIR
+
+    config = json.loads((MODEL_DIR / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForCausalLM"]  # else vLLM loads an embedding model
+    assert config["tie_word_embeddings"] is True and "quantization_config" not in config
+    assert (config["bos_token_id"], config["eos_token_id"]) == (1, 2)
+    generation = json.loads((MODEL_DIR / "generation_config.json").read_text())
+    assert (generation["bos_token_id"], generation["eos_token_id"], generation["pad_token_id"]) == (1, 2, 2)
+    # vLLM applies the chat template that came with the tokenizer: ChatML, starting with the BOS token.
+    hello = {"model": SERVED_NAME, "messages": [{"role": "user", "content": "Hi"}]}
+    counted = httpx.post(f"{vllm_server.root_url}/tokenize", json=hello).json()
+    assert counted["tokens"][0] == 1 and counted["max_model_len"] == MAX_MODEL_LEN
+    chat = httpx.post(f"{vllm_server.base_url}/chat/completions", timeout=60, json={
+        "model": SERVED_NAME, "max_tokens": 24, "temperature": 0,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    }).json()  # fmt: skip
+    assert "Paris" in chat["choices"][0]["message"]["content"]  # tied lm_head: real words, not padding
