@@ -21,7 +21,7 @@ from backend.config import Settings
 from backend.main import create_app
 from cli.run_local import bundled_gguf, llama_server_command
 from tests.files import write_corpus
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 from tests.vllm.server import VLLM_PYTHON, VllmServer
 
 
@@ -47,13 +47,7 @@ class LlamaServer:
         raise RuntimeError("llama.cpp server did not start within 90 s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s=10)
         self._log.close()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from cli.run_local import bundled_gguf
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -57,11 +57,5 @@ class VllmServer:
         raise RuntimeError(f"vLLM did not answer /health within {start_timeout_s} s; see {log_path}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s=30)
         self._log.close()
