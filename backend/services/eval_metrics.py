@@ -1,0 +1,89 @@
+"""Retrieval and answer metrics for the evaluation harness (pure functions, SQuAD conventions).
+
+Retrieval: one relevant document per question (its own paragraph), binary relevance, so
+nDCG@k = 1/log2(rank+1), Recall@k = [rank <= k], MRR@k = 1/rank, with rank the 1-based position of the
+gold document among the retrieved documents (0 when it is not in the top k).
+Answers: SQuAD v1.1 normalisation (lower case, no punctuation, no English articles, single spaces)
+plus ё -> е for Russian; exact match and token F1 take the best gold answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+_PUNCT = set(string.punctuation) | set("«»„“”‘’—–…")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+# Phrases with which an answer says the documents do not hold the answer (our prompt asks for that).
+_ABSTAIN = re.compile(
+    r"(do(es)? not (contain|mention|say|include|provide)|no (information|mention)|not (found|mentioned|stated) in"
+    r"|cannot (find|answer)|не (содерж|упомина|указ|говорит)|нет (информации|данных|сведений))",
+    re.IGNORECASE,
+)
+
+
+def rank_of(gold: str, ranked: Sequence[str], k: int) -> int:
+    """1-based rank of `gold` among the first k distinct documents of `ranked` (chunk order), 0 if absent."""
+    seen: list[str] = []
+    for doc in ranked:
+        if doc not in seen:
+            seen.append(doc)
+            if doc == gold:
+                return len(seen) if len(seen) <= k else 0
+        if len(seen) >= k:
+            break
+    return 0
+
+
+def ndcg_at(rank: int) -> float:
+    return 1.0 / math.log2(rank + 1) if rank else 0.0
+
+
+def recall_at(rank: int, k: int) -> float:
+    return 1.0 if 0 < rank <= k else 0.0
+
+
+def mrr_at(rank: int) -> float:
+    return 1.0 / rank if rank else 0.0
+
+
+def normalize_answer(text: str) -> str:
+    text = text.lower().replace("ё", "е")
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, golds: Iterable[str]) -> float:
+    norm = normalize_answer(prediction)
+    return float(any(norm == normalize_answer(g) for g in golds))
+
+
+def token_f1(prediction: str, golds: Iterable[str]) -> float:
+    pred = normalize_answer(prediction).split()
+    best = 0.0
+    for gold in golds:
+        ref = normalize_answer(gold).split()
+        common = sum((Counter(pred) & Counter(ref)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(ref)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def contains_gold(text: str, golds: Iterable[str]) -> float:
+    """Is a gold answer present (after normalisation) anywhere in `text`?"""
+    norm = f" {normalize_answer(text)} "
+    return float(any(f" {normalize_answer(g)} " in norm for g in golds if normalize_answer(g)))
+
+
+def abstains(answer: str) -> bool:
+    return bool(_ABSTAIN.search(answer))
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

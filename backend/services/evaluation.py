@@ -1,0 +1,135 @@
+"""Evaluation over a SQuAD-format file: each paragraph a document, each question's gold document its own
+paragraph. Retrieval metrics always; answer metrics through the configured LLM when asked."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.services import eval_metrics as m
+from backend.services.answering import AnswerService, LLMUnavailableError
+from backend.services.ingest import IngestService, SourceFile
+from backend.services.retrieval import RetrievalService
+
+
+@dataclass
+class EvalQuestion:
+    id: str
+    question: str
+    answers: list[str]
+    gold_path: str
+
+
+@dataclass
+class EvalSet:
+    name: str
+    documents: list[SourceFile]
+    questions: list[EvalQuestion]
+
+
+def load_squad(path: Path) -> EvalSet:
+    """Paragraph i of article a becomes document `a-title/i.txt`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a SQuAD-format JSON file: {exc}") from exc
+    documents: list[SourceFile] = []
+    questions: list[EvalQuestion] = []
+    for ai, article in enumerate(data):
+        slug = re.sub(r"\W+", "-", str(article.get("title", "article")))[:40].strip("-")
+        for pi, para in enumerate(article["paragraphs"]):
+            doc_path = f"{ai:02d}-{slug}/{pi:03d}.txt"
+            documents.append(SourceFile(doc_path, para["context"].encode("utf-8")))
+            questions.extend(
+                EvalQuestion(str(qa["id"]), qa["question"], [a["text"] for a in qa["answers"]], doc_path)
+                for qa in para["qas"]
+            )
+    return EvalSet(path.name, documents, questions)
+
+
+@dataclass
+class RetrievalReport:
+    mode: str
+    k: int
+    ndcg: float
+    recall_1: float
+    recall_5: float
+    recall_k: float
+    mrr: float
+    ranks: dict[str, int] = field(default_factory=dict)  # question id -> rank of its gold document (0: missed)
+    seconds: float = 0.0
+
+
+@dataclass
+class AnswerReport:
+    n: int
+    exact_match: float
+    f1: float
+    gold_in_answer: float
+    gold_in_cited_source: float
+    abstention_rate: float
+    llm_errors: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Evaluator:
+    def __init__(self, ingest: IngestService, retrieval: RetrievalService, answers: AnswerService) -> None:
+        self.ingest = ingest
+        self.retrieval = retrieval
+        self.answers = answers
+
+    async def index(self, space: str, evalset: EvalSet, batch: int = 64) -> int:
+        chunks = 0
+        for start in range(0, len(evalset.documents), batch):
+            results = await self.ingest.ingest(space, evalset.documents[start : start + batch])
+            chunks += sum(r.chunks for r in results)
+        return chunks
+
+    async def retrieval_metrics(
+        self, space: str, evalset: EvalSet, *, mode: str = "dense", k: int = 10, depth: int = 50
+    ) -> RetrievalReport:
+        """`depth` chunks are fetched per question: several chunks of one document count once."""
+        start = time.perf_counter()
+        ranks: dict[str, int] = {}
+        for q in evalset.questions:
+            found = await self.retrieval.retrieve(space, q.question, depth)
+            ranks[q.id] = m.rank_of(q.gold_path, [str(c.payload.get("path")) for c in found.chunks], k)
+        values = list(ranks.values())
+        return RetrievalReport(
+            mode=mode, k=k, ndcg=m.mean([m.ndcg_at(r) for r in values]),
+            recall_1=m.mean([m.recall_at(r, 1) for r in values]), recall_5=m.mean([m.recall_at(r, 5) for r in values]),
+            recall_k=m.mean([m.recall_at(r, k) for r in values]), mrr=m.mean([m.mrr_at(r) for r in values]),
+            ranks=ranks, seconds=time.perf_counter() - start,
+        )  # fmt: skip
+
+    async def answer_metrics(self, space: str, questions: list[EvalQuestion], *, top_k: int) -> AnswerReport:
+        rows: list[dict[str, Any]] = []
+        errors = 0
+        for q in questions:
+            try:
+                answer = await self.answers.start(space, q.question, top_k)
+                async for _ in answer.pieces():
+                    pass
+            except LLMUnavailableError as exc:
+                errors += 1
+                rows.append({"id": q.id, "error": str(exc)})
+                continue
+            cited = " ".join(str(s.chunk.payload.get("text", "")) for s in answer.sources if s.cited)
+            rows.append({
+                "id": q.id, "question": q.question, "gold": q.answers, "answer": answer.answer,
+                "em": m.exact_match(answer.answer, q.answers), "f1": m.token_f1(answer.answer, q.answers),
+                "gold_in_answer": m.contains_gold(answer.answer, q.answers),
+                "gold_in_cited_source": m.contains_gold(cited, q.answers) if cited else 0.0,
+                "abstained": m.abstains(answer.answer),
+            })  # fmt: skip
+        ok = [r for r in rows if "error" not in r]
+        return AnswerReport(
+            n=len(questions), exact_match=m.mean([r["em"] for r in ok]), f1=m.mean([r["f1"] for r in ok]),
+            gold_in_answer=m.mean([r["gold_in_answer"] for r in ok]),
+            gold_in_cited_source=m.mean([r["gold_in_cited_source"] for r in ok]),
+            abstention_rate=m.mean([float(r["abstained"]) for r in ok]), llm_errors=errors, rows=rows,
+        )  # fmt: skip

@@ -1,0 +1,123 @@
+"""Evaluate retrieval (and, with --answers, whole answers) on SQuAD-format files.
+
+    python -m cli.eval ../shared/eval/xquad.ru.dev.json ../shared/eval/xquad.en.dev.json
+    python -m cli.eval data.json --answers --limit 50 --out bench-out/eval.json
+
+Each file's paragraphs are indexed into a throwaway embedded store (never the service's), with the
+configured embedder and chunking; every question is asked, and its paragraph is the relevant document.
+Prints a markdown table; writes every figure and per-question result as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from backend.config import ConfigError, Settings, load_settings
+from backend.container import Container
+from backend.observability import configure_logging
+from backend.services.evaluation import Evaluator, load_squad
+
+MODES = ("dense",)  # retrieval modes this version has; issue #4 adds sparse and hybrid
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cli.eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("datasets", nargs="+", type=Path, help="SQuAD-format JSON files")
+    p.add_argument("--compare", default="dense", help=f"comma-separated retrieval modes ({', '.join(MODES)})")
+    p.add_argument("--k", type=int, default=10, help="cut-off for nDCG, Recall and MRR (default 10)")
+    p.add_argument("--answers", action="store_true", help="also score answers from the configured LLM")
+    p.add_argument("--limit", type=int, help="score answers for the first N questions only")
+    p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
+    p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) -> list[dict[str, Any]]:
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        throwaway = settings.model_copy(update={"qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant"})
+        container = await Container.open(throwaway)
+        try:
+            evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
+            for i, path in enumerate(args.datasets):
+                evalset = load_squad(path)
+                space = f"eval-{i}"
+                chunks = await evaluator.index(space, evalset)
+                report: dict[str, Any] = {
+                    "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
+                    "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
+                }  # fmt: skip
+                for mode in modes:
+                    report["retrieval"].append(asdict(await evaluator.retrieval_metrics(space, evalset, mode=mode,
+                                                                                        k=args.k)))  # fmt: skip
+                if args.answers:
+                    asked = evalset.questions[: args.limit] if args.limit else evalset.questions
+                    report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
+                reports.append(report)
+        finally:
+            await container.close()
+    return reports
+
+
+def render(reports: list[dict[str, Any]], k: int) -> str:
+    lines = [
+        f"| dataset | mode | nDCG@{k} | R@1 | R@5 | R@{k} | MRR@{k} | questions | chunks |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rep in reports:
+        for r in rep["retrieval"]:
+            lines.append(
+                f"| {Path(rep['dataset']).name} | {r['mode']} | {r['ndcg']:.3f} | {r['recall_1']:.3f} "
+                f"| {r['recall_5']:.3f} | {r['recall_k']:.3f} | {r['mrr']:.3f} | {rep['questions']} | {rep['chunks']} |"
+            )
+    answered = [rep for rep in reports if "answers" in rep]
+    if answered:
+        lines += [
+            "",
+            "| dataset | asked | EM | F1 | gold in answer | gold in a cited source | abstained | LLM errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for rep in answered:
+            a = rep["answers"]
+            lines.append(
+                f"| {Path(rep['dataset']).name} | {a['n']} | {a['exact_match']:.3f} | {a['f1']:.3f} "
+                f"| {a['gold_in_answer']:.3f} | {a['gold_in_cited_source']:.3f} | {a['abstention_rate']:.3f} "
+                f"| {a['llm_errors']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    modes = [m.strip() for m in args.compare.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(MODES)}\n")
+        return 2
+    missing = [str(p) for p in args.datasets if not p.is_file()]
+    if missing:
+        sys.stderr.write(f"error: no such file: {', '.join(missing)}\n")
+        return 2
+    try:
+        settings = load_settings()
+        configure_logging("WARNING", "text")
+        reports = asyncio.run(run(args, settings, modes))
+    except (ConfigError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(reports, ensure_ascii=False, indent=2))
+    sys.stdout.write(render(reports, args.k))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

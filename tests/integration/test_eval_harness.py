@@ -1,0 +1,69 @@
+"""The evaluation harness end to end on a tiny SQuAD file: real embedder, throwaway store, real LLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli import eval as eval_cli
+from tests.conftest import LlamaServer
+
+SQUAD = {"version": "1.1", "data": [
+    {"title": "Pumps", "paragraphs": [
+        {"context": "The Glimmer pump has a maximum pressure of 9 bar. It was built in Oslo.",
+         "qas": [{"id": "q1", "question": "What is the maximum pressure of the Glimmer pump?",
+                  "answers": [{"text": "9 bar", "answer_start": 43}]},
+                 {"id": "q2", "question": "Where was the Glimmer pump built?",
+                  "answers": [{"text": "Oslo", "answer_start": 66}]}]},
+        {"context": "Captain Whiskers is the ship's cat and sleeps in the engine room.",
+         "qas": [{"id": "q3", "question": "Where does the ship's cat sleep?",
+                  "answers": [{"text": "the engine room", "answer_start": 49}]}]}]},
+    {"title": "Reactors", "paragraphs": [
+        {"context": "The Zorblat reactor runs at 42 kelvin and was designed by Mira Quell.",
+         "qas": [{"id": "q4", "question": "Who designed the Zorblat reactor?",
+                  "answers": [{"text": "Mira Quell", "answer_start": 58}]}]}]},
+]}  # fmt: skip
+
+
+@pytest.fixture
+def squad(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(SQUAD))
+    return path
+
+
+def test_retrieval_and_answer_metrics_on_a_tiny_set(
+    squad: Path, tmp_path: Path, llm_server: LlamaServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("LLM_MAX_TOKENS", "48")
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "never-used"))
+    out = tmp_path / "report.json"
+    assert eval_cli.main([str(squad), "--answers", "--limit", "2", "--top-k", "2", "--out", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    assert (report["documents"], report["questions"]) == (3, 4)
+    (dense,) = report["retrieval"]
+    assert dense["mode"] == "dense" and set(dense["ranks"]) == {"q1", "q2", "q3", "q4"}
+    assert dense["ranks"]["q4"] == 1 and dense["ranks"]["q3"] == 1  # unambiguous questions find their paragraph
+    assert 0.0 < dense["ndcg"] <= 1.0 and dense["recall_k"] == 1.0  # 3 documents: all within the top 10
+    answers = report["answers"]
+    assert answers["n"] == 2 and answers["llm_errors"] == 0 and len(answers["rows"]) == 2
+    for row in answers["rows"]:
+        assert 0.0 <= row["f1"] <= 1.0 and row["answer"]
+    table = capsys.readouterr().out
+    assert "| tiny.json | dense |" in table and "gold in a cited source" in table
+    assert not (tmp_path / "never-used").exists()  # the service's store is never touched
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert eval_cli.main([str(tmp_path / "missing.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"no": "data"}')
+    assert eval_cli.main([str(bad), "--out", str(tmp_path / "r.json")]) == 2
+    assert "not a SQuAD-format JSON file" in capsys.readouterr().err
+    assert eval_cli.main([str(bad), "--compare", "dense,hybrid"]) == 2
+    assert "available: dense" in capsys.readouterr().err
