@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -119,21 +120,22 @@ def run(path: Path, embedder: Embedder) -> dict[str, float]:
         for di, v in enumerate(doc_vectors):
             sparse_doc[qi, di] = sum(didf.get(i, 0.0) * v[i] for i in ids if i in v)
 
+    doc_level = score(DOC_FUSIONS, dense_doc, sparse_doc, docs, questions)
+    return {**score(FUSIONS, dense, sparse, chunk_docs, questions), **doc_level}
+
+
+def score(
+    fusions: dict[str, Fusion], dense: np.ndarray, sparse: np.ndarray, column_doc: list[str], questions: list[Any]
+) -> dict[str, float]:
+    """Mean nDCG@10 per fusion; columns are chunks or documents, `column_doc` names each one's document."""
     out = {}
-    for name, fuse in DOC_FUSIONS.items():
-        scores = []
-        for qi, q in enumerate(questions):
-            fused = fuse(dense_doc[qi], sparse_doc[qi], bool(re.search("[а-яё]", q.question.lower())))
-            order = np.argsort(-fused, kind="stable")[:10]
-            scores.append(m.ndcg_at(m.rank_of(q.gold_path, [docs[i] for i in order], 10)))
-        out[name] = m.mean(scores)
-    for name, fuse in FUSIONS.items():
-        scores = []
+    for name, fuse in fusions.items():
+        ndcg = []
         for qi, q in enumerate(questions):
             fused = fuse(dense[qi], sparse[qi], bool(re.search("[а-яё]", q.question.lower())))
             order = np.argsort(-fused, kind="stable")[:50]
-            scores.append(m.ndcg_at(m.rank_of(q.gold_path, [chunk_docs[i] for i in order], 10)))
-        out[name] = m.mean(scores)
+            ndcg.append(m.ndcg_at(m.rank_of(q.gold_path, [column_doc[i] for i in order], 10)))
+        out[name] = m.mean(ndcg)
     return out
 
 
