@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -40,10 +41,7 @@ class OpenAICompatLLM:
     async def context_window(self) -> int | None:
         if not self._window_known:
             wanted = await self.model()
-            try:
-                cards = [m for m in (await self._request("GET", "/models")).json()["data"] if m.get("id") == wanted]
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise LLMError(f"{self.base_url}/models returned an unexpected body", "protocol") from exc
+            cards = [card for card in await self._model_cards() if card["id"] == wanted]
             window = cards[0].get("max_model_len") if cards else None
             self._window = window if isinstance(window, int) and window > 0 else None
             self._window_known = True
@@ -83,11 +81,17 @@ class OpenAICompatLLM:
         return count if isinstance(count, int) else None
 
     async def list_models(self) -> list[str]:
-        resp = await self._request("GET", "/models")
+        return [str(card["id"]) for card in await self._model_cards()]
+
+    async def _model_cards(self) -> list[dict[str, Any]]:
+        """The entries of GET /models, each with an "id" (vLLM adds "max_model_len")."""
         try:
-            return [str(m["id"]) for m in resp.json()["data"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LLMError(f"{self.base_url}/models returned an unexpected body", "protocol") from exc
+            cards = (await self._request("GET", "/models")).json()["data"]
+            if all(isinstance(card, dict) and "id" in card for card in cards):
+                return cards  # type: ignore[no-any-return]
+        except (KeyError, TypeError, ValueError):
+            pass
+        raise LLMError(f"{self.base_url}/models returned an unexpected body", "protocol")
 
     async def model(self) -> str:
         """The configured model, or the first one the server serves (asked once)."""
