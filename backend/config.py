@@ -91,6 +91,45 @@ class Settings(BaseSettings):
 
     # --- retrieval / answering -----------------------------------------------------------------
     top_k: int = Field(default=5, ge=1, le=50, description="Chunks given to the LLM by default.")
+    retrieval_mode: Literal["hybrid", "dense", "sparse"] = Field(
+        default="hybrid", description="hybrid: dense + lexical (BM25) fused; dense or sparse: one side only."
+    )
+    hybrid_fusion: Literal["weighted", "rrf", "dbsf"] = Field(
+        default="weighted",
+        description="weighted: min-max score fusion with the weights below; rrf/dbsf: Qdrant's rank fusions.",
+    )
+    hybrid_dense_weight: float = Field(
+        default=0.6, ge=0.0, le=1.0, description="Dense share of the weighted fusion for a non-Cyrillic question."
+    )
+    hybrid_dense_weight_cyrillic: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Dense share for a mostly Cyrillic question; low because the default embedder is "
+        "English-only. Set it to HYBRID_DENSE_WEIGHT for a multilingual embedder (e5, bge-m3).",
+    )
+    retrieval_candidates: int = Field(
+        default=50, ge=1, le=1000, description="Candidates each side contributes before fusion and re-ranking."
+    )
+    lexical_window_words: int = Field(
+        default=200,
+        ge=0,
+        le=5000,
+        description="Words around a chunk that its lexical (BM25) vector covers; changing it needs cli.migrate.",
+    )
+    max_chunks_per_document: int = Field(
+        default=0, ge=0, description="At most this many chunks of one document per answer; 0 = no cap."
+    )
+    mmr_lambda: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="MMR diversification: 1 = relevance only, lower = more diverse; unset = off.",
+    )
+    reranker_model: str | None = Field(
+        default=None, description="Cross-encoder (local folder or hub id) re-scoring candidates; unset = off."
+    )
+    reranker_top_n: int = Field(default=20, ge=1, le=200, description="Best candidates the reranker re-scores.")
     max_question_chars: int = Field(default=4000, ge=16)
 
     # --- ingestion ------------------------------------------------------------------------------
@@ -110,10 +149,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("llm_model", "llm_fallback_model")
+    @field_validator("llm_model", "llm_fallback_model", "reranker_model")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None  # "LLM_MODEL=" in an env file means "ask the server"
+
+    @field_validator("mmr_lambda", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("llm_base_url", "qdrant_url", "service_url", "llm_fallback_base_url")
     @classmethod

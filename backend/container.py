@@ -12,12 +12,14 @@ from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend, OpenAICompatLLM
 from backend.adapters.llm.fallback import CircuitBreaker, FallbackLLM, Member
 from backend.adapters.llm.ollama import OllamaLLM
+from backend.adapters.reranker import Reranker
 from backend.adapters.store import VectorStore
 from backend.config import Settings
 from backend.observability import Metrics
 from backend.services.answering import AnswerService
 from backend.services.ingest import IngestService
-from backend.services.retrieval import RetrievalService
+from backend.services.migration import MigrationService
+from backend.services.retrieval import RetrievalConfig, RetrievalService
 from backend.services.status import StatusService
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,28 @@ def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, met
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
         batch_size=settings.upsert_batch_size,
+        lexical_window_words=settings.lexical_window_words,
     )
+
+
+def retrieval_config(settings: Settings) -> RetrievalConfig:
+    return RetrievalConfig(
+        mode=settings.retrieval_mode,
+        fusion=settings.hybrid_fusion,
+        dense_weight=settings.hybrid_dense_weight,
+        dense_weight_cyrillic=settings.hybrid_dense_weight_cyrillic,
+        candidates=settings.retrieval_candidates,
+        max_chunks_per_document=settings.max_chunks_per_document,
+        mmr_lambda=settings.mmr_lambda,
+        reranker_top_n=settings.reranker_top_n,
+    )
+
+
+def load_reranker(settings: Settings) -> Reranker | None:
+    if not settings.reranker_model:
+        return None
+    device = None if settings.embedding_device == "auto" else settings.embedding_device
+    return Reranker(settings.reranker_model, device=device)
 
 
 def build_backend(
@@ -89,8 +112,12 @@ def build_llm(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> 
 
 
 async def check_space(store: VectorStore, ingest: IngestService, space: str) -> None:
-    """Refuse a space built with another embedder; finish writes that a crash interrupted."""
+    """Refuse a space built with another embedder; finish writes that a crash interrupted; say which
+    spaces need `cli.migrate` (they still answer, dense only or with their old lexical vectors)."""
     await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
+    if await MigrationService(store, ingest).needs_migration(space):
+        log.warning("space %s needs a migration (schema or lexical analyzer): python -m cli.migrate --space %s",
+                    space, space)  # fmt: skip
     await ingest.repair(space)
 
 
@@ -123,6 +150,7 @@ class Container:
             embedder = load_embedder(settings)
             ingest = build_ingest(settings, store, embedder, metrics)
             await check_spaces(store, ingest)
+            reranker = load_reranker(settings)
         except BaseException:
             store.close()
             raise
@@ -133,7 +161,7 @@ class Container:
             transport=transport,
         )
         llm = build_llm(settings, http, metrics)
-        retrieval = RetrievalService(store, embedder, metrics)
+        retrieval = RetrievalService(store, embedder, metrics, retrieval_config(settings), reranker)
         answers = AnswerService(
             retrieval,
             llm,
@@ -149,6 +177,8 @@ class Container:
                     "store": "embedded" if store.embedded else "server",
                     "store_location": store.location,
                     "embedding_model": embedder.model_name,
+                    "retrieval_mode": settings.retrieval_mode,
+                    "reranker": settings.reranker_model,
                     "llm_base_url": settings.llm_base_url,
                 }
             },
@@ -158,5 +188,7 @@ class Container:
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.retrieval.reranker is not None:
+            self.retrieval.reranker.close()
         self.embedder.close()
         self.store.close()

@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from backend.adapters.embedder import EmbedderError
+from backend.adapters.reranker import RerankerError
 from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
@@ -29,7 +30,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             container = await Container.open(settings, metrics=app.state.metrics, transport=http_transport)
-        except (StoreError, EmbedderError) as exc:
+        except (StoreError, EmbedderError, RerankerError) as exc:
             # One line that says what to fix, before the server's own traceback.
             log.error("cannot start: %s", exc)
             raise

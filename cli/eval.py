@@ -22,16 +22,18 @@ from typing import Any
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import configure_logging
-from backend.services.evaluation import Evaluator, load_squad
-
-MODES = ("dense",)  # retrieval modes this version has; issue #4 adds sparse and hybrid
+from backend.services.evaluation import EVAL_MODES, Evaluator, load_squad
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m cli.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("datasets", nargs="+", type=Path, help="SQuAD-format JSON files")
-    p.add_argument("--compare", default="dense", help=f"comma-separated retrieval modes ({', '.join(MODES)})")
+    p.add_argument(
+        "--compare",
+        default="dense,sparse,hybrid",
+        help=f"comma-separated retrieval modes, side by side ({', '.join(EVAL_MODES)}); default dense,sparse,hybrid",
+    )
     p.add_argument("--k", type=int, default=10, help="cut-off for nDCG, Recall and MRR (default 10)")
     p.add_argument("--answers", action="store_true", help="also score answers from the configured LLM")
     p.add_argument("--limit", type=int, help="score answers for the first N questions only")
@@ -61,6 +63,7 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                 if args.answers:
                     asked = evalset.questions[: args.limit] if args.limit else evalset.questions
                     report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
+                    report["answers"]["retrieval_mode"] = f"{settings.retrieval_mode} (RETRIEVAL_MODE)"
                 reports.append(report)
         finally:
             await container.close()
@@ -98,9 +101,9 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     modes = [m.strip() for m in args.compare.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in EVAL_MODES]
     if unknown or not modes:
-        sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(MODES)}\n")
+        sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(EVAL_MODES)}\n")
         return 2
     missing = [str(p) for p in args.datasets if not p.is_file()]
     if missing:

@@ -1,11 +1,14 @@
 """Qdrant, embedded on disk or a server, behind one class: spaces, chunks and the document registry.
 
 Layout: each space owns two collections, so a query can only ever see its own space and never pays
-for a payload filter (a Python loop in embedded mode):
-  `{prefix}-chunks-{space}`  one point per chunk (dense vector + payload); its collection metadata
-                             records the embedding model and dimension.
+for a payload filter unless it asks for one (a Python loop in embedded mode):
+  `{prefix}-chunks-{space}`  one point per chunk: named vectors "dense" (the embedder's, cosine) and
+                             "bm25" (sparse, Qdrant applies IDF), and the payload; its collection
+                             metadata records the embedding model, dimension, schema and lexical analyzer.
   `{prefix}-docs-{space}`    one payload-only point per document: the registry of what is indexed,
                              and the journal that makes re-indexing crash-safe (see services/ingest.py).
+Spaces created before hybrid retrieval (schema 1: one unnamed dense vector) still answer dense
+queries; writing to them, or querying their lexical side, asks for `python -m cli.migrate`.
 The qdrant-client is synchronous; every call runs in this adapter's worker threads (one thread in
 embedded mode, where the client is not thread-safe).
 """
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from qdrant_client import QdrantClient, models
 
@@ -43,6 +46,22 @@ class EmbeddingMismatchError(StoreError):
     """A space was indexed with a different embedding model or dimension."""
 
 
+class SpaceNeedsMigrationError(StoreError):
+    """A space's collection predates the current schema or lexical analyzer."""
+
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
+
+SparseTerms = tuple[list[int], list[float]]  # (term ids, weights)
+Fusion = Literal["rrf", "dbsf"]
+
+
+def migrate_hint(space: str) -> str:
+    return f"python -m cli.migrate --space {space}"
+
+
 def document_id(space: str, path: str) -> str:
     """A document's identity: its space and its path (relative to the indexed folder)."""
     return str(uuid.uuid5(_ID_NAMESPACE, f"doc\x00{space}\x00{path}"))
@@ -58,6 +77,13 @@ class ChunkPoint:
     id: str
     vector: list[float]
     payload: dict[str, Any]
+    sparse: SparseTerms | None = None
+
+    def to_struct(self) -> models.PointStruct:
+        vectors: dict[str, Any] = {DENSE: self.vector}
+        if self.sparse is not None and self.sparse[0]:
+            vectors[SPARSE] = models.SparseVector(indices=self.sparse[0], values=self.sparse[1])
+        return models.PointStruct(id=self.id, vector=vectors, payload=self.payload)
 
 
 @dataclass
@@ -65,6 +91,44 @@ class ScoredChunk:
     id: str
     score: float
     payload: dict[str, Any]
+    dense_score: float | None = None  # each side's own score, where the query had that side
+    sparse_score: float | None = None
+    vector: list[float] | None = None  # the dense vector, when asked for (MMR)
+
+
+@dataclass
+class ChunkFilter:
+    """Conditions on chunk metadata, applied inside the search (all given conditions must hold)."""
+
+    file_types: list[str] = field(default_factory=list)  # extensions without the dot: pdf, md
+    folders: list[str] = field(default_factory=list)  # path prefixes that are folders: mail/2024
+    title: str | None = None  # words the document title contains
+    modified_after: float | None = None  # unix seconds; documents without a known date do not match
+    modified_before: float | None = None
+    indexed_after: float | None = None
+    indexed_before: float | None = None
+
+    def to_qdrant(self) -> models.Filter | None:
+        must: list[models.Condition] = []
+        if self.file_types:
+            must.append(models.FieldCondition(key="file_type", match=models.MatchAny(any=self.file_types)))
+        if self.folders:
+            must.append(models.FieldCondition(key="folders", match=models.MatchAny(any=self.folders)))
+        if self.title:
+            must.append(models.FieldCondition(key="title", match=models.MatchText(text=self.title)))
+        for key, lo, hi in (
+            ("modified_at", self.modified_after, self.modified_before),
+            ("indexed_at", self.indexed_after, self.indexed_before),
+        ):
+            if lo is not None or hi is not None:
+                must.append(models.FieldCondition(key=key, range=models.Range(gte=lo, lt=hi)))
+        return models.Filter(must=must) if must else None
+
+
+@dataclass
+class SpaceSchema:
+    version: int  # SCHEMA, or 1 for a space created before hybrid retrieval
+    lexical: str | None  # the analyzer its sparse vectors were computed with
 
 
 @dataclass
@@ -122,6 +186,8 @@ class SpaceInfo:
     dimension: int
     chunks: int
     documents: int
+    schema: int = SCHEMA
+    lexical: str | None = None
 
 
 class VectorStore:
@@ -151,6 +217,7 @@ class VectorStore:
                 ) from exc
             raise StoreError(f"cannot open the vector store at {self.location}: {exc}") from exc
         self._executor = ThreadPoolExecutor(max_workers=1 if self.embedded else 8, thread_name_prefix="qdrant")
+        self._schemas: dict[str, SpaceSchema] = {}
 
     # --- plumbing --------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -168,6 +235,9 @@ class VectorStore:
 
     def _docs(self, space: str) -> str:
         return f"{self.prefix}-docs-{space}"
+
+    def _staging(self, space: str) -> str:
+        return f"{self.prefix}-migrating-{space}"
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -200,39 +270,89 @@ class VectorStore:
                 if self._client.collection_exists(self._docs(space))
                 else 0
             )
+            schema = self._schema_of(col)
             return SpaceInfo(
                 name=space,
                 embedding_model=str(meta.get("embedding_model", "?")),
                 dimension=int(meta.get("dimension", 0)),
                 chunks=chunks,
                 documents=docs,
+                schema=schema.version,
+                lexical=schema.lexical,
             )
 
         return await self._run(info)
 
-    async def ensure_space(self, space: str, model: str, dimension: int) -> None:
-        """Create the space's collections if absent; refuse a space built with another embedder."""
+    @staticmethod
+    def _schema_of(col: models.CollectionInfo) -> SpaceSchema:
+        meta = col.config.metadata or {}
+        named = isinstance(col.config.params.vectors, dict) and DENSE in col.config.params.vectors
+        return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"))
+
+    async def space_schema(self, space: str) -> SpaceSchema | None:
+        """None when the space does not exist. Cached: only migrate/drop/create change it."""
+        if space in self._schemas:
+            return self._schemas[space]
+
+        def read() -> SpaceSchema | None:
+            if not self._client.collection_exists(self._chunks(space)):
+                return None
+            return self._schema_of(self._client.get_collection(self._chunks(space)))
+
+        schema = await self._run(read)
+        if schema is not None:
+            self._schemas[space] = schema
+        return schema
+
+    def _create_chunks(self, name: str, space: str, model: str, dimension: int, lexical: str) -> None:
+        self._client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata={"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
+                      "lexical": lexical},
+        )  # fmt: skip
+        if not self.embedded:  # embedded Qdrant ignores payload indexes (its filters are a Python loop)
+            for key, kind in (
+                ("file_type", models.PayloadSchemaType.KEYWORD),
+                ("folders", models.PayloadSchemaType.KEYWORD),
+                ("title", models.PayloadSchemaType.TEXT),
+                ("modified_at", models.PayloadSchemaType.FLOAT),
+                ("indexed_at", models.PayloadSchemaType.FLOAT),
+                ("document_id", models.PayloadSchemaType.KEYWORD),
+            ):
+                self._client.create_payload_index(name, key, kind)
+
+    async def ensure_space(self, space: str, model: str, dimension: int, lexical: str) -> None:
+        """Create the space's collections if absent; refuse a space built with another embedder or
+        with an outdated schema or lexical analyzer (its new chunks would not match its old ones)."""
 
         def ensure() -> None:
             chunks = self._chunks(space)
             if self._client.collection_exists(chunks):
                 self._check_embedding(space, model, dimension)
+                schema = self._schema_of(self._client.get_collection(chunks))
+                if schema.version != SCHEMA or schema.lexical != lexical:
+                    raise SpaceNeedsMigrationError(
+                        f"space {space!r} was built with schema {schema.version} and lexical analyzer "
+                        f"{schema.lexical!r}; this version writes schema {SCHEMA} with {lexical!r}. Bring "
+                        f"it up to date without re-embedding (nothing is lost): {migrate_hint(space)}"
+                    )
             else:
-                self._client.create_collection(
-                    chunks,
-                    vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE),
-                    metadata={"embedding_model": model, "dimension": dimension, "space": space},
-                )
+                self._create_chunks(chunks, space, model, dimension, lexical)
                 log.info("created space %s", space)
             if not self._client.collection_exists(self._docs(space)):
                 self._client.create_collection(self._docs(space), vectors_config={})
 
+        self._schemas.pop(space, None)
         await self._run(ensure)
 
     def _check_embedding(self, space: str, model: str, dimension: int) -> None:
         col = self._client.get_collection(self._chunks(space))
         meta = col.config.metadata or {}
         params = col.config.params.vectors
+        if isinstance(params, dict):
+            params = params.get(DENSE)
         size = params.size if isinstance(params, models.VectorParams) else None
         have_model, have_dim = meta.get("embedding_model"), meta.get("dimension", size)
         if have_model != model or have_dim != dimension:
@@ -252,11 +372,12 @@ class VectorStore:
                 if self._client.collection_exists(name):
                     self._client.delete_collection(name)
 
+        self._schemas.pop(space, None)
         await self._run(drop)
 
     # --- chunks ------------------------------------------------------------------------------------
     async def upsert_chunks(self, space: str, points: Sequence[ChunkPoint]) -> None:
-        structs = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        structs = [p.to_struct() for p in points]
         await self._run(lambda: self._client.upsert(self._chunks(space), structs, wait=True))
 
     async def delete_chunks(self, space: str, ids: Iterable[str]) -> None:
@@ -266,15 +387,218 @@ class VectorStore:
         selector = models.PointIdsList(points=id_list)
         await self._run(lambda: self._client.delete(self._chunks(space), selector, wait=True))
 
-    async def search(self, space: str, vector: list[float], limit: int) -> list[ScoredChunk]:
+    # --- queries: each is one Query API call, the same in embedded and server mode ---------------
+    async def search_dense(
+        self, space: str, vector: list[float], limit: int, flt: ChunkFilter | None = None, *, with_vectors: bool = False
+    ) -> list[ScoredChunk]:
+        schema = await self._require(space, lexical=False)
+        using = DENSE if schema.version >= 2 else None  # schema 1: the unnamed vector
+
         def query() -> list[ScoredChunk]:
-            res = self._client.query_points(self._chunks(space), query=vector, limit=limit, with_payload=True)
-            return [ScoredChunk(str(p.id), float(p.score), p.payload or {}) for p in res.points]
+            res = self._client.query_points(
+                self._chunks(space), query=vector, using=using, limit=limit, with_payload=True,
+                query_filter=flt.to_qdrant() if flt else None,
+                with_vectors=([DENSE] if using else True) if with_vectors else False,
+            )  # fmt: skip
+            return [self._scored(p, dense=True) for p in res.points]
 
         return await self._run(query)
 
+    async def search_sparse(
+        self, space: str, terms: SparseTerms, limit: int, flt: ChunkFilter | None = None, *, with_vectors: bool = False
+    ) -> list[ScoredChunk]:
+        await self._require(space, lexical=True)
+        if not terms[0]:
+            return []  # nothing lexical to match (only stop words)
+
+        def query() -> list[ScoredChunk]:
+            res = self._client.query_points(
+                self._chunks(space), query=models.SparseVector(indices=terms[0], values=terms[1]), using=SPARSE,
+                limit=limit, with_payload=True, query_filter=flt.to_qdrant() if flt else None,
+                with_vectors=[DENSE] if with_vectors else False,
+            )  # fmt: skip
+            return [self._scored(p, sparse=True) for p in res.points]
+
+        return await self._run(query)
+
+    async def search_both(
+        self,
+        space: str,
+        vector: list[float],
+        terms: SparseTerms,
+        candidates: int,
+        flt: ChunkFilter | None = None,
+        *,
+        with_vectors: bool = False,
+    ) -> list[ScoredChunk]:
+        """The union of each side's best `candidates`, every one scored by both sides (0: no shared term).
+
+        One batch of two requests, each prefetching both candidate lists and rescoring their union with
+        one side's query; our own fusion (services/fusion.py) then works on complete score pairs.
+        """  # fmt: skip
+        await self._require(space, lexical=True)
+        if not terms[0]:
+            return await self.search_dense(space, vector, candidates, flt, with_vectors=with_vectors)
+        qfilter = flt.to_qdrant() if flt else None
+        sparse = models.SparseVector(indices=terms[0], values=terms[1])
+        prefetch = [
+            models.Prefetch(query=vector, using=DENSE, limit=candidates, filter=qfilter),
+            models.Prefetch(query=sparse, using=SPARSE, limit=candidates, filter=qfilter),
+        ]
+
+        def query() -> list[ScoredChunk]:
+            by_dense, by_sparse = self._client.query_batch_points(
+                self._chunks(space),
+                [
+                    models.QueryRequest(prefetch=prefetch, query=vector, using=DENSE, limit=2 * candidates,
+                                        with_payload=True, with_vector=[DENSE] if with_vectors else False),
+                    models.QueryRequest(prefetch=prefetch, query=sparse, using=SPARSE, limit=2 * candidates),
+                ],
+            )  # fmt: skip
+            sparse_scores = {str(p.id): float(p.score) for p in by_sparse.points}
+            out = []
+            for p in by_dense.points:
+                chunk = self._scored(p, dense=True)
+                chunk.sparse_score = sparse_scores.get(chunk.id, 0.0)
+                out.append(chunk)
+            return out
+
+        return await self._run(query)
+
+    async def search_fused(
+        self,
+        space: str,
+        vector: list[float],
+        terms: SparseTerms,
+        candidates: int,
+        limit: int,
+        fusion: Fusion,
+        flt: ChunkFilter | None = None,
+        *,
+        with_vectors: bool = False,
+    ) -> list[ScoredChunk]:
+        """Qdrant's own rank fusion (RRF or DBSF) of both sides' candidates."""  # fmt: skip
+        await self._require(space, lexical=True)
+        qfilter = flt.to_qdrant() if flt else None
+        prefetch = [models.Prefetch(query=vector, using=DENSE, limit=candidates, filter=qfilter)]
+        if terms[0]:
+            sparse = models.SparseVector(indices=terms[0], values=terms[1])
+            prefetch.append(models.Prefetch(query=sparse, using=SPARSE, limit=candidates, filter=qfilter))
+        kind = models.Fusion.RRF if fusion == "rrf" else models.Fusion.DBSF
+
+        def query() -> list[ScoredChunk]:
+            res = self._client.query_points(
+                self._chunks(space), prefetch=prefetch, query=models.FusionQuery(fusion=kind), limit=limit,
+                with_payload=True, with_vectors=[DENSE] if with_vectors else False,
+            )  # fmt: skip
+            return [self._scored(p) for p in res.points]
+
+        return await self._run(query)
+
+    @staticmethod
+    def _scored(p: models.ScoredPoint, *, dense: bool = False, sparse: bool = False) -> ScoredChunk:
+        vector = p.vector.get(DENSE) if isinstance(p.vector, dict) else p.vector
+        return ScoredChunk(
+            str(p.id), float(p.score), p.payload or {},
+            dense_score=float(p.score) if dense else None, sparse_score=float(p.score) if sparse else None,
+            vector=list(vector) if isinstance(vector, list) else None,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    async def _require(self, space: str, *, lexical: bool) -> SpaceSchema:
+        schema = await self.space_schema(space)
+        if schema is None:
+            raise StoreError(f"space {space!r} does not exist")
+        if lexical and schema.version < 2:
+            raise SpaceNeedsMigrationError(
+                f"space {space!r} predates lexical (sparse) retrieval and can only answer dense queries. "
+                f"Add the lexical side without re-embedding (nothing is lost): {migrate_hint(space)}"
+            )
+        return schema
+
     async def count_chunks(self, space: str) -> int:
         return await self._run(lambda: self._client.count(self._chunks(space), exact=True).count)
+
+    # --- migration: a staging copy with the current schema, then swapped in ---------------------
+    # Crash-safe by construction: the original is dropped only once the staging copy is complete
+    # (marked in its metadata), and a complete staging copy is never dropped before it is swapped in.
+    async def staging_state(self, space: str) -> Literal["none", "partial", "complete"]:
+        def state() -> Literal["none", "partial", "complete"]:
+            if not self._client.collection_exists(self._staging(space)):
+                return "none"
+            meta = self._client.get_collection(self._staging(space)).config.metadata or {}
+            return "complete" if meta.get("migration") == "complete" else "partial"
+
+        return await self._run(state)
+
+    async def create_staging(self, space: str, model: str, dimension: int, lexical: str) -> None:
+        def create() -> None:
+            if self._client.collection_exists(self._staging(space)):
+                self._client.delete_collection(self._staging(space))  # an unfinished copy: start over
+            self._create_chunks(self._staging(space), space, model, dimension, lexical)
+
+        await self._run(create)
+
+    async def complete_staging(self, space: str, model: str, dimension: int, lexical: str) -> None:
+        meta = {"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
+                "lexical": lexical, "migration": "complete"}  # fmt: skip
+        await self._run(lambda: self._client.update_collection(self._staging(space), metadata=meta))
+
+    async def chunk_ids(self, space: str, *, staging: bool = False) -> list[str]:
+        name = self._staging(space) if staging else self._chunks(space)
+
+        def scroll_ids() -> list[str]:
+            out: list[str] = []
+            offset: Any = None
+            while True:
+                points, offset = self._client.scroll(name, limit=5000, offset=offset, with_payload=False)
+                out.extend(str(p.id) for p in points)
+                if offset is None:
+                    return out
+
+        return await self._run(scroll_ids)
+
+    async def read_chunks(self, space: str, ids: Sequence[str], *, staging: bool = False) -> list[ChunkPoint]:
+        """Points by id with dense vector and payload (sparse vectors are recomputed, never read)."""
+        name = self._staging(space) if staging else self._chunks(space)
+
+        def read() -> list[ChunkPoint]:
+            found = self._client.retrieve(name, list(ids), with_payload=True, with_vectors=True)
+            out = []
+            for r in found:
+                vector = r.vector.get(DENSE) if isinstance(r.vector, dict) else r.vector
+                out.append(ChunkPoint(str(r.id), list(vector), r.payload or {}))  # type: ignore[arg-type]
+            return out
+
+        return await self._run(read)
+
+    async def upsert_staging(self, space: str, points: Sequence[ChunkPoint]) -> None:
+        structs = [p.to_struct() for p in points]
+        await self._run(lambda: self._client.upsert(self._staging(space), structs, wait=True))
+
+    async def swap_in_staging(self, space: str, model: str, dimension: int, lexical: str, batch: int = 512) -> int:
+        """Replace the space's chunk collection by the complete staging copy; returns the points moved."""
+        self._schemas.pop(space, None)
+
+        def swap() -> int:
+            chunks, staging = self._chunks(space), self._staging(space)
+            if self._client.collection_exists(chunks):
+                self._client.delete_collection(chunks)
+            self._create_chunks(chunks, space, model, dimension, lexical)
+            moved = 0
+            offset: Any = None
+            while True:
+                points, offset = self._client.scroll(staging, limit=batch, offset=offset, with_payload=True,
+                                                     with_vectors=True)  # fmt: skip
+                if points:
+                    structs = [models.PointStruct(id=p.id, vector=p.vector or {}, payload=p.payload) for p in points]
+                    self._client.upsert(chunks, structs, wait=True)
+                    moved += len(points)
+                if offset is None:
+                    break
+            self._client.delete_collection(staging)
+            return moved
+
+        return await self._run(swap)
 
     # --- document registry -------------------------------------------------------------------
     async def list_documents(self, space: str) -> list[DocumentRecord]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.adapters.embedder import EmbedderError
-from backend.adapters.store import EmbeddingMismatchError, StoreError
+from backend.adapters.store import EmbeddingMismatchError, SpaceNeedsMigrationError, StoreError
 from backend.services.answering import LLMUnavailableError
 from backend.services.errors import SpaceNotFoundError
 
@@ -67,6 +67,7 @@ def _describe(errors: list[Any]) -> str:
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SpaceNotFoundError: (404, "space_not_found"),
     EmbeddingMismatchError: (409, "embedding_mismatch"),
+    SpaceNeedsMigrationError: (409, "space_needs_migration"),
     StoreError: (503, "store_unavailable"),
     EmbedderError: (503, "embedder_unavailable"),
 }

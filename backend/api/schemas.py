@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.config import SPACE_PATTERN
 
@@ -15,12 +16,71 @@ SpaceField = Field(
 )
 
 
+class FiltersIn(BaseModel):
+    """Metadata conditions, applied inside the search: only matching chunks are ranked at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file_types: list[str] = Field(
+        default_factory=list, max_length=20, description='Extensions, any of: ["pdf", "md"] (a dot is optional).'
+    )
+    folders: list[str] = Field(
+        default_factory=list, max_length=20, description='Folders, any of: ["mail/2024"] (documents anywhere below).'
+    )
+    title: str | None = Field(default=None, min_length=1, max_length=200, description="Words in the title.")
+    modified_after: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with time zone; documents whose file date is unknown never match."
+    )
+    modified_before: AwareDatetime | None = None
+    indexed_after: AwareDatetime | None = None
+    indexed_before: AwareDatetime | None = None
+
+    @field_validator("file_types")
+    @classmethod
+    def _extensions(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            ext = v.strip().lower().lstrip(".")
+            if not ext.isalnum() or len(ext) > 10:
+                raise ValueError(f"{v!r} is not a file extension (like pdf or md)")
+            out.append(ext)
+        return out
+
+    @field_validator("folders")
+    @classmethod
+    def _folders(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            parts = [p for p in PurePosixPath(v.replace("\\", "/")).parts if p not in ("/", ".")]
+            if not parts or ".." in parts or any(ord(ch) < 32 for ch in v):
+                raise ValueError(f"{v!r} is not a folder path relative to the indexed folder (like mail/2024)")
+            out.append("/".join(parts))
+        return out
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FiltersIn:
+        for name, lo, hi in (
+            ("modified", self.modified_after, self.modified_before),
+            ("indexed", self.indexed_after, self.indexed_before),
+        ):
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValueError(f"{name}_after must be earlier than {name}_before")
+        return self
+
+
 class QueryBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     q: str = Field(min_length=1, description="The question.", examples=["What does the service do?"])
     space_id: str = SpaceField
     top_k: int | None = Field(default=None, ge=1, le=50, description="Chunks to retrieve (1-50); default TOP_K.")
+    mode: Literal["hybrid", "dense", "sparse"] | None = Field(
+        default=None, description="Retrieval mode for this request; default RETRIEVAL_MODE."
+    )
+    fusion: Literal["weighted", "rrf", "dbsf"] | None = Field(
+        default=None, description="Fusion of the hybrid mode for this request; default HYBRID_FUSION."
+    )
+    filters: FiltersIn | None = None
 
     @field_validator("q")
     @classmethod
@@ -66,6 +126,7 @@ class UsageOut(BaseModel):
 class TimingsOut(BaseModel):
     embed_ms: float
     search_ms: float
+    rerank_ms: float | None = None
     llm_ttft_ms: float | None
     llm_ms: float
     total_ms: float
@@ -80,12 +141,19 @@ class ContextOut(BaseModel):
     dropped_chunks: int = Field(description="Lowest-ranked retrieved chunks left out so the prompt fits.")
 
 
+class RetrievalOut(BaseModel):
+    mode: Literal["hybrid", "dense", "sparse"] = Field(description="The mode that ranked the sources.")
+    fusion: Literal["weighted", "rrf", "dbsf"] | None = Field(description="The fusion, in hybrid mode.")
+    notices: list[str] = Field(description="What to know about this ranking (e.g. a space needing migration).")
+
+
 class AskResponse(BaseModel):
     answer: str
     sources: list[SourceOut]
     backend: str = Field(description="Kind of server that wrote the answer: vllm, ollama, openai (none: no LLM).")
     model: str
     fallback_used: bool = Field(description="True when the primary failed and the fallback answered.")
+    retrieval: RetrievalOut
     usage: UsageOut
     finish_reason: str | None
     context: ContextOut
@@ -95,7 +163,8 @@ class AskResponse(BaseModel):
 
 class SearchResponse(BaseModel):
     sources: list[SourceOut]
-    timings: dict[str, float]
+    retrieval: RetrievalOut
+    timings: dict[str, float | None]
 
 
 class FileResultOut(BaseModel):

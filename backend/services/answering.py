@@ -15,7 +15,7 @@ from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.adapters.store import ScoredChunk
 from backend.observability import Metrics
 from backend.services.reasoning import Piece, ThinkSplitter, split_final
-from backend.services.retrieval import RetrievalResult, RetrievalService
+from backend.services.retrieval import RetrievalResult, RetrievalService, SearchOptions
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class AnswerStream:
         return {
             "embed_ms": round(self.retrieval.embed_ms, 1),
             "search_ms": round(self.retrieval.search_ms, 1),
+            "rerank_ms": round(self.retrieval.rerank_ms, 1) if self.retrieval.rerank_ms is not None else None,
             "llm_ttft_ms": round(self.ttft_s * 1000, 1) if self.ttft_s is not None else None,
             "llm_ms": round(self.llm_ms, 1),
             "total_ms": round((time.perf_counter() - self.started) * 1000, 1),
@@ -146,6 +147,7 @@ class AnswerStream:
             "backend": self.backend,
             "model": self.model,
             "fallback_used": self.fallback_used,
+            "retrieval": self.retrieval.describe(),
             "usage": {
                 "prompt_tokens": self.usage.prompt_tokens,
                 "completion_tokens": self.usage.completion_tokens,
@@ -254,10 +256,10 @@ class AnswerService:
         self.temperature = temperature
         self.context_tokens = context_tokens
 
-    async def start(self, space: str, question: str, top_k: int) -> AnswerStream:
+    async def start(self, space: str, question: str, top_k: int, options: SearchOptions | None = None) -> AnswerStream:
         """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
         started = time.perf_counter()
-        found = await self.retrieval.retrieve(space, question, top_k)
+        found = await self.retrieval.retrieve(space, question, top_k, options)
         window = await self.llm.context_window(self.context_tokens)
         kept, context = await fit_context(question, found.chunks, window, self.max_tokens, self.llm.count_prompt_tokens)
         if context.dropped_chunks:

@@ -13,7 +13,16 @@ from typing import Any
 from backend.services import eval_metrics as m
 from backend.services.answering import AnswerService, LLMUnavailableError
 from backend.services.ingest import IngestService, SourceFile
-from backend.services.retrieval import RetrievalService
+from backend.services.retrieval import RetrievalService, SearchOptions
+
+# Names for --compare: a retrieval mode, or hybrid with one of Qdrant's rank fusions.
+EVAL_MODES: dict[str, SearchOptions] = {
+    "dense": SearchOptions(mode="dense"),
+    "sparse": SearchOptions(mode="sparse"),
+    "hybrid": SearchOptions(mode="hybrid", fusion="weighted"),
+    "hybrid-rrf": SearchOptions(mode="hybrid", fusion="rrf"),
+    "hybrid-dbsf": SearchOptions(mode="hybrid", fusion="dbsf"),
+}
 
 
 @dataclass
@@ -96,7 +105,7 @@ class Evaluator:
         start = time.perf_counter()
         ranks: dict[str, int] = {}
         for q in evalset.questions:
-            found = await self.retrieval.retrieve(space, q.question, depth)
+            found = await self.retrieval.retrieve(space, q.question, depth, EVAL_MODES[mode])
             ranks[q.id] = m.rank_of(q.gold_path, [str(c.payload.get("path")) for c in found.chunks], k)
         values = list(ranks.values())
         return RetrievalReport(
@@ -106,12 +115,14 @@ class Evaluator:
             ranks=ranks, seconds=time.perf_counter() - start,
         )  # fmt: skip
 
-    async def answer_metrics(self, space: str, questions: list[EvalQuestion], *, top_k: int) -> AnswerReport:
+    async def answer_metrics(
+        self, space: str, questions: list[EvalQuestion], *, top_k: int, mode: str | None = None
+    ) -> AnswerReport:
         rows: list[dict[str, Any]] = []
         errors = 0
         for q in questions:
             try:
-                answer = await self.answers.start(space, q.question, top_k)
+                answer = await self.answers.start(space, q.question, top_k, EVAL_MODES[mode] if mode else None)
                 async for _ in answer.pieces():
                     pass
             except LLMUnavailableError as exc:

@@ -17,14 +17,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Literal
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import ChunkPoint, DocumentRecord, VectorStore, chunk_id, document_id
+from backend.adapters.store import ChunkPoint, DocumentRecord, SparseTerms, VectorStore, chunk_id, document_id
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
 from backend.services.errors import SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
+from backend.services.text_analysis import ANALYZER_VERSION, document_vector, lexical_windows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,20 @@ def content_hash(data: bytes) -> str:
 class SourceFile:
     path: str  # relative POSIX path: the document's identity inside its space
     data: bytes
+    modified_at: float | None = None  # the file's modification time, where the sender knows it
+
+
+def path_metadata(path: str) -> dict[str, object]:
+    """Payload fields that filters match: the extension and every folder the document lies in."""
+    pure = PurePosixPath(path)
+    folders = ["/".join(pure.parts[:i]) for i in range(1, len(pure.parts))]
+    return {"file_type": pure.suffix.lower().lstrip("."), "folders": folders}
+
+
+def sparse_vectors(texts: list[str], window_words: int) -> list[SparseTerms]:
+    """Lexical vectors of one document's chunks (in order), each over its window of neighbours."""
+    windows = lexical_windows(texts, window_words) if window_words else texts
+    return [document_vector(w, avg_words=max(window_words, 60)) for w in windows]
 
 
 @dataclass
@@ -65,6 +81,7 @@ class _Pending:
     status: FileStatus
     version: str
     chunks: list[Chunk]
+    sparse: list[SparseTerms]
     title: str
     file_hash: str
 
@@ -82,6 +99,7 @@ class IngestService:
         chunk_tokens: int,
         overlap_tokens: int,
         batch_size: int,
+        lexical_window_words: int = 200,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -94,6 +112,9 @@ class IngestService:
         self.batch_size = batch_size
         # Part of every version: changing the embedder or chunking re-indexes unchanged files too.
         self.chunker_signature = f"{embedder.model_name}|{self.chunk_tokens}|{self.overlap_tokens}"
+        # Not part of versions: sparse vectors are recomputed from stored text by cli.migrate, no re-embedding.
+        self.lexical_window_words = lexical_window_words
+        self.lexical_signature = f"{ANALYZER_VERSION}/window={lexical_window_words}"
 
     def version_of(self, file_hash: str) -> str:
         return hashlib.sha256(f"{file_hash}|{self.chunker_signature}".encode()).hexdigest()[:32]
@@ -132,11 +153,14 @@ class IngestService:
         """Index `files` into `space`. Broken files are reported as failed; the others still index."""
         if dry_run:
             return await self._ingest(space, files, dry_run=True, on_progress=on_progress)
-        async with self._lock(space):
-            await self.store.ensure_space(space, self.embedder.model_name, self.embedder.dimension)
+        async with self.lock(space):
+            await self.store.ensure_space(
+                space, self.embedder.model_name, self.embedder.dimension, self.lexical_signature
+            )
             return await self._ingest(space, files, dry_run=False, on_progress=on_progress)
 
-    def _lock(self, space: str) -> asyncio.Lock:
+    def lock(self, space: str) -> asyncio.Lock:
+        """The space's write lock (also held by migrations)."""
         return self._locks.setdefault(space, asyncio.Lock())
 
     async def _ingest(
@@ -159,7 +183,7 @@ class IngestService:
                     on_progress(1, 0)
                 continue
             try:
-                parsed, chunks = await asyncio.to_thread(self._parse_and_chunk, source)
+                parsed, chunks, sparse = await asyncio.to_thread(self._parse_and_chunk, source)
             except ParseError as exc:
                 results.append(FileResult(source.path, "failed", doc_id, reason=str(exc)))
                 self.metrics.ingest_files.labels(space, "failed").inc()
@@ -181,13 +205,13 @@ class IngestService:
                 size=len(source.data),
                 indexed_at=0.0,
             )
-            pending.append(_Pending(source, record, status, version, chunks, parsed.title, file_hash))
+            pending.append(_Pending(source, record, status, version, chunks, sparse, parsed.title, file_hash))
         if pending:
             results.extend(await self._write(space, pending, on_progress))
         order = {f.path: i for i, f in enumerate(files)}
         return sorted(results, key=lambda r: order.get(r.path, 0))
 
-    def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, list[Chunk]]:
+    def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, list[Chunk], list[SparseTerms]]:
         try:
             parsed = parse(source.data, source.path)
         except ParseError:
@@ -202,7 +226,7 @@ class IngestService:
         )
         if not chunks:
             raise ParseError("no text found in the file")
-        return parsed, chunks
+        return parsed, chunks, sparse_vectors([c.text for c in chunks], self.lexical_window_words)
 
     async def _write(
         self, space: str, pending: list[_Pending], on_progress: ProgressCallback | None
@@ -223,8 +247,14 @@ class IngestService:
                 vectors = await self.embedder.embed_passages([c.text for _, c in batch])
                 if write_task is not None:
                     await write_task
+                now = time.time()
                 structs = [
-                    ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c))
+                    ChunkPoint(
+                        chunk_id(p.record.id, p.version, c.index),
+                        vec,
+                        self._payload(space, p, c, now),
+                        p.sparse[c.index],
+                    )
                     for (p, c), vec in zip(batch, vectors, strict=True)
                 ]
                 write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
@@ -256,8 +286,11 @@ class IngestService:
                 on_progress(1, len(p.chunks))
         return results
 
-    def _payload(self, space: str, p: _Pending, c: Chunk) -> dict[str, object]:
+    def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
         return {
+            **path_metadata(p.source.path),
+            "modified_at": p.source.modified_at,
+            "indexed_at": now,
             "space": space,
             "document_id": p.record.id,
             "path": p.source.path,
@@ -289,7 +322,7 @@ class IngestService:
     async def delete_document(self, space: str, doc_id: str) -> DocumentRecord | None:
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
-        async with self._lock(space):
+        async with self.lock(space):
             return await self._delete(space, doc_id)
 
     async def _delete(self, space: str, doc_id: str) -> DocumentRecord | None:
@@ -309,18 +342,27 @@ class IngestService:
         """Delete a whole space: only ever on an explicit request (DELETE /spaces, --recreate)."""
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
-        async with self._lock(space):
+        async with self.lock(space):
             await self.store.drop_space(space)
         log.warning("dropped space %s", space)
 
-    async def repair(self, space: str) -> int:
-        """Finish what an interrupted run left: stale chunks deleted, unfinished first writes undone."""
-        async with self._lock(space):
-            broken = [r for r in await self._records(space) if r.garbage]
-            for rec in broken:
-                await self._collect_garbage(space, rec)
-                if rec.version is None:  # a first ingestion that never committed: remove it entirely
-                    await self.store.remove_document(space, rec.id)
+    async def repair(self, space: str, *, locked: bool = False) -> int:
+        """Finish what an interrupted run left: stale chunks deleted, unfinished first writes undone.
+
+        `locked`: the caller already holds the space's write lock."""
+        if locked:
+            broken = await self._repair(space)
+        else:
+            async with self.lock(space):
+                broken = await self._repair(space)
         if broken:
-            log.info("repaired %d interrupted document writes in space %s", len(broken), space)
+            log.info("repaired %d interrupted document writes in space %s", broken, space)
+        return broken
+
+    async def _repair(self, space: str) -> int:
+        broken = [r for r in await self._records(space) if r.garbage]
+        for rec in broken:
+            await self._collect_garbage(space, rec)
+            if rec.version is None:  # a first ingestion that never committed: remove it entirely
+                await self.store.remove_document(space, rec.id)
         return len(broken)

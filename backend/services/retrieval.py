@@ -1,14 +1,59 @@
-"""Question -> vector -> the space's nearest chunks, with per-stage timings."""
+"""Question -> candidates from the dense and lexical sides -> fusion -> rerank, cap, MMR -> ranked chunks.
+
+Modes: `dense` (the embedder), `sparse` (BM25 over stemmed terms), `hybrid` (both, fused by our weighted
+score fusion or Qdrant's RRF/DBSF). Filters are applied inside the store's search, before ranking.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import ScoredChunk, VectorStore
+from backend.adapters.reranker import Reranker
+from backend.adapters.store import (
+    SCHEMA,
+    ChunkFilter,
+    ScoredChunk,
+    SpaceNeedsMigrationError,
+    VectorStore,
+    migrate_hint,
+)
+
+__all__ = ["ChunkFilter", "RetrievalConfig", "RetrievalResult", "RetrievalService", "SearchOptions"]
 from backend.observability import Metrics
+from backend.services import fusion
 from backend.services.errors import SpaceNotFoundError
+from backend.services.text_analysis import is_cyrillic, query_vector
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "dense", "sparse"]
+Fusion = Literal["weighted", "rrf", "dbsf"]
+
+
+@dataclass
+class RetrievalConfig:
+    mode: Mode = "hybrid"
+    fusion: Fusion = "weighted"
+    dense_weight: float = 0.6
+    dense_weight_cyrillic: float = 0.2
+    candidates: int = 50
+    max_chunks_per_document: int = 0
+    mmr_lambda: float | None = None
+    reranker_top_n: int = 20
+
+
+@dataclass
+class SearchOptions:
+    """Per-request choices; None = the configured default."""
+
+    mode: Mode | None = None
+    fusion: Fusion | None = None
+    filters: ChunkFilter | None = None
 
 
 @dataclass
@@ -16,22 +61,95 @@ class RetrievalResult:
     chunks: list[ScoredChunk]
     embed_ms: float
     search_ms: float
+    mode: Mode = "dense"
+    fusion: str | None = None  # weighted, rrf or dbsf in hybrid mode
+    rerank_ms: float | None = None
+    notices: list[str] = field(default_factory=list)  # what a user should know about this ranking
+
+    def describe(self) -> dict[str, object]:
+        return {"mode": self.mode, "fusion": self.fusion, "notices": self.notices}
 
 
 class RetrievalService:
-    def __init__(self, store: VectorStore, embedder: Embedder, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        metrics: Metrics,
+        config: RetrievalConfig | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.metrics = metrics
+        self.config = config or RetrievalConfig()
+        self.reranker = reranker
 
-    async def retrieve(self, space: str, query: str, top_k: int) -> RetrievalResult:
-        if not await self.store.space_exists(space):
+    async def retrieve(
+        self,
+        space: str,
+        query: str,
+        top_k: int,
+        options: SearchOptions | None = None,
+    ) -> RetrievalResult:
+        cfg = self.config
+        opts = options or SearchOptions()
+        mode, filters = opts.mode, opts.filters
+        schema = await self.store.space_schema(space)
+        if schema is None:
             raise SpaceNotFoundError(space)
+        chosen: Mode = mode or cfg.mode
+        notices: list[str] = []
+        if chosen != "dense" and schema.version < SCHEMA:
+            if mode is not None:  # asked for explicitly: say why it cannot be had
+                raise SpaceNeedsMigrationError(
+                    f"space {space!r} predates lexical retrieval; mode {mode!r} needs: {migrate_hint(space)}"
+                )
+            notices.append(f"space {space!r} predates lexical retrieval, so dense only: run {migrate_hint(space)}")
+            log.warning("space %s answered dense only: %s", space, notices[-1])
+            chosen = "dense"
+        fuse: Fusion = opts.fusion or cfg.fusion
+        post = cfg.max_chunks_per_document > 0 or cfg.mmr_lambda is not None or self.reranker is not None
+        depth = max(top_k, cfg.candidates) if post else top_k
+        want_vectors = cfg.mmr_lambda is not None
+
         t0 = time.perf_counter()
-        vector = await self.embedder.embed_query(query)
+        vector = await self.embedder.embed_query(query) if chosen != "sparse" else []
+        terms = query_vector(query) if chosen != "dense" else ([], [])
         t1 = time.perf_counter()
-        chunks = await self.store.search(space, vector, top_k)
+        if chosen == "dense":
+            chunks = await self.store.search_dense(space, vector, depth, filters, with_vectors=want_vectors)
+        elif chosen == "sparse":
+            chunks = await self.store.search_sparse(space, terms, depth, filters, with_vectors=want_vectors)
+            for c in chunks:
+                c.score = c.sparse_score or 0.0
+        elif fuse == "weighted":
+            candidates = await self.store.search_both(
+                space, vector, terms, max(cfg.candidates, top_k), filters, with_vectors=want_vectors
+            )
+            weight = cfg.dense_weight_cyrillic if is_cyrillic(query) else cfg.dense_weight
+            chunks = fusion.weighted_fusion(candidates, weight)[:depth]
+        else:
+            chunks = await self.store.search_fused(
+                space, vector, terms, max(cfg.candidates, top_k), depth, fuse, filters, with_vectors=want_vectors
+            )
         t2 = time.perf_counter()
+
+        rerank_ms = None
+        if self.reranker is not None and chunks:
+            head, tail = chunks[: cfg.reranker_top_n], chunks[cfg.reranker_top_n :]
+            scores = await self.reranker.score(query, [str(c.payload.get("text", "")) for c in head])
+            for c, s in zip(head, scores, strict=True):
+                c.score = s
+            chunks = sorted(head, key=lambda c: -c.score) + tail
+            rerank_ms = (time.perf_counter() - t2) * 1000
+            self.metrics.retrieval_latency.labels("rerank").observe(rerank_ms / 1000)
+        chunks = fusion.cap_per_document(chunks, cfg.max_chunks_per_document)
+        if cfg.mmr_lambda is not None:
+            chunks = await asyncio.to_thread(fusion.mmr, chunks, top_k, cfg.mmr_lambda)
         self.metrics.retrieval_latency.labels("embed").observe(t1 - t0)
         self.metrics.retrieval_latency.labels("search").observe(t2 - t1)
-        return RetrievalResult(chunks, (t1 - t0) * 1000, (t2 - t1) * 1000)
+        return RetrievalResult(
+            chunks[:top_k], (t1 - t0) * 1000, (t2 - t1) * 1000, mode=chosen,
+            fusion=fuse if chosen == "hybrid" else None, rerank_ms=rerank_ms, notices=notices,
+        )  # fmt: skip

@@ -12,9 +12,10 @@ from fastapi.responses import StreamingResponse
 from backend.adapters.llm import LLMError
 from backend.api.deps import AnswerDep, SettingsDep
 from backend.api.errors import ERROR_RESPONSES, APIError
-from backend.api.schemas import AskRequest, AskResponse
+from backend.api.schemas import AskRequest, AskResponse, QueryBase
 from backend.config import Settings
 from backend.services.answering import AnswerStream
+from backend.services.retrieval import ChunkFilter, SearchOptions
 
 router = APIRouter(tags=["ask"])
 
@@ -38,10 +39,24 @@ def check_question(q: str, settings: Settings) -> None:
         )
 
 
+def search_options(body: QueryBase) -> SearchOptions:
+    f = body.filters
+    filters = None
+    if f is not None:
+        filters = ChunkFilter(
+            file_types=f.file_types, folders=f.folders, title=f.title,
+            modified_after=f.modified_after.timestamp() if f.modified_after else None,
+            modified_before=f.modified_before.timestamp() if f.modified_before else None,
+            indexed_after=f.indexed_after.timestamp() if f.indexed_after else None,
+            indexed_before=f.indexed_before.timestamp() if f.indexed_before else None,
+        )  # fmt: skip
+    return SearchOptions(mode=body.mode, fusion=body.fusion, filters=filters)
+
+
 @router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
 async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> Any:
     check_question(body.q, settings)
-    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k)
+    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k, search_options(body))
     if body.stream:
         return StreamingResponse(
             _events(answer, body.include_reasoning),

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from backend.api.deps import RetrievalDep, SettingsDep
 from backend.api.errors import ERROR_RESPONSES
-from backend.api.routes.ask import check_question
+from backend.api.routes.ask import check_question, search_options
 from backend.api.schemas import SearchRequest, SearchResponse
 from backend.services.answering import Source
 
@@ -16,10 +16,14 @@ router = APIRouter(tags=["search"])
 @router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
 async def search(body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep) -> SearchResponse:
     check_question(body.q, settings)
-    found = await retrieval.retrieve(body.space_id, body.q, body.top_k or settings.top_k)
+    found = await retrieval.retrieve(body.space_id, body.q, body.top_k or settings.top_k, search_options(body))
+    timings = {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)}
+    if found.rerank_ms is not None:
+        timings["rerank_ms"] = round(found.rerank_ms, 1)
     return SearchResponse.model_validate(
         {
             "sources": [Source(i + 1, c).to_dict() for i, c in enumerate(found.chunks)],
-            "timings": {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)},
+            "retrieval": found.describe(),
+            "timings": timings,
         }
     )

@@ -1,0 +1,81 @@
+"""Ranking steps after the store has scored candidates: score fusion, a per-document cap and MMR.
+
+Pure functions over `ScoredChunk` lists, so each is tested on hand-computed values.
+
+Why a weighted score fusion and not rank fusion: with an English-only embedder, the dense side ranks
+Russian text almost at random, and rank fusion (RRF, DBSF) gives that random ranking as much say as
+the lexical one (XQuAD-ru nDCG@10 0.74 against 0.96, docs/evaluation.md). Scores min-max normalised
+over the candidates and weighted by how much the embedder can be trusted for the question's script
+keep a weak side from dragging a strong one down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from backend.adapters.store import ScoredChunk
+
+
+def _minmax(values: list[float]) -> list[float]:
+    lo, hi = min(values), max(values)
+    if hi <= lo:
+        return [1.0 if hi > 0 else 0.0] * len(values)  # one candidate, or all tied: keep any signal
+    return [(v - lo) / (hi - lo) for v in values]
+
+
+def weighted_fusion(candidates: list[ScoredChunk], dense_weight: float) -> list[ScoredChunk]:
+    """score = w * minmax(dense) + (1 - w) * minmax(sparse), best first; ties keep the dense order."""
+    if not candidates:
+        return []
+    dense = _minmax([c.dense_score or 0.0 for c in candidates])
+    sparse = _minmax([c.sparse_score or 0.0 for c in candidates])
+    for c, d, s in zip(candidates, dense, sparse, strict=True):
+        c.score = dense_weight * d + (1 - dense_weight) * s
+    return sorted(candidates, key=lambda c: -c.score)
+
+
+def cap_per_document(ranked: list[ScoredChunk], cap: int) -> list[ScoredChunk]:
+    """At most `cap` chunks of any one document, keeping the best-ranked ones (0: no cap)."""
+    if cap <= 0:
+        return ranked
+    seen: Counter[str] = Counter()
+    out = []
+    for c in ranked:
+        doc = str(c.payload.get("document_id", c.id))
+        if seen[doc] < cap:
+            seen[doc] += 1
+            out.append(c)
+    return out
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def mmr(ranked: list[ScoredChunk], k: int, lambda_: float) -> list[ScoredChunk]:
+    """Maximal marginal relevance: pick, one at a time, the candidate maximising
+    lambda * relevance - (1 - lambda) * (highest cosine similarity to a chunk already picked).
+
+    Relevance is the candidate's score min-max normalised over the candidates, so the trade-off means
+    the same whatever the fusion. Candidates without a dense vector count as dissimilar to everything.
+    """
+    if not ranked:
+        return []
+    relevance = _minmax([c.score for c in ranked])
+    pool = list(range(len(ranked)))
+    picked: list[int] = []
+    while pool and len(picked) < k:
+        best, best_value = pool[0], -math.inf
+        chosen = [v for j in picked if (v := ranked[j].vector) is not None]
+        for i in pool:
+            vec = ranked[i].vector
+            redundancy = max((_cosine(vec, v) for v in chosen), default=0.0) if vec is not None else 0.0
+            value = lambda_ * relevance[i] - (1 - lambda_) * redundancy
+            if value > best_value:
+                best, best_value = i, value
+        picked.append(best)
+        pool.remove(best)
+    return [ranked[i] for i in picked]

@@ -1,0 +1,112 @@
+"""Bring a space's chunk collection up to the current schema and lexical analyzer, without re-embedding.
+
+Spaces from before hybrid retrieval hold one unnamed dense vector per chunk; spaces indexed with an
+older analyzer or another LEXICAL_WINDOW_WORDS hold sparse vectors that no longer match new ones.
+Both are fixed the same way: every chunk is copied, dense vector and payload as they are, into a
+staging collection with the current schema, its sparse vector recomputed from the stored chunk text
+(windows over the document's chunks, as ingestion does), and the staging copy is swapped in.
+
+Nothing is lost at any moment: the original is dropped only after the staging copy holds every one
+of its points (counted), and a run interrupted anywhere is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore, chunk_id
+from backend.services.errors import SpaceNotFoundError
+from backend.services.ingest import IngestService, path_metadata, sparse_vectors
+
+log = logging.getLogger(__name__)
+
+
+class MigrationError(Exception):
+    """The staging copy does not hold every point of the original; nothing was dropped."""
+
+
+@dataclass
+class MigrationResult:
+    space: str
+    action: Literal["up-to-date", "migrated", "resumed"]
+    chunks: int
+    from_schema: int | None
+    from_lexical: str | None
+
+
+class MigrationService:
+    def __init__(self, store: VectorStore, ingest: IngestService, batch: int = 256) -> None:
+        self.store = store
+        self.ingest = ingest
+        self.batch = batch
+
+    async def needs_migration(self, space: str) -> bool:
+        schema = await self.store.space_schema(space)
+        staged = await self.store.staging_state(space)
+        if schema is None:
+            return staged == "complete"
+        return staged != "none" or schema.version != SCHEMA or schema.lexical != self.ingest.lexical_signature
+
+    async def migrate(self, space: str) -> MigrationResult:
+        embedder = self.ingest.embedder
+        target = (embedder.model_name, embedder.dimension, self.ingest.lexical_signature)
+        async with self.ingest.lock(space):
+            schema = await self.store.space_schema(space)
+            staged = await self.store.staging_state(space)
+            if schema is None and staged != "complete":
+                raise SpaceNotFoundError(space)
+            before = (schema.version, schema.lexical) if schema else (None, None)
+            if staged == "complete":  # an earlier run was interrupted after its copy was complete
+                moved = await self.store.swap_in_staging(space, *target)
+                log.info("space %s: finished an interrupted migration (%d chunks)", space, moved)
+                return MigrationResult(space, "resumed", moved, *before)
+            if schema is not None and (schema.version, schema.lexical) == (SCHEMA, target[2]) and staged == "none":
+                return MigrationResult(space, "up-to-date", await self.store.count_chunks(space), *before)
+            await self.store.check_embedding(space, embedder.model_name, embedder.dimension)
+            await self.ingest.repair(space, locked=True)  # no half-written document is carried over
+            copied = await self._copy_to_staging(space, *target)
+            total = await self.store.count_chunks(space)
+            if copied != total:
+                raise MigrationError(
+                    f"space {space!r}: the staging copy holds {copied} of {total} chunks; the original is "
+                    "untouched. Run the migration again."
+                )
+            await self.store.complete_staging(space, *target)
+            moved = await self.store.swap_in_staging(space, *target)
+            log.info("space %s: migrated %d chunks to schema %d (%s)", space, moved, SCHEMA, target[2])
+            return MigrationResult(space, "migrated", moved, *before)
+
+    async def _copy_to_staging(self, space: str, model: str, dimension: int, lexical: str) -> int:
+        await self.store.create_staging(space, model, dimension, lexical)
+        copied: set[str] = set()
+        # Documents first, so each chunk's lexical window is built from its own document's chunks.
+        for rec in await self.store.list_documents(space):
+            if not rec.version:
+                continue
+            ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
+            points = sorted(await self.store.read_chunks(space, ids), key=lambda p: int(p.payload.get("chunk", 0)))
+            await self._write(space, points, {"indexed_at": rec.indexed_at})
+            copied.update(p.id for p in points)
+        # Anything the registry does not reach (should be nothing) is still carried over, alone.
+        strays = [i for i in await self.store.chunk_ids(space) if i not in copied]
+        if strays:
+            log.warning("space %s: %d chunks not in the document registry; copied alone", space, len(strays))
+        for start in range(0, len(strays), self.batch):
+            for point in await self.store.read_chunks(space, strays[start : start + self.batch]):
+                await self._write(space, [point], {})
+                copied.add(point.id)
+        return len(await self.store.chunk_ids(space, staging=True))
+
+    async def _write(self, space: str, points: list[ChunkPoint], defaults: dict[str, object]) -> None:
+        texts = [str(p.payload.get("text", "")) for p in points]
+        sparse = await asyncio.to_thread(sparse_vectors, texts, self.ingest.lexical_window_words)
+        for point, terms in zip(points, sparse, strict=True):
+            point.sparse = terms
+            # Fields filters need, for chunks written before they existed.
+            extra = {**path_metadata(str(point.payload.get("path", ""))), "modified_at": None, **defaults}
+            point.payload = {**extra, **point.payload}
+        for start in range(0, len(points), self.batch):
+            await self.store.upsert_staging(space, points[start : start + self.batch])
