@@ -101,13 +101,14 @@ def batches(
     for rel, path in paths:
         try:
             data = path.read_bytes()
+            mtime = path.stat().st_mtime
         except OSError as exc:  # vanished or locked since it was hashed
             unreadable[rel] = f"cannot read the file: {exc.strerror or exc}"
             continue
         if batch and (size + len(data) > max_bytes or len(batch) >= max_files):
             yield batch
             batch, size = [], 0
-        batch.append(SourceFile(rel, data))
+        batch.append(SourceFile(rel, data, modified_at=mtime))
         size += len(data)
     if batch:
         yield batch

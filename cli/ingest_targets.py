@@ -96,7 +96,9 @@ class RemoteTarget:
         files = [f for f in files if len(f.data) <= self.max_batch_bytes]
         if files:
             form = [("files", (f.path.rsplit("/", 1)[-1], f.data)) for f in files]
-            payload = {"space_id": space, "paths": [f.path for f in files]}
+            payload: dict[str, object] = {"space_id": space, "paths": [f.path for f in files]}
+            if all(f.modified_at is not None for f in files):
+                payload["modified"] = [str(f.modified_at) for f in files]
             resp = await self._send("POST", "/documents", data=payload, files=form)
             try:
                 body = resp.json()

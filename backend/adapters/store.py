@@ -255,6 +255,16 @@ class VectorStore:
 
         return await self._run(names)
 
+    async def staged_space_names(self) -> list[str]:
+        """Spaces with a migration staging copy (after an interrupted migration)."""
+
+        def names() -> list[str]:
+            marker = f"{self.prefix}-migrating-"
+            cols = self._client.get_collections().collections
+            return sorted(c.name[len(marker) :] for c in cols if c.name.startswith(marker))
+
+        return await self._run(names)
+
     async def space_exists(self, space: str) -> bool:
         return await self._run(self._client.collection_exists, self._chunks(space))
 

@@ -45,16 +45,18 @@ def test_retrieval_and_answer_metrics_on_a_tiny_set(
     assert eval_cli.main([str(squad), "--answers", "--limit", "2", "--top-k", "2", "--out", str(out)]) == 0
     (report,) = json.loads(out.read_text())
     assert (report["documents"], report["questions"]) == (3, 4)
-    (dense,) = report["retrieval"]
-    assert dense["mode"] == "dense" and set(dense["ranks"]) == {"q1", "q2", "q3", "q4"}
-    assert dense["ranks"]["q4"] == 1 and dense["ranks"]["q3"] == 1  # unambiguous questions find their paragraph
-    assert 0.0 < dense["ndcg"] <= 1.0 and dense["recall_k"] == 1.0  # 3 documents: all within the top 10
+    by_mode = {r["mode"]: r for r in report["retrieval"]}
+    assert list(by_mode) == ["dense", "sparse", "hybrid"]  # the default --compare, side by side
+    for r in by_mode.values():
+        assert set(r["ranks"]) == {"q1", "q2", "q3", "q4"}
+        assert r["ranks"]["q4"] == 1 and r["ranks"]["q3"] == 1  # unambiguous questions find their paragraph
+        assert 0.0 < r["ndcg"] <= 1.0 and r["recall_k"] == 1.0  # 3 documents: all within the top 10
     answers = report["answers"]
     assert answers["n"] == 2 and answers["llm_errors"] == 0 and len(answers["rows"]) == 2
     for row in answers["rows"]:
         assert 0.0 <= row["f1"] <= 1.0 and row["answer"]
     table = capsys.readouterr().out
-    assert "| tiny.json | dense |" in table and "gold in a cited source" in table
+    assert "| tiny.json | dense |" in table and "| tiny.json | hybrid |" in table and "gold in a cited source" in table
     assert not (tmp_path / "never-used").exists()  # the service's store is never touched
 
 
@@ -65,5 +67,5 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad.write_text('{"no": "data"}')
     assert eval_cli.main([str(bad), "--out", str(tmp_path / "r.json")]) == 2
     assert "not a SQuAD-format JSON file" in capsys.readouterr().err
-    assert eval_cli.main([str(bad), "--compare", "dense,hybrid"]) == 2
-    assert "available: dense" in capsys.readouterr().err
+    assert eval_cli.main([str(bad), "--compare", "dense,bm42"]) == 2
+    assert "unknown retrieval mode(s) ['bm42']; available: dense, sparse, hybrid" in capsys.readouterr().err

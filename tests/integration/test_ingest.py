@@ -20,9 +20,16 @@ from backend.services.ingest import IngestService, SourceFile
 
 
 def snapshot(store: VectorStore, space: str) -> dict[str, str]:
-    """Every chunk point of a space: id -> hash of its payload."""
-    points, _ = store._client.scroll(f"rag-chunks-{space}", limit=100_000, with_payload=True)
-    return {str(p.id): hashlib.sha256(json.dumps(p.payload, sort_keys=True).encode()).hexdigest() for p in points}
+    """Every chunk point of a space: id -> hash of its payload and sparse vector.
+
+    Left out: the write time, and the dense vector (its last bits depend on how chunks were batched)."""
+    points, _ = store._client.scroll(f"rag-chunks-{space}", limit=100_000, with_payload=True, with_vectors=["bm25"])
+    out = {}
+    for p in points:
+        payload = {k: v for k, v in (p.payload or {}).items() if k != "indexed_at"}
+        sparse = p.vector["bm25"].model_dump()  # type: ignore[index, union-attr]
+        out[str(p.id)] = hashlib.sha256(json.dumps([payload, sparse], sort_keys=True).encode()).hexdigest()
+    return out
 
 
 def docs(n: int, version: str = "v1") -> list[SourceFile]:
@@ -127,7 +134,7 @@ def test_changing_the_chunking_reindexes_unchanged_files(service: IngestService,
 
 def test_a_space_built_with_another_model_is_a_clear_startup_error(settings: Settings) -> None:
     store = open_store(settings)
-    run(store.ensure_space("legacy", "intfloat/multilingual-e5-base", 768))
+    run(store.ensure_space("legacy", "intfloat/multilingual-e5-base", 768, "any"))
     store.close()
 
     async def start() -> None:

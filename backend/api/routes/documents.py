@@ -61,6 +61,10 @@ async def upload(
         list[str] | None,
         Form(description="Optional document paths, one per file (default: the file names)."),
     ] = None,
+    modified: Annotated[
+        list[float] | None,
+        Form(description="Optional modification times (unix seconds), one per file: what date filters match."),
+    ] = None,
 ) -> UploadResponse:
     """Index uploaded files. Unchanged files are skipped; a re-uploaded path replaces its document."""
     if len(files) > settings.max_files_per_upload:
@@ -71,11 +75,18 @@ async def upload(
         )
     if paths is not None and len(paths) != len(files):
         raise APIError(400, "paths_mismatch", f"{len(paths)} paths for {len(files)} files; send one path per file")
+    if modified is not None and len(modified) != len(files):
+        raise APIError(
+            400, "modified_mismatch", f"{len(modified)} modification times for {len(files)} files; send one per file"
+        )
     names = paths if paths is not None else [f.filename or "" for f in files]
     cleaned = [clean_path(n) for n in names]
     if len(set(cleaned)) != len(cleaned):
         raise APIError(400, "duplicate_path", "the same document path appears twice in one upload")
-    sources = [SourceFile(path, await f.read()) for path, f in zip(cleaned, files, strict=True)]
+    times: list[float | None] = list(modified) if modified is not None else [None] * len(files)
+    sources = [
+        SourceFile(path, await f.read(), modified_at=t) for path, f, t in zip(cleaned, files, times, strict=True)
+    ]
     start = time.perf_counter()
     results = await ingest.ingest(space_id, sources)
     out = [FileResultOut(**r.__dict__) for r in results]

@@ -1,0 +1,85 @@
+"""Bring spaces up to the current collection schema and lexical analyzer, without re-embedding.
+
+    python -m cli.migrate --check          # which spaces need it (exit 1 if any)
+    python -m cli.migrate --space docs     # one space
+    python -m cli.migrate --all            # every space that needs it
+
+Needed for spaces indexed before hybrid retrieval (they answer dense queries only until migrated), and
+after changing LEXICAL_WINDOW_WORDS. Stop the service first: a migration must be the only writer.
+Safe to interrupt: run it again and it finishes; the original collection is replaced only after a
+complete, counted copy exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from backend.adapters.store import StoreError, StoreLockedError
+from backend.config import SPACE_RE, ConfigError, load_settings
+from backend.container import build_ingest, load_embedder, open_store
+from backend.observability import Metrics, configure_logging
+from backend.services.migration import MigrationError, MigrationService
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cli.migrate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--space", action="append", help="space to migrate (repeatable)")
+    which.add_argument("--all", action="store_true", help="every space that needs it")
+    which.add_argument("--check", action="store_true", help="only list the spaces that need it")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    try:
+        store = open_store(settings)
+    except StoreLockedError as exc:
+        sys.stderr.write(f"error: {exc}\nStop the service, then run the migration again.\n")
+        return 2
+    try:
+        embedder = load_embedder(settings)
+        service = MigrationService(store, build_ingest(settings, store, embedder, Metrics()))
+        names = sorted({*await store.list_space_names(), *await store.staged_space_names()})
+        if args.space:
+            unknown = [s for s in args.space if not SPACE_RE.match(s) or s not in names]
+            if unknown:
+                sys.stderr.write(f"error: no such space: {', '.join(unknown)} (spaces: {', '.join(names) or 'none'})\n")
+                return 2
+        targets = args.space or [s for s in names if await service.needs_migration(s)]
+        if args.check:
+            for s in targets:
+                sys.stdout.write(f"{s}: needs migration\n")
+            sys.stdout.write(f"{len(targets)} of {len(names)} spaces need migration\n")
+            return 1 if targets else 0
+        for space in targets:
+            result = await service.migrate(space)
+            sys.stdout.write(
+                f"{space}: {result.action}, {result.chunks} chunks (was schema {result.from_schema}, "
+                f"lexical {result.from_lexical!r})\n"
+            )
+        if not targets:
+            sys.stdout.write("every space is up to date\n")
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("INFO", "text")
+    try:
+        return asyncio.run(run(args))
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except (MigrationError, StoreError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

