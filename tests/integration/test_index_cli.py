@@ -51,6 +51,21 @@ def test_second_run_writes_nothing(env: dict[str, str], corpus: Path, capsys: py
     assert second["files"]["unchanged"] == 10 and second["chunks_written"] == 0
 
 
+def test_file_dates_reach_the_index(env: dict[str, str], corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = corpus / "guide.md"
+    os.utime(old, (1_600_000_000, 1_600_000_000))
+    assert index(capsys, "--dir", str(corpus), "--space", "demo")[0] == 0
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=env["QDRANT_PATH"])
+    points, _ = client.scroll("rag-chunks-demo", limit=1000, with_payload=["path", "modified_at"])
+    client.close()
+    dates = {p.payload["path"]: p.payload["modified_at"] for p in points}  # type: ignore[index]
+    assert dates["guide.md"] == 1_600_000_000 and all(
+        d and d > 1_600_000_000 for k, d in dates.items() if k != "guide.md"
+    )
+
+
 def test_edits_deletions_prune_and_dry_run(
     env: dict[str, str], corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -166,6 +181,15 @@ def test_index_cli_hands_work_to_the_running_service(running_service: str, env: 
     )
     assert answer.status_code == 200
     assert any("9 bar" in s["text"] for s in answer.json()["sources"])
+    # The files' dates travelled with the upload: date filters see them.
+    for flt, hits in (
+        ({"modified_after": "2001-01-01T00:00:00Z"}, True),
+        ({"modified_before": "2001-01-01T00:00:00Z"}, False),
+    ):
+        found = httpx.post(
+            f"{running_service}/search", json={"q": "pump", "space_id": "demo", "filters": flt}, timeout=60
+        )
+        assert found.status_code == 200 and bool(found.json()["sources"]) is hits, found.text
 
 
 def test_locked_store_without_a_service_is_a_clear_error(env: dict[str, str], corpus: Path) -> None:
