@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,8 @@ class SpaceNeedsMigrationError(StoreError):
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
+# Lexical scores fetched per hybrid query, so that dense candidates get their exact lexical score.
+LEXICAL_SCORES = 1000
 
 SparseTerms = tuple[list[int], list[float]]  # (term ids, weights)
 Fusion = Literal["rrf", "dbsf"]
@@ -443,35 +446,48 @@ class VectorStore:
     ) -> list[ScoredChunk]:
         """The union of each side's best `candidates`, every one scored by both sides (0: no shared term).
 
-        One batch of two requests, each prefetching both candidate lists and rescoring their union with
-        one side's query; our own fusion (services/fusion.py) then works on complete score pairs.
+        One batch of two queries: the dense top `candidates` (with payload), and the lexical scores of
+        up to LEXICAL_SCORES chunks (ids only), which covers every chunk sharing a term with the
+        question in all but huge spaces. Lexical candidates the dense query missed are fetched by id and
+        their cosine computed here. In embedded mode the lexical query is a Python loop over the space,
+        so it runs once (rescoring prefetched candidates would run it once per side).
         """  # fmt: skip
         await self._require(space, lexical=True)
         if not terms[0]:
             return await self.search_dense(space, vector, candidates, flt, with_vectors=with_vectors)
         qfilter = flt.to_qdrant() if flt else None
         sparse = models.SparseVector(indices=terms[0], values=terms[1])
-        prefetch = [
-            models.Prefetch(query=vector, using=DENSE, limit=candidates, filter=qfilter),
-            models.Prefetch(query=sparse, using=SPARSE, limit=candidates, filter=qfilter),
-        ]
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        unit = [x / norm for x in vector]
 
         def query() -> list[ScoredChunk]:
             by_dense, by_sparse = self._client.query_batch_points(
                 self._chunks(space),
                 [
-                    models.QueryRequest(prefetch=prefetch, query=vector, using=DENSE, limit=2 * candidates,
-                                        with_payload=True, with_vector=[DENSE] if with_vectors else False),
-                    models.QueryRequest(prefetch=prefetch, query=sparse, using=SPARSE, limit=2 * candidates),
+                    models.QueryRequest(query=vector, using=DENSE, limit=candidates, filter=qfilter, with_payload=True,
+                                        with_vector=[DENSE] if with_vectors else False),
+                    models.QueryRequest(query=sparse, using=SPARSE, limit=max(LEXICAL_SCORES, candidates),
+                                        filter=qfilter, with_payload=False),
                 ],
             )  # fmt: skip
             sparse_scores = {str(p.id): float(p.score) for p in by_sparse.points}
-            out = []
+            out: dict[str, ScoredChunk] = {}
             for p in by_dense.points:
                 chunk = self._scored(p, dense=True)
                 chunk.sparse_score = sparse_scores.get(chunk.id, 0.0)
-                out.append(chunk)
-            return out
+                out[chunk.id] = chunk
+            missing = [str(p.id) for p in by_sparse.points[:candidates] if str(p.id) not in out]
+            if missing:
+                for r in self._client.retrieve(self._chunks(space), missing, with_payload=True, with_vectors=[DENSE]):
+                    stored = r.vector[DENSE] if isinstance(r.vector, dict) else r.vector
+                    dense_vec = [float(x) for x in stored]  # type: ignore[union-attr, arg-type]
+                    length = math.sqrt(sum(x * x for x in dense_vec)) or 1.0
+                    cosine = sum(a * b for a, b in zip(unit, dense_vec, strict=True)) / length
+                    out[str(r.id)] = ScoredChunk(
+                        str(r.id), cosine, r.payload or {}, dense_score=cosine, sparse_score=sparse_scores[str(r.id)],
+                        vector=dense_vec if with_vectors else None,
+                    )  # fmt: skip
+            return list(out.values())
 
         return await self._run(query)
 
