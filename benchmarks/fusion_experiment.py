@@ -1,24 +1,26 @@
-"""Which fusion of dense and lexical retrieval reaches the issue #4 targets? An offline experiment.
+"""How the hybrid defaults were chosen: lexical analysis and fusion variants on the XQuAD dev splits.
 
     .venv/bin/python -m benchmarks.fusion_experiment --eval-dir ../shared/eval
 
 Chunks the XQuAD paragraphs exactly as ingestion does, scores every chunk for every question with the
-dense embedder (cosine) and with BM25 over backend/services/text_analysis (Qdrant's IDF formula), and
-ranks documents by several fusions, in memory. The winner is what hybrid retrieval should implement
-in Qdrant; nothing here changes the service.
+dense embedder (cosine) and with BM25 variants (Qdrant's IDF formula), fuses them the way the service
+does (the union of each side's top 50, both scores known, min-max per side, a dense weight chosen by
+the question's script) and reports nDCG@10 of the documents, in memory. Rows marked "default" are
+what `backend/services/text_analysis.py` and the settings implement; `python -m cli.eval` measures
+the service itself. Nothing here changes the service.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
-import re
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,117 +28,170 @@ import numpy as np
 
 from backend.adapters.embedder import Embedder
 from backend.services import eval_metrics as m
+from backend.services import text_analysis as ta
 from backend.services.chunking import chunk_sections
-from backend.services.evaluation import load_squad
+from backend.services.evaluation import EvalQuestion, load_squad
 from backend.services.parsing import parse
-from backend.services.text_analysis import document_vector, query_vector
 
-Fusion = Callable[[np.ndarray, np.ndarray, bool], np.ndarray]
+Terms = Callable[[str], list[str]]
 
 
-def minmax(x: np.ndarray) -> np.ndarray:
+def stems_only(text: str) -> list[str]:
+    return [t for t in ta.terms(text) if not t.startswith("~")]
+
+
+def with_prefixes(letters: int, cyrillic_only: bool) -> Terms:
+    def terms(text: str) -> list[str]:
+        stems = stems_only(text)
+        return stems + [
+            "~" + s[:letters] for s in stems if len(s) > letters and (not cyrillic_only or "а" <= s[0] <= "я")
+        ]
+
+    return terms
+
+
+def truncated(letters: int) -> Terms:
+    return lambda text: [s[:letters] for s in stems_only(text)]
+
+
+def with_bigrams(text: str) -> list[str]:
+    stems = stems_only(text)
+    return stems + [a + "_" + b for a, b in itertools.pairwise(stems)]
+
+
+@dataclass
+class Lexical:
+    terms: Terms = ta.terms
+    window_words: int = 200
+    k1: float = ta.K1
+    b: float = ta.B
+
+
+@dataclass
+class Variant:
+    name: str
+    lexical: Lexical
+    dense_weight: float = 0.6  # Latin-script question
+    dense_weight_cyrillic: float = 0.2
+    fusion: str = "weighted"  # or rrf, dbsf, sparse, dense
+
+
+DEFAULT = Lexical()
+PLAIN = Lexical(terms=stems_only, window_words=0)
+VARIANTS = [
+    Variant("dense only", DEFAULT, fusion="dense"),
+    Variant("sparse only: chunk-level BM25, Snowball stems", PLAIN, fusion="sparse"),
+    Variant("sparse only: default analyzer (window 200 words, Cyrillic prefix-3)", DEFAULT, fusion="sparse"),
+    Variant("RRF k=60, default analyzer", DEFAULT, fusion="rrf"),
+    Variant("DBSF, default analyzer", DEFAULT, fusion="dbsf"),
+    Variant("chunk-level BM25, gated 0.6 / 0.1", PLAIN, 0.6, 0.1),
+    Variant("chunk-level BM25 k1 1.2 b 0.75, gated 0.6 / 0.1", Lexical(stems_only, 0, 1.2, 0.75), 0.6, 0.1),
+    Variant("chunk-level BM25 b 0, gated 0.6 / 0.1", Lexical(stems_only, 0, 0.9, 0.0), 0.6, 0.1),
+    Variant("chunk-level, word bigrams added, gated 0.6 / 0.1", Lexical(with_bigrams, 0), 0.6, 0.1),
+    Variant("chunk-level, stems cut to 5 letters, gated 0.6 / 0.1", Lexical(truncated(5), 0), 0.6, 0.1),
+    Variant("window 200 words, stems only, gated 0.6 / 0.2", Lexical(stems_only, 200)),
+    Variant("window 200 words + prefix-4 for all scripts, gated 0.6 / 0.2", Lexical(with_prefixes(4, False), 200)),
+    Variant("window 100 words + Cyrillic prefix-3, gated 0.6 / 0.2", Lexical(window_words=100)),
+    Variant("window 300 words + Cyrillic prefix-3, gated 0.6 / 0.2", Lexical(window_words=300)),
+    Variant("default: window 200 + Cyrillic prefix-3, gated 0.6 / 0.2", DEFAULT),
+    Variant("default analyzer, one weight 0.5 for both scripts", DEFAULT, 0.5, 0.5),
+    Variant("default analyzer, gated 0.6 / 0.1", DEFAULT, 0.6, 0.1),
+    Variant("default analyzer, gated 0.6 / 0.3", DEFAULT, 0.6, 0.3),
+    Variant("default analyzer, gated 0.5 / 0.2", DEFAULT, 0.5, 0.2),
+    Variant("default analyzer, gated 0.7 / 0.2", DEFAULT, 0.7, 0.2),
+]
+
+
+@dataclass
+class Corpus:
+    chunk_docs: list[str]
+    chunk_texts: list[str]
+    questions: list[EvalQuestion]
+    dense: np.ndarray  # questions x chunks, cosine
+
+
+def load(path: Path, embedder: Embedder) -> Corpus:
+    evalset = load_squad(path)
+    docs, texts = [], []
+    for doc in evalset.documents:
+        for c in chunk_sections(
+            parse(doc.data, doc.path).sections, embedder.tokenize, max_tokens=200, overlap_tokens=40
+        ):
+            docs.append(doc.path)
+            texts.append(c.text)
+    chunks = np.array(embedder.embed_passages_sync(texts))
+    questions = np.array([embedder.embed_query_sync(q.question) for q in evalset.questions])
+    return Corpus(docs, texts, evalset.questions, questions @ chunks.T)
+
+
+def lexical_scores(corpus: Corpus, lex: Lexical) -> np.ndarray:
+    """BM25 of every chunk (over its window) for every question, with Qdrant's IDF formula."""
+    windows: list[str] = []
+    start = 0
+    while start < len(corpus.chunk_texts):  # windows never cross documents
+        end = start
+        while end < len(corpus.chunk_docs) and corpus.chunk_docs[end] == corpus.chunk_docs[start]:
+            end += 1
+        texts = corpus.chunk_texts[start:end]
+        windows += ta.lexical_windows(texts, lex.window_words) if lex.window_words else texts
+        start = end
+    avg = max(lex.window_words, 60)
+    vectors = []
+    for w in windows:
+        counts = Counter(lex.terms(w))
+        norm = lex.k1 * (1 - lex.b + lex.b * sum(counts.values()) / avg)
+        vectors.append({t: tf * (lex.k1 + 1) / (tf + norm) for t, tf in counts.items()})
+    df = Counter(t for v in vectors for t in v)
+    idf = {t: math.log(1 + (len(vectors) - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+    scores = np.zeros_like(corpus.dense)
+    for qi, q in enumerate(corpus.questions):
+        query = set(lex.terms(q.question))
+        for ci, v in enumerate(vectors):
+            scores[qi, ci] = sum(idf[t] * v[t] for t in query if t in v)
+    return scores
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
     span = x.max() - x.min()
     return (x - x.min()) / span if span > 0 else np.zeros_like(x)
 
 
-def rrf(x: np.ndarray, k: int = 60) -> np.ndarray:
-    ranks = np.empty_like(x)
-    ranks[np.argsort(-x)] = np.arange(1, len(x) + 1)
-    return 1.0 / (k + ranks)
+def _ranks(x: np.ndarray) -> np.ndarray:
+    r = np.empty_like(x)
+    r[np.argsort(-x, kind="stable")] = np.arange(1, len(x) + 1)
+    return r
 
 
-def dbsf(x: np.ndarray) -> np.ndarray:
-    """Qdrant's distribution-based score fusion: scale by mean +- 3 std."""
+def _dbsf(x: np.ndarray) -> np.ndarray:
     lo, hi = x.mean() - 3 * x.std(), x.mean() + 3 * x.std()
     return np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
 
 
-def weighted(w_dense: float) -> Fusion:
-    return lambda d, s, _ru: w_dense * minmax(d) + (1 - w_dense) * minmax(s)
-
-
-def gated(w_en: float, w_ru: float) -> Fusion:
-    """Language-gated weights: the English-only embedder counts little for a Cyrillic question."""
-    return lambda d, s, ru: (w_ru if ru else w_en) * minmax(d) + (1 - (w_ru if ru else w_en)) * minmax(s)
-
-
-FUSIONS: dict[str, Fusion] = {
-    "dense": lambda d, s, ru: d,
-    "sparse (BM25, stemmed)": lambda d, s, ru: s,
-    "RRF k=60": lambda d, s, ru: rrf(d) + rrf(s),
-    "DBSF": lambda d, s, ru: dbsf(d) + dbsf(s),
-    "min-max 0.5/0.5": weighted(0.5),
-    "min-max 0.3 dense": weighted(0.3),
-    "gated en 0.5 / ru 0.1": gated(0.5, 0.1),
-    "gated en 0.6 / ru 0.1": gated(0.6, 0.1),
-    "gated en 0.6 / ru 0.0": gated(0.6, 0.0),
-    "gated en 0.7 / ru 0.15": gated(0.7, 0.15),
-}
-
-
-DOC_FUSIONS: dict[str, Fusion] = {
-    "doc-level sparse": lambda d, s, ru: s,
-    "doc-level min-max 0.5/0.5": weighted(0.5),
-    "doc-level gated en 0.6 / ru 0.1": gated(0.6, 0.1),
-    "doc-level gated en 0.6 / ru 0.2": gated(0.6, 0.2),
-}
-
-
-def run(path: Path, embedder: Embedder) -> dict[str, float]:
-    evalset = load_squad(path)
-    chunk_docs, chunk_texts = [], []
-    for doc in evalset.documents:
-        parsed = parse(doc.data, doc.path)
-        for c in chunk_sections(parsed.sections, embedder.tokenize, max_tokens=200, overlap_tokens=40):
-            chunk_docs.append(doc.path)
-            chunk_texts.append(c.text)
-    dense_docs = np.array(embedder.embed_passages_sync(chunk_texts))
-    questions = evalset.questions
-    dense_q = np.array([embedder.embed_query_sync(q.question) for q in questions])
-    dense = dense_q @ dense_docs.T  # cosine: vectors are normalised
-
-    vectors = [dict(zip(*document_vector(t), strict=True)) for t in chunk_texts]
-    df = Counter(i for v in vectors for i in v)
-    n = len(vectors)
-    idf = {i: math.log(1 + (n - c + 0.5) / (c + 0.5)) for i, c in df.items()}  # Qdrant's IDF modifier
-    sparse = np.zeros_like(dense)
-    for qi, q in enumerate(questions):
-        ids, _ = query_vector(q.question)
-        for ci, v in enumerate(vectors):
-            sparse[qi, ci] = sum(idf.get(i, 0.0) * v[i] for i in ids if i in v)
-
-    # Document level: BM25 over whole paragraphs; dense = the best chunk of each paragraph.
-    docs = [d.path for d in evalset.documents]
-    doc_index = {d: i for i, d in enumerate(docs)}
-    doc_vectors = [dict(zip(*document_vector(d.data.decode()), strict=True)) for d in evalset.documents]
-    ddf = Counter(i for v in doc_vectors for i in v)
-    didf = {i: math.log(1 + (len(docs) - c + 0.5) / (c + 0.5)) for i, c in ddf.items()}
-    dense_doc = np.full((len(questions), len(docs)), -1.0)
-    for ci, d in enumerate(chunk_docs):
-        dense_doc[:, doc_index[d]] = np.maximum(dense_doc[:, doc_index[d]], dense[:, ci])
-    sparse_doc = np.zeros_like(dense_doc)
-    for qi, q in enumerate(questions):
-        ids, _ = query_vector(q.question)
-        for di, v in enumerate(doc_vectors):
-            sparse_doc[qi, di] = sum(didf.get(i, 0.0) * v[i] for i in ids if i in v)
-
-    doc_level = score(DOC_FUSIONS, dense_doc, sparse_doc, docs, questions)
-    return {**score(FUSIONS, dense, sparse, chunk_docs, questions), **doc_level}
-
-
-def score(
-    fusions: dict[str, Fusion], dense: np.ndarray, sparse: np.ndarray, column_doc: list[str], questions: list[Any]
-) -> dict[str, float]:
-    """Mean nDCG@10 per fusion; columns are chunks or documents, `column_doc` names each one's document."""
-    out = {}
-    for name, fuse in fusions.items():
-        ndcg = []
-        for qi, q in enumerate(questions):
-            fused = fuse(dense[qi], sparse[qi], bool(re.search("[а-яё]", q.question.lower())))
-            order = np.argsort(-fused, kind="stable")[:50]
-            ndcg.append(m.ndcg_at(m.rank_of(q.gold_path, [column_doc[i] for i in order], 10)))
-        out[name] = m.mean(ndcg)
-    return out
+def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -> float:
+    values = []
+    for qi, q in enumerate(corpus.questions):
+        d, s = corpus.dense[qi], sparse[qi]
+        top_d = np.argsort(-d, kind="stable")[:candidates]
+        top_s = [i for i in np.argsort(-s, kind="stable")[:candidates] if s[i] > 0]
+        union = np.array(sorted(set(top_d.tolist()) | set(top_s)))
+        if v.fusion == "dense":
+            fused, union = d[top_d], top_d
+        elif v.fusion == "sparse":
+            union = np.array(top_s, dtype=int)
+            fused = s[union]
+        elif v.fusion == "rrf":  # each list contributes 1 / (60 + rank) where it holds the chunk
+            rd, rs, in_s = _ranks(d), _ranks(s), set(top_s)
+            fused = np.array([1 / (60 + rd[i]) + (1 / (60 + rs[i]) if i in in_s else 0) for i in union])
+        elif v.fusion == "dbsf":  # each list scaled by its own mean +- 3 std, then summed
+            dn = dict(zip(top_d.tolist(), _dbsf(d[top_d]).tolist(), strict=True))
+            sn = dict(zip(top_s, _dbsf(s[top_s]).tolist(), strict=True)) if top_s else {}
+            fused = np.array([dn.get(i, 0.0) + sn.get(i, 0.0) for i in union])
+        else:
+            w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
+            fused = w * _minmax(d[union]) + (1 - w) * _minmax(s[union])
+        order = union[np.argsort(-np.asarray(fused), kind="stable")]
+        values.append(m.ndcg_at(m.rank_of(q.gold_path, [corpus.chunk_docs[i] for i in order], 10)))
+    return m.mean(values)
 
 
 def main() -> int:
@@ -144,12 +199,20 @@ def main() -> int:
     p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     args = p.parse_args()
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
-    results = {lang: run(args.eval_dir / f"xquad.{lang}.dev.json", embedder) for lang in ("ru", "en")}
-    lines = ["| fusion | ru nDCG@10 | en nDCG@10 |", "|---|---|---|"]
-    lines += [
-        f"| {name} | {results['ru'][name]:.3f} | {results['en'][name]:.3f} |" for name in {**FUSIONS, **DOC_FUSIONS}
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
+    corpora = {lang: load(args.eval_dir / f"xquad.{lang}.dev.json", embedder) for lang in ("ru", "en")}
+    cache: dict[tuple[str, int], np.ndarray] = {}
+    lines = ["| variant | ru nDCG@10 | en nDCG@10 |", "|---|---|---|"]
+    for v in VARIANTS:
+        row = []
+        for lang, corpus in corpora.items():
+            key = (lang, id(v.lexical))
+            if key not in cache:
+                cache[key] = lexical_scores(corpus, v.lexical)
+            row.append(ndcg(corpus, cache[key], v))
+        lines.append(f"| {v.name} | {row[0]:.3f} | {row[1]:.3f} |")
+        sys.stdout.write(lines[-1] + "\n")
+        sys.stdout.flush()
+    sys.stdout.write("\n" + "\n".join(lines) + "\n")
     return 0
 
 
