@@ -224,6 +224,8 @@ class SpaceOut(BaseModel):
     chunks: int
     embedding_model: str
     dimension: int
+    schema_version: int = Field(description="2: dense + lexical vectors; 1: dense only (run python -m cli.migrate).")
+    lexical_analyzer: str | None = Field(description="Analyzer and window its lexical vectors were built with.")
 
 
 class SpaceList(BaseModel):

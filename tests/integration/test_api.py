@@ -61,6 +61,8 @@ def test_upload_indexes_every_format(client: TestClient, corpus: Path) -> None:
             "chunks": body["chunks_written"],
             "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
             "dimension": 384,
+            "schema_version": 2,
+            "lexical_analyzer": "snowball-ru-en+cyr-prefix3/k1=0.9/b=0.4/v1/window=200",
         }
     ]
 

@@ -164,4 +164,7 @@ def test_the_api_explains_a_legacy_space(legacy: Any, settings: Settings) -> Non
         resp = client.post("/search", json={"q": "насос", "space_id": "old"})
         assert resp.status_code == 200 and resp.json()["retrieval"]["mode"] == "dense"
         assert "cli.migrate --space old" in resp.json()["retrieval"]["notices"][0]
+        spaces = {s["name"]: s for s in client.get("/spaces").json()["spaces"]}
+        assert spaces["old"]["schema_version"] == 1 and spaces["old"]["lexical_analyzer"] is None
+        assert spaces["fresh"]["schema_version"] == 2 and "window=200" in spaces["fresh"]["lexical_analyzer"]
     legacy[0].store = open_store(settings)

@@ -25,6 +25,8 @@ async def list_spaces(status: StatusDep) -> SpaceList:
                 chunks=s.chunks,
                 embedding_model=s.embedding_model,
                 dimension=s.dimension,
+                schema_version=s.schema,
+                lexical_analyzer=s.lexical,
             )
             for s in await status.spaces()
         ]

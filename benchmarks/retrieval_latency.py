@@ -1,0 +1,140 @@
+"""Search latency per retrieval mode and space size, in embedded Qdrant (docs/performance.md).
+
+    .venv/bin/python -m benchmarks.retrieval_latency --sizes 1000,5000,10000 --queries 30
+
+Builds spaces of N chunks from the XQuAD paragraphs (repeated with numbered variations when N is
+larger) with real lexical vectors (windows, as ingestion builds them) and random unit dense vectors
+(embedding is not what this measures), then times the store and fusion part of
+RetrievalService.retrieve for each mode, with and without a filter. Query embedding (about 10-20 ms on
+CPU) comes on top. Qdrant server mode is not measured here (no server on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
+from backend.services import fusion
+from backend.services.ingest import path_metadata, sparse_vectors
+from backend.services.text_analysis import ANALYZER_VERSION, is_cyrillic, query_vector
+
+DIM = 384
+
+
+def paragraphs(eval_dir: Path) -> tuple[list[str], list[str]]:
+    texts: list[str] = []
+    questions: list[str] = []
+    for lang in ("ru", "en"):
+        for article in json.loads((eval_dir / f"xquad.{lang}.dev.json").read_text())["data"]:
+            for para in article["paragraphs"]:
+                texts.append(para["context"])
+                questions.extend(qa["question"] for qa in para["qas"])
+    return texts, questions
+
+
+def unit(rng: random.Random) -> list[float]:
+    v = [rng.gauss(0, 1) for _ in range(DIM)]
+    n = sum(x * x for x in v) ** 0.5
+    return [x / n for x in v]
+
+
+async def build(store: VectorStore, space: str, texts: list[str], size: int, rng: random.Random) -> None:
+    await store.ensure_space(space, "random", DIM, f"{ANALYZER_VERSION}/window=200")
+    written, doc = 0, 0
+    while written < size:
+        text = texts[doc % len(texts)]
+        words = text.split()
+        # ~200-character chunks, as MiniLM cuts Russian; a numbered variation keeps documents distinct
+        chunks = [" ".join(words[i : i + 30]) + f" v{doc}" for i in range(0, len(words), 25)][: size - written]
+        path = f"folder{doc % 10}/doc{doc}.txt"
+        points = [
+            ChunkPoint(
+                f"00000000-0000-0000-0000-{written + i:012d}",
+                unit(rng),
+                {**path_metadata(path), "path": path, "document_id": str(doc), "text": c, "chunk": i},
+                terms,
+            )
+            for i, (c, terms) in enumerate(zip(chunks, sparse_vectors(chunks, 200), strict=True))
+        ]
+        await store.upsert_chunks(space, points)
+        written += len(points)
+        doc += 1
+
+
+async def measure(store: VectorStore, space: str, questions: list[str], rng: random.Random) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cases: list[tuple[str, ChunkFilter | None]] = [
+        ("no filter", None),
+        ("folder filter", ChunkFilter(folders=["folder3"])),
+    ]
+    for label, flt in cases:
+        for mode in ("dense", "sparse", "hybrid"):
+            times = []
+            for q in questions:
+                vector, terms = unit(rng), query_vector(q)
+                t = time.perf_counter()
+                if mode == "dense":
+                    await store.search_dense(space, vector, 5, flt)
+                elif mode == "sparse":
+                    await store.search_sparse(space, terms, 5, flt)
+                else:
+                    found = await store.search_both(space, vector, terms, 50, flt)
+                    fusion.weighted_fusion(found, 0.2 if is_cyrillic(q) else 0.6)
+                times.append((time.perf_counter() - t) * 1000)
+            times.sort()
+            out[f"{mode}, {label}"] = {"p50": round(statistics.median(times), 1),
+                                        "p95": round(times[int(0.95 * (len(times) - 1))], 1)}  # fmt: skip
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
+    texts, questions = paragraphs(args.eval_dir)
+    rng = random.Random(7)
+    asked = rng.sample(questions, args.queries)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = VectorStore(path=Path(tmp) / "qdrant")
+        try:
+            for size in args.sizes:
+                await build(store, f"s{size}", texts, size, rng)
+                results[size] = await measure(store, f"s{size}", asked, rng)
+                sys.stderr.write(f"{size} chunks done\n")
+        finally:
+            store.close()
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
+    p.add_argument("--queries", type=int, default=30)
+    p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
+    p.add_argument("--out", type=Path, default=Path("bench-out/retrieval-latency.json"))
+    args = p.parse_args()
+    results = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    rows = list(next(iter(results.values())))
+    lines = ["| mode | " + " | ".join(f"{n} chunks p50 / p95 ms" for n in results) + " |",
+             "|---|" + "---|" * len(results)]  # fmt: skip
+    for row in rows:
+        cells = [f"{results[n][row]['p50']} / {results[n][row]['p95']}" for n in results]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
