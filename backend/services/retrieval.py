@@ -22,12 +22,12 @@ from backend.adapters.store import (
     VectorStore,
     migrate_hint,
 )
-
-__all__ = ["ChunkFilter", "RetrievalConfig", "RetrievalResult", "RetrievalService", "SearchOptions"]
 from backend.observability import Metrics
 from backend.services import fusion
 from backend.services.errors import SpaceNotFoundError
 from backend.services.text_analysis import is_cyrillic, query_vector
+
+__all__ = ["ChunkFilter", "RetrievalConfig", "RetrievalResult", "RetrievalService", "SearchOptions"]
 
 log = logging.getLogger(__name__)
 
