@@ -50,8 +50,11 @@ def unit(rng: random.Random) -> list[float]:
     return [x / n for x in v]
 
 
-async def build(store: VectorStore, space: str, texts: list[str], size: int, rng: random.Random) -> None:
-    await store.ensure_space(space, "random", DIM, f"{ANALYZER_VERSION}/window=200")
+async def build(
+    store: VectorStore, space: str, texts: list[str], size: int, rng: random.Random, model: str = "random"
+) -> None:
+    """`model`: the name recorded in the space (the bundled embedder's, for a space a service opens)."""
+    await store.ensure_space(space, model, DIM, f"{ANALYZER_VERSION}/window=200")
     written, doc = 0, 0
     while written < size:
         text = texts[doc % len(texts)]

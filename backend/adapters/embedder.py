@@ -68,6 +68,16 @@ def _load(location: str, device: str) -> SentenceTransformer:
         raise EmbedderError(f"cannot load embedding model {location!r}{hint}: {exc}") from exc
 
 
+def _settle(future: asyncio.Future[list[float]], value: list[float] | None, exc: Exception | None) -> None:
+    if future.done():  # the request was cancelled meanwhile
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        assert value is not None
+        future.set_result(value)
+
+
 class Embedder:
     """One embedding model: batched, normalised vectors, computed in worker threads off the event loop.
 
@@ -104,6 +114,11 @@ class Embedder:
         self._turn = threading.Condition()
         self._busy = False
         self._queries_waiting = 0
+        # Questions that arrive while the model is busy are embedded together in the next batch:
+        # 32 concurrent questions cost a few model calls, not 32 in a row.
+        self._pending: list[tuple[str, asyncio.Future[list[float]], asyncio.AbstractEventLoop]] = []
+        self._pending_lock = threading.Lock()
+        self._draining = False
 
     # --- synchronous API, for worker threads (ingestion runs entirely in one) ---------------
     def tokenize(self, text: str) -> list[tuple[int, int]]:
@@ -148,7 +163,31 @@ class Embedder:
     # --- async API, for request handlers -------------------------------------------------------
     async def embed_query(self, text: str) -> list[float]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._query_executor, self.embed_query_sync, text)
+        future: asyncio.Future[list[float]] = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((self.query_prefix + text, future, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            self._query_executor.submit(self._drain_queries)
+        return await future
+
+    def _drain_queries(self) -> None:
+        """Worker thread: embed waiting questions, a batch at a time, until none is left."""
+        while True:
+            with self._pending_lock:
+                batch = self._pending[: self.batch_size]
+                del self._pending[: self.batch_size]
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                vectors = self._encode([text for text, _, _ in batch], query=True)
+            except Exception as exc:
+                for _, future, loop in batch:
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                continue
+            for (_, future, loop), vector in zip(batch, vectors, strict=True):
+                loop.call_soon_threadsafe(_settle, future, vector, None)
 
     async def embed_passages(self, texts: Sequence[str]) -> list[list[float]]:
         loop = asyncio.get_running_loop()

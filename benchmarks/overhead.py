@@ -1,0 +1,176 @@
+"""The service's own overhead: /ask against the same LLM server asked directly, and /search throughput.
+
+    .venv/bin/python -m benchmarks.overhead --out bench-out/overhead.json
+
+Runs as separate processes: a STAND-IN OpenAI-compatible server that streams a fixed answer after a
+fixed delay (tests/standins/openai_fixed.py), and the service (uvicorn, embedded Qdrant) over spaces
+of 10k (and, with --large, 100k) chunks. The spaces hold real lexical vectors (XQuAD paragraphs,
+windows as ingestion builds them) and random dense vectors: the question is still embedded by the
+real model, and search costs what it costs at that size; only indexing by the embedder is skipped
+(its throughput is benchmarks/measure_core.py's). Figures, per retrieval mode:
+  1. /ask time to first token minus the LLM server's own, paired per question, concurrency 1;
+  2. 32 concurrent /ask against a server that answers in 1.0 s: wall time of the whole batch;
+  3. /search requests per second at concurrency 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import httpx
+
+from backend.adapters.store import VectorStore
+from backend.config import BUNDLED_EMBEDDING_MODEL
+from benchmarks.retrieval_latency import build, paragraphs
+from tests.servers import free_port, stop_process
+
+MODES = ("dense", "hybrid")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
+
+
+async def build_spaces(path: Path, sizes: list[int]) -> None:
+    texts, _ = paragraphs(Path(os.environ.get("EVAL_DIR", "../shared/eval")))
+    store = VectorStore(path=path)
+    try:
+        for size in sizes:
+            await build(store, f"s{size}", texts, size, random.Random(size), model=BUNDLED_EMBEDDING_MODEL)
+    finally:
+        store.close()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited")
+        try:
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready")
+
+
+async def first_token(http: httpx.AsyncClient, method: str, url: str, body: dict[str, Any], marker: str) -> float:
+    """Seconds from sending to the first line containing `marker` (a token), then drains the stream."""
+    start = time.perf_counter()
+    ttft = None
+    async with http.stream(method, url, json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if ttft is None and marker in line:
+                ttft = time.perf_counter() - start
+    assert ttft is not None, f"no token from {url}"
+    return ttft
+
+
+async def measure(service: str, llm: str, questions: list[str], sizes: list[int], n: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+        direct_body = {"model": "fixed-standin", "stream": True, "max_tokens": 64,
+                       "messages": [{"role": "user", "content": "warm-up"}]}  # fmt: skip
+        space = f"s{sizes[0]}"
+        for mode in MODES:
+            ask = {"space_id": space, "stream": True, "mode": mode, "top_k": 5}
+            for q in questions[:3]:  # warm-up
+                await first_token(http, "POST", f"{service}/ask", {**ask, "q": q}, "event: token")
+            diffs, asks, directs = [], [], []
+            for q in questions[:n]:
+                d = await first_token(http, "POST", f"{llm}/v1/chat/completions", direct_body, '"content"')
+                a = await first_token(http, "POST", f"{service}/ask", {**ask, "q": q}, "event: token")
+                directs.append(d * 1000)
+                asks.append(a * 1000)
+                diffs.append((a - d) * 1000)
+            out[f"ttft_overhead_{mode}_{space}"] = {
+                "n": n, "ask_ttft_p50": pct(asks, 0.5), "llm_ttft_p50": pct(directs, 0.5),
+                "overhead_p50": pct(diffs, 0.5), "overhead_p99": pct(diffs, 0.99),
+                "overhead_mean": round(statistics.fmean(diffs), 1),
+            }  # fmt: skip
+            sys.stderr.write(f"ttft overhead {mode}: {out[f'ttft_overhead_{mode}_{space}']}\n")
+
+            async def whole(q: str, body: dict[str, Any] = ask) -> None:
+                async with http.stream("POST", f"{service}/ask", json={**body, "q": q}) as resp:
+                    resp.raise_for_status()
+                    async for _ in resp.aiter_lines():
+                        pass
+
+            start = time.perf_counter()
+            await asyncio.gather(*(whole(q) for q in questions[:32]))
+            out[f"concurrent_32_{mode}_{space}_s"] = round(time.perf_counter() - start, 3)
+            sys.stderr.write(f"32 concurrent {mode}: {out[f'concurrent_32_{mode}_{space}_s']} s\n")
+
+        for size in sizes:
+            for mode in MODES:
+                body = {"space_id": f"s{size}", "mode": mode, "top_k": 5}
+                count = 160 if mode == "dense" else (48 if size <= 10_000 else 16)
+                pending = list(questions[:count])
+
+                async def worker(b: dict[str, Any] = body, todo: list[str] = pending) -> None:
+                    while todo:
+                        q = todo.pop()
+                        (await http.post(f"{service}/search", json={**b, "q": q})).raise_for_status()
+
+                start = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(16)))
+                seconds = time.perf_counter() - start
+                out[f"search_rps_c16_{mode}_{size}"] = round(count / seconds, 2)
+                sys.stderr.write(f"/search c16 {mode} {size}: {out[f'search_rps_c16_{mode}_{size}']} req/s\n")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--large", action="store_true", help="also a 100k-chunk space (about 10 min to build)")
+    p.add_argument("--asks", type=int, default=50)
+    p.add_argument("--out", type=Path, default=Path("bench-out/overhead.json"))
+    args = p.parse_args()
+    sizes = [10_000, 100_000] if args.large else [10_000]
+    _, questions = paragraphs(Path(os.environ.get("EVAL_DIR", "../shared/eval")))
+    random.Random(3).shuffle(questions)
+    with tempfile.TemporaryDirectory() as tmp:
+        qdrant = Path(tmp) / "qdrant"
+        t = time.perf_counter()
+        asyncio.run(build_spaces(qdrant, sizes))
+        sys.stderr.write(f"spaces built in {time.perf_counter() - t:.0f} s\n")
+        llm_port, port = free_port(), free_port()
+        llm = subprocess.Popen([sys.executable, "-m", "tests.standins.openai_fixed", "--port", str(llm_port),
+                                "--ttft", "0.2", "--total", "1.0", "--tokens", "20"])  # fmt: skip
+        env = {**os.environ, "QDRANT_PATH": str(qdrant), "LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
+               "LOG_LEVEL": "WARNING", "LLM_MAX_TOKENS": "64"}  # fmt: skip
+        service = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "backend.main:app_from_env",
+                                    "--port", str(port), "--log-level", "warning"], env=env)  # fmt: skip
+        try:
+            wait_ready(f"http://127.0.0.1:{llm_port}", llm, "/v1/models")
+            wait_ready(f"http://127.0.0.1:{port}", service, "/health")
+            figures = asyncio.run(measure(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{llm_port}", questions,
+                                          sizes, args.asks))  # fmt: skip
+        finally:
+            stop_process(service, 20)
+            stop_process(llm, 5)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2))
+    sys.stdout.write(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
