@@ -26,6 +26,7 @@ from typing import Any, get_args
 
 import httpx
 
+from backend.adapters.llm import LLMError
 from backend.services.evaluation import load_squad
 from cli.benchkit.clients import Client, Kind, Prompt, Sample, Target
 from cli.benchkit.load import closed_loop, open_loop
@@ -111,7 +112,7 @@ async def bench(args: argparse.Namespace, targets: list[Target], prompts: list[P
             client = Client(http, target, args.max_tokens)
             try:
                 await client.resolve_model()
-            except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+            except (httpx.HTTPError, LLMError) as exc:
                 raise UsageError(
                     f"target {target.name} ({target.url}) does not answer as {target.kind}: {exc}"
                 ) from None

@@ -61,6 +61,12 @@ SparseTerms = tuple[list[int], list[float]]  # (term ids, weights)
 Fusion = Literal["rrf", "dbsf"]
 
 
+def _dense_of(vector: Any) -> list[float]:
+    """The dense vector of a returned point: the "dense" entry (schema 2) or the vector itself (schema 1)."""
+    dense = vector.get(DENSE) if isinstance(vector, dict) else vector
+    return [float(x) for x in dense] if dense is not None else []
+
+
 def migrate_hint(space: str) -> str:
     return f"python -m cli.migrate --space {space}"
 
@@ -250,23 +256,22 @@ class VectorStore:
     async def ping(self) -> None:
         await self._run(self._client.get_collections)
 
-    async def list_space_names(self) -> list[str]:
+    async def _spaces_with(self, kind: str) -> list[str]:
+        """Space names of the collections named `{prefix}-{kind}-{space}`."""
+
         def names() -> list[str]:
-            marker = f"{self.prefix}-chunks-"
+            marker = f"{self.prefix}-{kind}-"
             cols = self._client.get_collections().collections
             return sorted(c.name[len(marker) :] for c in cols if c.name.startswith(marker))
 
         return await self._run(names)
+
+    async def list_space_names(self) -> list[str]:
+        return await self._spaces_with("chunks")
 
     async def staged_space_names(self) -> list[str]:
         """Spaces with a migration staging copy (after an interrupted migration)."""
-
-        def names() -> list[str]:
-            marker = f"{self.prefix}-migrating-"
-            cols = self._client.get_collections().collections
-            return sorted(c.name[len(marker) :] for c in cols if c.name.startswith(marker))
-
-        return await self._run(names)
+        return await self._spaces_with("migrating")
 
     async def space_exists(self, space: str) -> bool:
         return await self._run(self._client.collection_exists, self._chunks(space))
@@ -479,8 +484,7 @@ class VectorStore:
             missing = [str(p.id) for p in by_sparse.points[:candidates] if str(p.id) not in out]
             if missing:
                 for r in self._client.retrieve(self._chunks(space), missing, with_payload=True, with_vectors=[DENSE]):
-                    stored = r.vector[DENSE] if isinstance(r.vector, dict) else r.vector
-                    dense_vec = [float(x) for x in stored]  # type: ignore[union-attr, arg-type]
+                    dense_vec = _dense_of(r.vector)
                     length = math.sqrt(sum(x * x for x in dense_vec)) or 1.0
                     cosine = sum(a * b for a, b in zip(unit, dense_vec, strict=True)) / length
                     out[str(r.id)] = ScoredChunk(
@@ -523,11 +527,10 @@ class VectorStore:
 
     @staticmethod
     def _scored(p: models.ScoredPoint, *, dense: bool = False, sparse: bool = False) -> ScoredChunk:
-        vector = p.vector.get(DENSE) if isinstance(p.vector, dict) else p.vector
         return ScoredChunk(
             str(p.id), float(p.score), p.payload or {},
             dense_score=float(p.score) if dense else None, sparse_score=float(p.score) if sparse else None,
-            vector=list(vector) if isinstance(vector, list) else None,  # type: ignore[arg-type]
+            vector=_dense_of(p.vector) or None,
         )  # fmt: skip
 
     async def _require(self, space: str, *, lexical: bool) -> SpaceSchema:
@@ -589,11 +592,7 @@ class VectorStore:
 
         def read() -> list[ChunkPoint]:
             found = self._client.retrieve(name, list(ids), with_payload=True, with_vectors=True)
-            out = []
-            for r in found:
-                vector = r.vector.get(DENSE) if isinstance(r.vector, dict) else r.vector
-                out.append(ChunkPoint(str(r.id), list(vector), r.payload or {}))  # type: ignore[arg-type]
-            return out
+            return [ChunkPoint(str(r.id), _dense_of(r.vector), r.payload or {}) for r in found]
 
         return await self._run(read)
 

@@ -1,8 +1,8 @@
 """One streaming request to a target, timed token by token.
 
-Three wire protocols: our service's `POST /ask` (Server-Sent Events: sources, token..., done), an
-OpenAI-compatible server's `POST /v1/chat/completions` with `stream: true` (vLLM, llama.cpp), and
-Ollama's `POST /api/chat` (NDJSON). Each yields the same `Sample`.
+Our service's `POST /ask` (Server-Sent Events: sources, token..., done) is read here; raw servers are
+asked through the service's own LLM adapters (OpenAI-compatible for vLLM and llama.cpp, Ollama's
+/api/chat), so the benchmark speaks exactly the protocol the service does. Each yields a `Sample`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import httpx
+
+from backend.adapters.llm import LLMBackend, LLMError, OpenAICompatLLM
+from backend.adapters.llm.ollama import OllamaLLM
+
+# Context Ollama is asked to allocate for raw-server runs (capped at the model's own by the adapter).
+OLLAMA_NUM_CTX = 8192
 
 Kind = Literal["service", "openai", "ollama"]
 
@@ -66,35 +72,31 @@ class Client:
         self.http = http
         self.target = target
         self.max_tokens = max_tokens
+        self.llm: LLMBackend | None = None
+        if target.kind == "openai":
+            self.llm = OpenAICompatLLM(http, target.url, model=target.model)
+        elif target.kind == "ollama":
+            self.llm = OllamaLLM(http, target.url, model=target.model, num_ctx=OLLAMA_NUM_CTX, keep_alive="30m")
 
     async def resolve_model(self) -> None:
-        """Raw servers: ask for the first served model when none was named."""
-        t = self.target
-        if t.kind == "service" or t.model:
-            return
-        if t.kind == "openai":
-            resp = await self.http.get(f"{t.url}/models")
-            resp.raise_for_status()
-            t.model = resp.json()["data"][0]["id"]
-        else:
-            resp = await self.http.get(f"{t.url}/api/tags")
-            resp.raise_for_status()
-            t.model = resp.json()["models"][0]["name"]
+        """Raw servers: the named model, or the first one served."""
+        if self.llm is not None:
+            self.target.model = await self.llm.model()
 
     async def run(self, prompt: Prompt) -> Sample:
         sample = Sample(ok=False, start=time.perf_counter())
         last: float | None = None
         parts: list[str] = []
         try:
-            async for delta, tokens in self._stream(prompt, sample):
+            async for answer, thinking, tokens in self._stream(prompt):
                 now = time.perf_counter()
-                if delta:
+                if answer or thinking:  # a reasoning model's thinking is output too
                     if sample.ttft is None:
                         sample.ttft = now - sample.start
                     elif last is not None:
                         sample.itl.append(now - last)
                     last = now
-                    parts.append(delta)
+                    parts.append(answer)
                     sample.output_tokens += 1
                 if tokens is not None:  # the server's own count, when it reports one
                     sample.output_tokens = tokens
@@ -103,60 +105,32 @@ class Client:
             sample.ok = sample.ttft is not None
             if not sample.ok:
                 sample.error = "no answer tokens"
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except (httpx.HTTPError, LLMError, ValueError, KeyError) as exc:
             sample.error = f"{type(exc).__name__}: {exc}"[:300]
         return sample
 
-    async def _stream(self, prompt: Prompt, sample: Sample) -> AsyncIterator[tuple[str, int | None]]:
-        t = self.target
-        if t.kind == "service":
-            body: dict[str, Any] = {"q": prompt.question, "space_id": t.space, "stream": True}
-            async with self.http.stream("POST", f"{t.url}/ask", json=body) as resp:
-                await _check(resp)
-                event = ""
-                async for line in resp.aiter_lines():
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: "):
-                        data = json.loads(line[6:])
-                        if event == "token":
-                            yield data["delta"], None
-                        elif event == "done":
-                            yield "", (data.get("usage") or {}).get("completion_tokens")
-                        elif event == "error":
-                            raise ValueError(data["error"]["message"])
-        elif t.kind == "openai":
-            body = {"model": t.model, "messages": chat_messages(prompt), "max_tokens": self.max_tokens,
-                    "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}  # fmt: skip
-            async with self.http.stream("POST", f"{t.url}/chat/completions", json=body) as resp:
-                await _check(resp)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
+    async def _stream(self, prompt: Prompt) -> AsyncIterator[tuple[str, str, int | None]]:
+        """(answer delta, thinking delta, completion tokens reported at the end)."""
+        if self.llm is not None:
+            events = self.llm.stream_chat(chat_messages(prompt), max_tokens=self.max_tokens, temperature=0.0)
+            async for ev in events:
+                yield ev.delta, ev.reasoning, ev.usage.completion_tokens if ev.usage else None
+            return
+        body: dict[str, Any] = {"q": prompt.question, "space_id": self.target.space, "stream": True}
+        async with self.http.stream("POST", f"{self.target.url}/ask", json=body) as resp:
+            await _check(resp)
+            event = ""
+            async for line in resp.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
                     data = json.loads(line[6:])
-                    usage = data.get("usage") or {}
-                    for choice in data.get("choices") or []:
-                        delta = (choice.get("delta") or {}).get("content") or ""
-                        if delta:
-                            yield delta, None
-                    if usage.get("completion_tokens"):
-                        yield "", int(usage["completion_tokens"])
-        else:
-            body = {"model": t.model, "messages": chat_messages(prompt), "stream": True,
-                    "options": {"num_predict": self.max_tokens, "temperature": 0.0}}  # fmt: skip
-            async with self.http.stream("POST", f"{t.url}/api/chat", json=body) as resp:
-                await _check(resp)
-                async for line in resp.aiter_lines():
-                    if not line.strip():
-                        continue
-                    data = json.loads(line)
-                    if data.get("error"):
-                        raise ValueError(data["error"])
-                    delta = (data.get("message") or {}).get("content") or ""
-                    if delta:
-                        yield delta, None
-                    if data.get("done"):
-                        yield "", data.get("eval_count")
+                    if event == "token":
+                        yield data["delta"], "", None
+                    elif event == "done":
+                        yield "", "", (data.get("usage") or {}).get("completion_tokens")
+                    elif event == "error":
+                        raise ValueError(data["error"]["message"])
 
 
 async def _check(resp: httpx.Response) -> None:
