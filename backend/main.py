@@ -14,7 +14,7 @@ from backend.adapters.reranker import RerankerError
 from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
-from backend.api.routes import ask, documents, health, search, spaces
+from backend.api.routes import ask, documents, health, plan, search, spaces
 from backend.config import Settings, load_settings
 from backend.container import Container
 from backend.observability import Metrics, configure_logging
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     app.state.metrics = Metrics()
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_upload_bytes)
     install_error_handlers(app)
-    for module in (ask, search, documents, spaces, health):
+    for module in (ask, search, documents, spaces, plan, health):
         app.include_router(module.router)
     return app
 

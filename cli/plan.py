@@ -1,0 +1,178 @@
+"""Will a model fit your GPU under vLLM, and with which settings? Computed from the model's shape.
+
+    python -m cli.plan qwen3-30b-a3b@fp8 --max-model-len 32768
+    python -m cli.plan qwen3-30b-a3b@awq qwen3-30b-a3b@awq           # two models on one card
+    python -m cli.plan qwen3-235b-a22b@awq --host-ram-gib 192          # offloading considered
+    python -m cli.plan llama-3.1-70b --gpu h100-80gb --tensor-parallel-size 2
+    python -m cli.plan ./my-model/config.json --format gptq
+    python -m cli.plan qwen3-30b-a3b@fp8 --write-env .env.vllm       # set the stack's VLLM_* lines
+    python -m cli.plan --list                                         # the catalogue
+
+A model is a catalogue name or a config.json (or its folder), optionally with @FORMAT. Exit status:
+0 it fits, 3 it does not (the fixes are listed), 2 bad input. docs/gpu-planning.md explains the maths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from backend.services.gpu_plan.catalogue import CATALOGUE
+from backend.services.gpu_plan.envfile import EnvWriteError, write_env
+from backend.services.gpu_plan.formats import FORMATS, KV_DTYPES
+from backend.services.gpu_plan.hardware import DEFAULT_GPU, GPUS
+from backend.services.gpu_plan.planner import Plan
+from backend.services.gpu_plan.service import PlanInputError, PlanInputs, build_plan, catalogue_to_list, plan_to_dict
+
+EXIT_FITS, EXIT_USAGE, EXIT_DOES_NOT_FIT = 0, 2, 3
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m cli.plan", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("models", nargs="*", metavar="MODEL[@FORMAT]", help="catalogue name or config.json path")
+    p.add_argument("--list", action="store_true", help="list the catalogue, GPUs and formats, then exit")
+    p.add_argument("--format", choices=sorted(FORMATS), help="weight format (default: the checkpoint's own)")
+    p.add_argument("--max-model-len", type=int, help="tokens per sequence (default: the model's maximum)")
+    p.add_argument("--seqs", type=int, default=1, help="sequences that must fit at full length at once (1)")
+    p.add_argument("--kv-cache-dtype", default="auto", choices=["auto", *KV_DTYPES], help="(auto = 16-bit)")
+    p.add_argument("--gpu", default=DEFAULT_GPU, choices=[*GPUS, "custom"], help=f"(default {DEFAULT_GPU})")
+    p.add_argument("--gpu-memory-gib", type=float, help="override (or, with --gpu custom, give) the card's memory")
+    p.add_argument("--gpu-bandwidth-gbs", type=float, help="override (or give) its memory bandwidth, GB/s")
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs each model spans (1)")
+    p.add_argument("--host-ram-gib", type=float, help="host RAM; enables CPU-offload suggestions")
+    p.add_argument("--reserve-gib", type=float, default=2.0,
+                   help="GPU memory kept for others, e.g. the embedder with EMBEDDING_DEVICE=cuda (2)")  # fmt: skip
+    p.add_argument("--cpu-offload-gb", type=float, default=0, help="vLLM --cpu-offload-gb, per GPU (0)")
+    p.add_argument("--max-num-batched-tokens", type=int, help="(default: vLLM's, 8192 or 2048 by card)")
+    p.add_argument("--max-num-seqs", type=int, help="scheduler cap vLLM profiles for (default: vLLM's)")
+    p.add_argument("--typical-tokens", type=int, default=4096, help="tokens of a typical RAG request (4096)")
+    p.add_argument("--gpu-memory-utilization", type=float, help="check this value instead of choosing one")
+    p.add_argument("--repo", action="append", default=[], help="checkpoint to serve, one per model")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--write-env", type=Path, metavar="FILE",
+                   help="write/update FILE's VLLM_* settings (a second model gets FILE.<model>-2)")  # fmt: skip
+    return p.parse_args(argv)
+
+
+def _gib(x: float) -> str:
+    return f"{x:6.1f} GiB"
+
+
+def render(plan: Plan) -> str:
+    d = plan_to_dict(plan)
+    s = plan.setup
+    out = [
+        f"GPU: {s.gpu.name} ({s.gpu.memory_gib:g} GiB usable, {s.gpu.bandwidth_gbs:g} GB/s)"
+        + (f" x {s.tensor_parallel} (tensor parallel)" if s.tensor_parallel > 1 else ""),
+        f"Assumed: KV cache {s.kv_cache_dtype}, {s.reserve_gib:g} GiB kept for other processes, "
+        f"vLLM profiling {s.batched_tokens} batched tokens / {s.seqs_cap} sequences",
+        "",
+    ]
+    for mp, md in zip(plan.models, d["models"], strict=True):
+        m, kv, dec = md["memory_gib"], md["kv_cache"], md["decode_ceiling_tok_s"]
+        req = mp.request
+        offloaded = f"  (+{m['cpu_offload']:g} GiB in host RAM)" if m["cpu_offload"] else ""
+        checkpoint = f"  checkpoint {md['checkpoint']}" if md["checkpoint"] else ""
+        if checkpoint and req.format.name == "fp8" and "fp8" not in checkpoint.lower():
+            checkpoint += " (quantised to FP8 on load)"
+        verdict = "FITS" if mp.fits else "DOES NOT FIT"
+        out += [
+            f"{md['model']}  [{req.format.label}]  {md['params_b']:g}B params "
+            f"({md['active_params_b']:g}B read per token){checkpoint}",
+            f"  weights            {_gib(m['weights'])}{offloaded}",
+            f"  activations        {_gib(m['activations'])}  (profiling pass)",
+            f"  non-torch          {_gib(m['non_torch'])}  (cuBLAS, NCCL)",
+            f"  KV cache needed    {_gib(m['kv_cache_needed'])}  ({req.seqs} x {req.context:,} tokens,"
+            f" {kv['bytes_per_token']:,} B/token, {kv['mib_per_sequence']:,} MiB/sequence)",
+            f"  outside budget     {_gib(m['outside_budget'])}  (CUDA context, CUDA graphs)",
+            f"  total needed       {_gib(m['total_needed'])}",
+            f"  -> gpu_memory_utilization {mp.gpu_memory_utilization:.2f}: KV cache {kv['available_gib']:.1f} GiB "
+            f"= {kv['tokens']:,} tokens, {kv['max_concurrency_at_max_model_len']:.2f}x {req.context:,}-token sequences,"
+            f" {kv['concurrency_at_typical_tokens']} at {min(s.typical_tokens, req.context):,} tokens",
+            f"  -> {verdict}; largest max_model_len {md['largest_max_model_len']:,} for {req.seqs} sequence(s);"
+            f" max_num_seqs {md['recommended_max_num_seqs']}",
+        ]  # fmt: skip
+        if dec:
+            slow = f", CPU offload makes it {dec['offload_slowdown']:g}x slower" if dec["offload_slowdown"] > 1 else ""
+            out.append(
+                f"  decode ceiling     {dec['single_stream']:,} tok/s one stream, {dec['batch_total']:,} tok/s for "
+                f"{dec['batch']} streams (memory bandwidth bound; expect 50-80%){slow}"
+            )
+        out += [f"  note: {n}" for n in mp.notes]
+        out.append("")
+    verdict = "FITS" if plan.fits else f"DOES NOT FIT (short by {plan.deficit_gib:.1f} GiB)"
+    out.append(f"Verdict: {verdict}; unclaimed GPU memory {plan.free_gib:.1f} GiB")
+    out += [f"note: {n}" for n in plan.notes]
+    if plan.fixes:
+        out.append("Cheapest ways to make it fit:")
+        for i, fix in enumerate(plan.fixes, 1):
+            first = fix.plan.models[0]
+            out.append(
+                f"  {i}. {fix.summary}: KV cache {first.kv_available_gib:.1f} GiB, "
+                f"{first.max_concurrency:.1f}x {first.request.context:,}-token sequences, "
+                f"gpu_memory_utilization {first.gpu_memory_utilization:.2f}"
+            )
+    return "\n".join(out) + "\n"
+
+
+def render_catalogue() -> str:
+    out = ["Models:"]
+    for m in catalogue_to_list():
+        out.append(
+            f"  {m['model']:30s} {m['params_b']:8.2f}B  {m['native_format']:6s} ctx {m['max_position_embeddings']:>7,}"
+            f"  KV {m['kv_bytes_per_token_bf16']:>7,} B/token (16-bit)  {m['description']}"
+        )
+    out.append("GPUs:")
+    out += [f"  {g.key:14s} {g.name} ({g.memory_gib:g} GiB, {g.bandwidth_gbs:g} GB/s)" for g in GPUS.values()]
+    out.append("Formats: " + ", ".join(FORMATS))
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        sys.stdout.write(json.dumps(catalogue_to_list(), indent=2) + "\n" if args.json else render_catalogue())
+        return EXIT_FITS
+    if not args.models:
+        sys.stderr.write(f"error: name a model (one of: {', '.join(CATALOGUE)}) or a config.json; --list shows all\n")
+        return EXIT_USAGE
+    inputs = PlanInputs(
+        models=list(args.models),
+        format=args.format,
+        max_model_len=args.max_model_len,
+        seqs=args.seqs,
+        kv_cache_dtype=args.kv_cache_dtype,
+        gpu=args.gpu,
+        gpu_memory_gib=args.gpu_memory_gib,
+        gpu_bandwidth_gbs=args.gpu_bandwidth_gbs,
+        tensor_parallel_size=args.tensor_parallel_size,
+        host_ram_gib=args.host_ram_gib,
+        reserve_gib=args.reserve_gib,
+        cpu_offload_gb=args.cpu_offload_gb,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        max_num_seqs=args.max_num_seqs,
+        typical_tokens=args.typical_tokens,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        repos=args.repo,
+    )
+    try:
+        plan = build_plan(inputs, allow_paths=True)
+    except PlanInputError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    sys.stdout.write(json.dumps(plan_to_dict(plan), indent=2) + "\n" if args.json else render(plan))
+    if args.write_env:
+        try:
+            for path in write_env(plan, args.write_env):
+                sys.stderr.write(f"wrote {path}\n")
+        except EnvWriteError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return EXIT_USAGE if plan.fits else EXIT_DOES_NOT_FIT
+    return EXIT_FITS if plan.fits else EXIT_DOES_NOT_FIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
