@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
+from backend.services.gpu_plan.architecture import spec_from_file
+from backend.services.gpu_plan.planner import GIB, kv_cache_tokens
 from tests.integration.test_api import parse_sse, upload
-from tests.vllm.server import MAX_MODEL_LEN, SERVED_NAME, VllmServer
+from tests.vllm.server import MAX_MODEL_LEN, MODEL_DIR, SERVED_NAME, VllmServer
 
 pytestmark = pytest.mark.vllm
 
@@ -111,3 +113,13 @@ def test_the_converted_model_keeps_what_vllm_needs(vllm_server: VllmServer) -> N
         "messages": [{"role": "user", "content": "What is the capital of France?"}],
     }).json()  # fmt: skip
     assert "Paris" in chat["choices"][0]["message"]["content"]  # tied lm_head: real words, not padding
+
+
+def test_the_planner_predicts_the_kv_cache_vllm_allocates(vllm_server: VllmServer) -> None:
+    """vLLM logs "CPU KV cache size: N tokens"; the planner, from the served model's config.json, must give
+    the same N for the 1 GiB cache (VLLM_CPU_KVCACHE_SPACE=1) in float32 (--dtype float32)."""
+    logged = re.search(r"KV cache size: ([\d,]+) tokens", vllm_server.log_path.read_text(errors="replace"))
+    assert logged, "vLLM's log has no 'KV cache size' line"
+    spec = spec_from_file(MODEL_DIR)
+    assert spec.kv_bytes_per_token(4) == 2 * 30 * 3 * 64 * 4
+    assert kv_cache_tokens(spec, 4, 1 * GIB, MAX_MODEL_LEN) == int(logged.group(1).replace(",", ""))

@@ -302,7 +302,7 @@ def test_write_env_for_two_models_gives_each_its_own_stack(tmp_path: Path) -> No
     two = dict(line.split("=", 1) for line in second.read_text().splitlines() if "=" in line and line[0] != "#")
     assert one["VLLM_MODEL"] == "Qwen/Qwen3-30B-A3B-Instruct-2507-FP8" and one["VLLM_QUANTIZATION"] == ""
     assert two["VLLM_MODEL"] == "cpatonn/Qwen3-30B-A3B-Instruct-2507-AWQ-4bit"
-    assert (one["VLLM_ENV_FILE"], two["VLLM_ENV_FILE"]) == (first.name, second.name)
+    assert (one["STACK_ENV_FILE"], two["STACK_ENV_FILE"]) == (first.name, second.name)
     assert one["BACKEND_PORT"] != two["BACKEND_PORT"]
     utilizations = float(one["VLLM_GPU_MEMORY_UTILIZATION"]) + float(two["VLLM_GPU_MEMORY_UTILIZATION"])
     assert utilizations <= 1 - 2 / RTX_PRO_6000.memory_gib

@@ -34,6 +34,7 @@ class VllmServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.root_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
         self._log = log_path.open("wb")
         cmd = [
             str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(converted_model()),

@@ -45,7 +45,7 @@ def env_values(plan: Plan, index: int = 0, env_file_name: str = ".env.vllm") -> 
         else "",
         # The backend budgets prompts from vLLM's reported window; this is its fallback.
         "LLM_CONTEXT_TOKENS": str(req.context),
-        "VLLM_ENV_FILE": env_file_name,
+        "STACK_ENV_FILE": env_file_name,
     }
     if len(plan.models) > 1:
         values["BACKEND_PORT"] = str(9000 + index)

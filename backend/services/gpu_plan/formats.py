@@ -87,7 +87,8 @@ def weight_bytes(spec: ModelSpec, fmt: WeightFormat) -> float:
     return fmt.weight_bytes(spec.params())
 
 
-KV_DTYPES: dict[str, float] = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "bf16": 2, "fp16": 2, "fp32": 4}
+# vLLM's own --kv-cache-dtype names (the value goes into VLLM_KV_CACHE_DTYPE as it is).
+KV_DTYPES: dict[str, float] = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "bfloat16": 2, "float16": 2}
 
 
 def kv_bytes(kv_cache_dtype: str, fmt: WeightFormat) -> float:
