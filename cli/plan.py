@@ -64,10 +64,11 @@ def _gib(x: float) -> str:
 def render(plan: Plan) -> str:
     d = plan_to_dict(plan)
     s = plan.setup
+    kv_note = " (16-bit)" if s.kv_cache_dtype == "auto" else ""
     out = [
         f"GPU: {s.gpu.name} ({s.gpu.memory_gib:g} GiB usable, {s.gpu.bandwidth_gbs:g} GB/s)"
         + (f" x {s.tensor_parallel} (tensor parallel)" if s.tensor_parallel > 1 else ""),
-        f"Assumed: KV cache {s.kv_cache_dtype}, {s.reserve_gib:g} GiB kept for other processes, "
+        f"Assumed: KV cache {s.kv_cache_dtype}{kv_note}, {s.reserve_gib:g} GiB kept for other processes, "
         f"vLLM profiling {s.batched_tokens} batched tokens / {s.seqs_cap} sequences",
         "",
     ]
@@ -89,13 +90,20 @@ def render(plan: Plan) -> str:
             f" {kv['bytes_per_token']:,} B/token, {kv['mib_per_sequence']:,} MiB/sequence)",
             f"  outside budget     {_gib(m['outside_budget'])}  (CUDA context, CUDA graphs)",
             f"  total needed       {_gib(m['total_needed'])}",
-            f"  -> gpu_memory_utilization {mp.gpu_memory_utilization:.2f}: KV cache {kv['available_gib']:.1f} GiB "
-            f"= {kv['tokens']:,} tokens, {kv['max_concurrency_at_max_model_len']:.2f}x {req.context:,}-token sequences,"
-            f" {kv['concurrency_at_typical_tokens']} at {min(s.typical_tokens, req.context):,} tokens",
+            f"  -> gpu_memory_utilization {mp.gpu_memory_utilization:.2f}: "
+            + (
+                f"KV cache {kv['available_gib']:.1f} GiB = {kv['tokens']:,} tokens, "
+                f"{kv['max_concurrency_at_max_model_len']:.2f}x {req.context:,}-token sequences, "
+                f"{kv['concurrency_at_typical_tokens']} at {min(s.typical_tokens, req.context):,} tokens"
+                if kv["available_gib"] > 0
+                else f"no room for a KV cache (weights and overheads exceed it by {-kv['available_gib']:.1f} GiB)"
+            ),
             f"  -> {verdict}; largest max_model_len {md['largest_max_model_len']:,} for {req.seqs} sequence(s);"
-            f" max_num_seqs {md['recommended_max_num_seqs']}",
+            f" max_num_seqs {md['recommended_max_num_seqs']}"
+            if md["largest_max_model_len"]
+            else f"  -> {verdict}",
         ]  # fmt: skip
-        if dec:
+        if dec and kv["available_gib"] > 0:
             slow = f", CPU offload makes it {dec['offload_slowdown']:g}x slower" if dec["offload_slowdown"] > 1 else ""
             out.append(
                 f"  decode ceiling     {dec['single_stream']:,} tok/s one stream, {dec['batch_total']:,} tok/s for "

@@ -99,7 +99,7 @@ def test_write_env_feeds_compose_the_entrypoint_and_vllms_own_parser(tmp_path: P
         assert services["backend"]["environment"]["LLM_MODEL"] == "qwen3-30b-a3b"
         # The container's entrypoint turns those settings into flags; vLLM's own parser must accept them.
         argv_dump = tmp_path / "python3"
-        argv_dump.write_text('#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n')
+        argv_dump.write_text("#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
         argv_dump.chmod(0o755)
         env = {"PATH": os.environ["PATH"], "VLLM_PYTHON": str(argv_dump),
                **{k: str(v) for k, v in environment.items() if v is not None}}  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -326,3 +327,32 @@ def test_gpu_override_keeps_the_other_figures() -> None:
     gpu = get_gpu("rtx-pro-6000", memory_gib=90.0)
     assert isinstance(gpu, GPU) and gpu.memory_gib == 90.0 and gpu.bandwidth_gbs == RTX_PRO_6000.bandwidth_gbs
     assert replace(gpu, memory_gib=1.0).large is False
+
+
+# --- docs/gpu-planning.md shows the tool's own output ----------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "gpu-planning.md"
+CONSOLE_BLOCK = re.compile(r"```console\n\$ python -m cli\.plan (?P<args>[^\n]*)\n(?P<output>.*?)```", re.S)
+
+
+def _run_plan(args: str, capsys: pytest.CaptureFixture[str]) -> str:
+    from cli.plan import main
+
+    capsys.readouterr()
+    main(args.split())
+    return capsys.readouterr().out
+
+
+def test_the_outputs_in_docs_gpu_planning_are_the_tools_own(capsys: pytest.CaptureFixture[str]) -> None:
+    """After changing the planner: UPDATE_DOCS=1 pytest -k outputs_in_docs rewrites the blocks."""
+    text = DOC.read_text(encoding="utf-8")
+    blocks = list(CONSOLE_BLOCK.finditer(text))
+    assert len(blocks) >= 8
+    if os.environ.get("UPDATE_DOCS") == "1":
+        text = CONSOLE_BLOCK.sub(
+            lambda m: f"```console\n$ python -m cli.plan {m['args']}\n{_run_plan(m['args'], capsys)}```", text
+        )
+        DOC.write_text(text, encoding="utf-8")
+        blocks = list(CONSOLE_BLOCK.finditer(text))
+    for block in blocks:
+        assert block["output"] == _run_plan(block["args"], capsys), f"docs/gpu-planning.md: {block['args']}"

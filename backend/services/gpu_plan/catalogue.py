@@ -36,7 +36,8 @@ def _llama(
 
 
 def _qwen3_moe(layers: int, hidden: int, heads: int, kv: int, experts: int, moe_inter: int) -> dict[str, Any]:
-    return _llama(layers, hidden, heads, kv, 6144, 151936, 40960, model_type="qwen3_moe", head_dim=128,
+    # The 2507 Instruct releases: 262,144-token native context (the original Qwen3 MoE had 40,960).
+    return _llama(layers, hidden, heads, kv, 6144, 151936, 262144, model_type="qwen3_moe", head_dim=128,
                   num_experts=experts, num_experts_per_tok=8, moe_intermediate_size=moe_inter)  # fmt: skip
 
 
