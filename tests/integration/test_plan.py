@@ -139,3 +139,13 @@ def test_plan_over_http(client: TestClient) -> None:
     assert client.get("/plan").status_code == 422
     catalogue = client.get("/plan/catalogue").json()
     assert {m["model"] for m in catalogue} == set(CATALOGUE)
+
+
+@pytest.mark.vllm
+def test_the_catalogues_reasoning_parsers_are_vllms() -> None:
+    names = sorted({e.reasoning_parser for e in CATALOGUE.values() if e.reasoning_parser})
+    check = "import sys\nfrom vllm.reasoning import ReasoningParserManager as M\n"
+    check += "for name in sys.argv[1:]: M.get_reasoning_parser(name)"
+    done = subprocess.run([str(_vllm_python()), "-c", check, *names], capture_output=True, text=True,
+                          env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]

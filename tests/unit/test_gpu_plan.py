@@ -356,3 +356,11 @@ def test_the_outputs_in_docs_gpu_planning_are_the_tools_own(capsys: pytest.Captu
         blocks = list(CONSOLE_BLOCK.finditer(text))
     for block in blocks:
         assert block["output"] == _run_plan(block["args"], capsys), f"docs/gpu-planning.md: {block['args']}"
+
+
+def test_a_utilisation_that_leaves_no_room_outside_vllms_budget_is_refused_with_the_maximum() -> None:
+    plan = make_plan([request("qwen3-8b", "bf16", 32_768)], Setup(gpu=RTX_PRO_6000, gpu_memory_utilization=0.99))
+    assert not plan.fits and plan.models[0].fits  # the KV cache would fit; the card would not
+    assert any("at most 0.96" in n for n in plan.notes) and plan.fixes == []
+    ok = make_plan([request("qwen3-8b", "bf16", 32_768)], Setup(gpu=RTX_PRO_6000, gpu_memory_utilization=0.9))
+    assert ok.fits and ok.models[0].gpu_memory_utilization == 0.9

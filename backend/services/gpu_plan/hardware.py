@@ -21,13 +21,16 @@ class GPU:
         return self.memory_gib >= 70 and "A100" not in self.name
 
 
+# Usable memory as CUDA reports it: RTX PRO 6000 94.97 GiB (of 97,887 MiB; antirez/ds4#431), H100 79.22 GiB
+# and RTX 4090 23.58 GiB (vLLM's own logs: vllm-project/vllm#10511, #14447), L40S 44.43 GiB (PyTorch's figure
+# for the same 46,068 MiB Ada board). H200 and A100 figures are nvidia-smi's less the usual ~0.6 GiB.
 GPUS: dict[str, GPU] = {
     g.key: g
     for g in (
         GPU("rtx-pro-6000", "NVIDIA RTX PRO 6000 Blackwell 96 GB", 94.97, 1792, 50, True),
         GPU("h100-80gb", "NVIDIA H100 SXM 80 GB", 79.22, 3350, 50, True),
         GPU("h200", "NVIDIA H200 141 GB", 139.81, 4800, 50, True),
-        GPU("l40s", "NVIDIA L40S 48 GB", 44.52, 864, 25, True),
+        GPU("l40s", "NVIDIA L40S 48 GB", 44.43, 864, 25, True),
         GPU("rtx-4090", "NVIDIA GeForce RTX 4090 24 GB", 23.58, 1008, 25, True),
         GPU("a100-40gb", "NVIDIA A100 40 GB", 39.39, 1555, 25, False),
         GPU("a100-80gb", "NVIDIA A100 80 GB", 79.15, 2039, 25, False),

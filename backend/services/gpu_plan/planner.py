@@ -317,6 +317,13 @@ def evaluate(requests: list[ModelRequest], setup: Setup) -> Plan:
     if not fits and deficit == 0.0:  # utilisation rounding or a fixed utilisation left it short
         deficit = max(max(0.0, p.request.seqs * p.kv_gib_per_sequence - max(p.kv_available_gib, 0)) for p in plans)
     plan = Plan(setup, plans, fits, free_gib=total - setup.reserve_gib - claimed, deficit_gib=deficit)
+    if claimed > total - setup.reserve_gib + 1e-9:
+        most = math.floor((total - setup.reserve_gib - OUTSIDE_BUDGET_GIB) / total * 100) / 100
+        plan.deficit_gib = max(plan.deficit_gib, claimed - (total - setup.reserve_gib))
+        plan.notes.append(
+            f"gpu_memory_utilization {setup.gpu_memory_utilization} leaves no room for vLLM's CUDA context and graphs "
+            f"({OUTSIDE_BUDGET_GIB:g} GiB) and the {setup.reserve_gib:g} GiB reserve: at most {most:.2f} on this card"
+        )
     if setup.cpu_offload_gib and setup.host_ram_gib is not None:
         host_need = setup.cpu_offload_gib * setup.tensor_parallel * len(plans)
         if host_need > setup.host_ram_gib - HOST_RAM_KEPT_GIB:
@@ -441,7 +448,8 @@ def find_fixes(requests: list[ModelRequest], setup: Setup, limit: int = 4) -> li
 
 def make_plan(requests: list[ModelRequest], setup: Setup) -> Plan:
     plan = evaluate(requests, setup)
-    if not plan.fits:
+    only_the_utilization = setup.gpu_memory_utilization is not None and all(m.fits for m in plan.models)
+    if not plan.fits and not only_the_utilization:
         plan.fixes = find_fixes(requests, setup)
         if setup.host_ram_gib is None:
             plan.notes.append("give the host RAM (--host-ram-gib) to have CPU offloading considered")
