@@ -43,8 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu-bandwidth-gbs", type=float, help="override (or give) its memory bandwidth, GB/s")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs each model spans (1)")
     p.add_argument("--host-ram-gib", type=float, help="host RAM; enables CPU-offload suggestions")
-    p.add_argument("--reserve-gib", type=float, default=2.0,
-                   help="GPU memory kept for others, e.g. the embedder with EMBEDDING_DEVICE=cuda (2)")  # fmt: skip
+    p.add_argument("--reserve-gib", type=float,
+                   help="GPU memory kept for others (default 2 per model: its embedder on the GPU)")  # fmt: skip
     p.add_argument("--cpu-offload-gb", type=float, default=0, help="vLLM --cpu-offload-gb, per GPU (0)")
     p.add_argument("--max-num-batched-tokens", type=int, help="(default: vLLM's, 8192 or 2048 by card)")
     p.add_argument("--max-num-seqs", type=int, help="scheduler cap vLLM profiles for (default: vLLM's)")

@@ -311,8 +311,9 @@ def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) ->
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/ask", "/search", "/documents", "/documents/plan", "/documents/{document_id}",
-        "/spaces", "/spaces/{space}", "/health", "/ready",
+        "/spaces", "/spaces/{space}", "/plan", "/plan/catalogue", "/health", "/ready",
     }  # fmt: skip
+    assert set(spec["paths"]["/plan"]) == {"get", "post"}
     assert set(spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]) == {
         "application/json",
         "text/event-stream",

@@ -364,3 +364,32 @@ def test_a_utilisation_that_leaves_no_room_outside_vllms_budget_is_refused_with_
     assert any("at most 0.96" in n for n in plan.notes) and plan.fixes == []
     ok = make_plan([request("qwen3-8b", "bf16", 32_768)], Setup(gpu=RTX_PRO_6000, gpu_memory_utilization=0.9))
     assert ok.fits and ok.models[0].gpu_memory_utilization == 0.9
+
+
+def test_tensor_parallel_2_matches_vllms_profile_of_llama_3_8b() -> None:
+    """vllm-project/vllm#10511, `-tp 2`: weights 7.48 GiB per GPU, non-torch 3.58 GiB (NCCL)."""
+    llama3_8b = ModelRequest(get_entry("llama-3.1-8b").spec(), FORMATS["bf16"], 8192)
+    mp = evaluate([llama3_8b], Setup(gpu=get_gpu("h100-80gb"), tensor_parallel=2)).models[0]
+    assert mp.weights_gib == pytest.approx(7.48, abs=0.02)
+    assert mp.non_torch_gib == pytest.approx(3.58, abs=0.05)
+    assert mp.kv_bytes_per_token == 2 * 32 * 4 * 128 * 2  # 8 KV heads split over 2 GPUs
+
+
+def test_each_model_reserves_room_for_its_stacks_embedder() -> None:
+    one = build_plan(PlanInputs(models=["qwen3-8b"], max_model_len=8192))
+    two = build_plan(PlanInputs(models=["qwen3-8b", "qwen3-8b"], max_model_len=8192))
+    assert (one.setup.reserve_gib, two.setup.reserve_gib) == (2.0, 4.0)
+    assert build_plan(PlanInputs(models=["qwen3-8b"], reserve_gib=0)).setup.reserve_gib == 0
+
+
+def test_a_local_config_is_served_by_its_hugging_face_id_or_not_at_all(tmp_path: Path) -> None:
+    config = dict(CATALOGUE["qwen3-8b"].config)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text(json.dumps({**config, "_name_or_path": "Qwen/Qwen3-8B"}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps({**config, "_name_or_path": "/home/me/ckpt"}))
+    named = build_plan(PlanInputs(models=[str(tmp_path / "a")], max_model_len=8192), allow_paths=True)
+    assert env_values(named)["VLLM_MODEL"] == "Qwen/Qwen3-8B"
+    local = build_plan(PlanInputs(models=[str(tmp_path / "b")], max_model_len=8192), allow_paths=True)
+    with pytest.raises(EnvWriteError, match="--repo"):
+        env_values(local)

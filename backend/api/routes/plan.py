@@ -39,7 +39,7 @@ class PlanFields(BaseModel):
     gpu_bandwidth_gbs: float | None = Field(default=None, gt=0, le=100_000)
     tensor_parallel_size: int = Field(default=1, ge=1, le=8)
     host_ram_gib: float | None = Field(default=None, ge=0, le=1_000_000)
-    reserve_gib: float = Field(default=2.0, ge=0, le=4096)
+    reserve_gib: float | None = Field(default=None, ge=0, le=4096, description="Default: 2 GiB per model.")
     cpu_offload_gb: float = Field(default=0, ge=0, le=1_000_000)
     max_num_batched_tokens: int | None = Field(default=None, ge=16, le=10_000_000)
     max_num_seqs: int | None = Field(default=None, ge=1, le=65_536)

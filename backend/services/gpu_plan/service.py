@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from backend.services.gpu_plan.catalogue import CATALOGUE, get_entry
 from backend.services.gpu_plan.formats import FORMATS, FormatError, get_format, kv_bytes
 from backend.services.gpu_plan.hardware import DEFAULT_GPU, HardwareError, get_gpu
 from backend.services.gpu_plan.planner import GIB, ModelPlan, ModelRequest, Plan, Setup, make_plan
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+EMBEDDER_GIB = 2.0  # the backend's embedder on the GPU (EMBEDDING_DEVICE=cuda), one per stack
 
 
 class PlanInputError(ValueError):
@@ -29,7 +33,7 @@ class PlanInputs:
     gpu_bandwidth_gbs: float | None = None
     tensor_parallel_size: int = 1
     host_ram_gib: float | None = None
-    reserve_gib: float = 2.0
+    reserve_gib: float | None = None  # default: EMBEDDER_GIB per model (each model is its own stack)
     cpu_offload_gb: float = 0
     max_num_batched_tokens: int | None = None
     max_num_seqs: int | None = None
@@ -64,7 +68,8 @@ def _resolve(item: str | dict[str, Any], inputs: PlanInputs, allow_paths: bool, 
                 repo = entry.hf_id
         elif allow_paths and (Path(text).is_file() or Path(text).is_dir()):
             spec = spec_from_file(Path(text))
-            repo = repo or (str(Path(text)) if Path(text).is_dir() else str(Path(text).parent))
+            # A local folder is not a path inside the vLLM container: only a Hugging Face id is servable.
+            repo = repo or (spec.hf_id if _HF_ID.match(spec.hf_id) else "")
         elif allow_paths:
             raise PlanInputError(
                 f"{text!r} is neither a catalogue model ({', '.join(CATALOGUE)}) nor an existing config.json"
@@ -102,7 +107,7 @@ def build_plan(inputs: PlanInputs, allow_paths: bool = False) -> Plan:
         kv_cache_dtype=inputs.kv_cache_dtype,
         cpu_offload_gib=inputs.cpu_offload_gb,
         host_ram_gib=inputs.host_ram_gib,
-        reserve_gib=inputs.reserve_gib,
+        reserve_gib=EMBEDDER_GIB * len(inputs.models) if inputs.reserve_gib is None else inputs.reserve_gib,
         max_num_batched_tokens=inputs.max_num_batched_tokens,
         max_num_seqs=inputs.max_num_seqs,
         typical_tokens=inputs.typical_tokens,
