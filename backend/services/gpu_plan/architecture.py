@@ -8,7 +8,7 @@ against the published checkpoint sizes.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ class ModelSpec:
     native_format: str = "bf16"
     extra_params: int = 0
     description: str = ""
-    notes: tuple[str, ...] = field(default=())
 
     # --- parameters -------------------------------------------------------------------------------
     def params(self) -> ParamBreakdown:
