@@ -139,6 +139,30 @@ class Settings(BaseSettings):
         default=256, ge=1, le=10000, description="Chunks embedded and written to Qdrant per step."
     )
 
+    # --- access -------------------------------------------------------------------------------
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="API keys as space-separated KEY=SCOPES entries; SCOPES is a comma list of read:SPACE, "
+        "write:SPACE (SPACE may be *) and admin (deletes). Example: 'k1=read:*,write:docs k2=admin,read:*'.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="JSON file of keys: [{name, key or key_sha256, read: [spaces], write: [spaces], admin}].",
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description="Serve without API keys: anyone who reaches the port may read, write and delete. "
+        "Without keys the service refuses to start unless this is true.",
+    )
+    rate_limit_per_minute: float = Field(
+        default=600, ge=0, description="Requests per minute each key may make (token bucket); 0 = no limit."
+    )
+    rate_limit_burst: int = Field(default=60, ge=1, description="Requests a key may make at once above the rate.")
+    cors_origins: str = Field(
+        default="",
+        description="Comma-separated browser origins allowed to call the API (CORS); empty = none (closed).",
+    )
+
     # --- server -------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -199,6 +223,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def resolved_service_url(self) -> str:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from backend.adapters.embedder import EmbedderError
 from backend.adapters.reranker import RerankerError
@@ -15,6 +16,7 @@ from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
 from backend.api.routes import ask, documents, health, plan, search, spaces
+from backend.api.security import KeyRing, RateLimiter
 from backend.config import Settings, load_settings
 from backend.container import Container
 from backend.observability import Metrics, configure_logging
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
     """`http_transport` replaces the network under the LLM client; tests use it to inject faults."""
     settings = settings or load_settings()
+    keyring = KeyRing.from_settings(settings)  # no keys and not explicitly disabled: refuse to start
+    if keyring.disabled:
+        log.warning("AUTH_DISABLED=true: anyone who can reach this port may read, write and delete")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +53,18 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     )
     # Metrics exist before the container so the middleware can report from the first request.
     app.state.metrics = Metrics()
+    app.state.keyring = keyring
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, max_body_bytes=settings.max_upload_bytes)
+    if settings.cors_origin_list:
+        # Browsers may call from these origins only; the key still has to come with each request.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
     install_error_handlers(app)
     for module in (ask, search, documents, spaces, plan, health):
         app.include_router(module.router)

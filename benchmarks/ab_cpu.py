@@ -32,7 +32,7 @@ from tests.vllm.server import VllmServer
 
 def start_service(llm_url: str, tmp: Path, name: str, paragraphs: Path) -> ThreadedServer:
     settings = Settings(_env_file=None, qdrant_path=tmp / f"qdrant-{name}", llm_base_url=llm_url,
-                        llm_max_tokens=64, log_level="WARNING", log_format="text")  # fmt: skip
+                        auth_disabled=True, llm_max_tokens=64, log_level="WARNING", log_format="text")  # fmt: skip
     server = ThreadedServer(create_app(settings), free_port())
     files = [("files", (p.name, p.read_bytes())) for p in sorted(paragraphs.glob("*.txt"))]
     resp = httpx.post(f"{server.base_url}/documents", data={"space_id": "demo"}, files=files, timeout=600)

@@ -69,10 +69,9 @@ def main() -> int:
             server = LlamaServer(Path(tmp) / "llama.log") if name == "llama.cpp" else VllmServer(Path(tmp) / "vllm.log")
             startup = time.monotonic() - t0
             try:
-                settings = Settings(
-                    _env_file=None, qdrant_path=Path(tmp) / f"q-{name}", log_level="WARNING", top_k=3,
+                settings = Settings(_env_file=None, qdrant_path=Path(tmp) / f"q-{name}", log_level="WARNING", top_k=3,
                     llm_backend="vllm" if name == "vLLM" else "openai", llm_base_url=server.base_url,
-                    llm_max_tokens=64, llm_context_tokens=2048,
+                    llm_max_tokens=64, llm_context_tokens=2048, auth_disabled=True,
                 )  # fmt: skip
                 results.append((name, startup, run(settings, args.asks)))
             finally:

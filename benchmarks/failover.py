@@ -64,9 +64,8 @@ def main() -> int:
     lock = threading.Lock()
     killed_at: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            _env_file=None, qdrant_path=Path(tmp) / "q", log_level="WARNING",
-            llm_base_url=f"http://127.0.0.1:{primary_port}/v1", llm_model="smollm2",
+        settings = Settings(_env_file=None, qdrant_path=Path(tmp) / "q", log_level="WARNING",
+            auth_disabled=True, llm_base_url=f"http://127.0.0.1:{primary_port}/v1", llm_model="smollm2",
             llm_fallback="openai", llm_fallback_base_url=f"http://127.0.0.1:{fallback_port}/v1",
             llm_fallback_model="smollm2", llm_max_tokens=16, top_k=1,
             llm_first_token_timeout_s=args.first_token_timeout, llm_total_timeout_s=60,

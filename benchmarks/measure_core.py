@@ -220,9 +220,8 @@ def main() -> int:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            settings = Settings(
-                _env_file=None, qdrant_path=Path(tmp) / "q", llm_base_url=f"http://127.0.0.1:{port}/v1",
-                llm_max_tokens=128, log_level="WARNING",
+            settings = Settings(_env_file=None, qdrant_path=Path(tmp) / "q", llm_base_url=f"http://127.0.0.1:{port}/v1",
+                auth_disabled=True, llm_max_tokens=128, log_level="WARNING",
             )  # fmt: skip
             files, questions = build_corpus(args.chunks, args.eval_dir, settings)
             random.Random(3).shuffle(questions)

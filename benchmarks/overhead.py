@@ -155,7 +155,7 @@ def main() -> int:
         llm = subprocess.Popen([sys.executable, "-m", "tests.standins.openai_fixed", "--port", str(llm_port),
                                 "--ttft", "0.2", "--total", "1.0", "--tokens", "20"])  # fmt: skip
         env = {**os.environ, "QDRANT_PATH": str(qdrant), "LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-               "LOG_LEVEL": "WARNING", "LLM_MAX_TOKENS": "64"}  # fmt: skip
+               "LOG_LEVEL": "WARNING", "LLM_MAX_TOKENS": "64", "AUTH_DISABLED": "true"}  # fmt: skip
         service = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "backend.main:app_from_env",
                                     "--port", str(port), "--log-level", "warning"], env=env)  # fmt: skip
         try:

@@ -6,6 +6,7 @@ same plan/ingest/delete steps to it over HTTP instead of meeting a lock error.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 import httpx
@@ -64,7 +65,10 @@ class RemoteTarget:
         self.description = f"service {self.base_url}"
         # Leave room for multipart framing under the service's body limit.
         self.max_batch_bytes = max(1, int(max_upload_bytes * 0.9))
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(600, connect=5))
+        # The service's API key comes from the environment, never the command line (process lists show it).
+        key = os.environ.get("RAG_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(600, connect=5), headers=headers)
 
     async def plan(self, space: str, manifest: dict[str, str]) -> SyncPlan:
         body = {"space_id": space, "files": [{"path": p, "sha256": h} for p, h in manifest.items()]}

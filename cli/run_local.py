@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, "text")
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    if not (settings.api_keys or settings.api_keys_file or settings.auth_disabled):
+        if settings.host not in ("127.0.0.1", "localhost"):
+            log.error("HOST=%s without API keys: set API_KEYS (docs/security.md) or AUTH_DISABLED=true", settings.host)
+            return 2
+        # The local demo listens on this machine only; serving others needs keys (docs/security.md).
+        log.warning("no API keys set: the local demo at %s runs without authentication", settings.host)
+        env["AUTH_DISABLED"] = "true"
     stack = Stack()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

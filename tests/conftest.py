@@ -80,6 +80,8 @@ def make_settings(tmp_path: Path, llm_server: LlamaServer) -> Callable[..., Sett
             "llm_base_url": llm_server.base_url,
             "llm_max_tokens": 64,
             "log_format": "text",
+            # Most tests are about something else; tests/integration/test_auth.py runs with keys.
+            "auth_disabled": True,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from backend.api.errors import APIError
+from backend.api.security import ANONYMOUS, KeyRing, Principal, RateLimiter
 from backend.config import Settings
 from backend.container import Container
 from backend.services.answering import AnswerService
@@ -46,3 +48,46 @@ IngestDep = Annotated[IngestService, Depends(get_ingest)]
 RetrievalDep = Annotated[RetrievalService, Depends(get_retrieval)]
 AnswerDep = Annotated[AnswerService, Depends(get_answers)]
 StatusDep = Annotated[StatusService, Depends(get_status)]
+
+
+async def get_principal(request: Request) -> Principal:
+    """Authenticate the request (Authorization: Bearer <key>) and charge its key's rate limit."""
+    ring: KeyRing = request.app.state.keyring
+    limiter: RateLimiter = request.app.state.rate_limiter
+    if ring.disabled:
+        principal, caller = ANONYMOUS, f"address:{request.client.host if request.client else '-'}"
+    else:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise APIError(401, "missing_api_key", "send an API key: Authorization: Bearer <key>",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        found = ring.authenticate(token.strip())
+        if found is None:
+            raise APIError(401, "invalid_api_key", "the API key is not valid; ask the operator for one",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+        principal, caller = found, f"key:{found.name}"
+    wait = limiter.acquire(caller)
+    if wait:
+        retry = RateLimiter.retry_after(wait)
+        message = f"too many requests for this key; retry in {retry} s (RATE_LIMIT_PER_MINUTE)"
+        raise APIError(429, "rate_limited", message, headers={"Retry-After": retry})
+    request.state.principal = principal.name
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_read(principal: Principal, space: str) -> None:
+    if not principal.can_read(space):
+        raise APIError(403, "forbidden", f"this API key may not read space {space!r}")
+
+
+def require_write(principal: Principal, space: str) -> None:
+    if not principal.can_write(space):
+        raise APIError(403, "forbidden", f"this API key may not write to space {space!r}")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.admin:
+        raise APIError(403, "forbidden", "deleting needs an API key with the admin scope")

@@ -33,23 +33,36 @@ class ErrorBody(BaseModel):
 class APIError(Exception):
     """An error with its HTTP status, raised by routes and dependencies."""
 
-    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: list[Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    return JSONResponse({"error": body}, status_code=status)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 # Responses documented in OpenAPI for the routes that can produce them.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Invalid request"},
+    401: {"model": ErrorBody, "description": "Missing or invalid API key (Authorization: Bearer <key>)"},
+    403: {"model": ErrorBody, "description": "The API key may not do this in this space"},
     404: {"model": ErrorBody, "description": "Unknown space or document"},
     422: {"model": ErrorBody, "description": "Request validation failed"},
+    429: {"model": ErrorBody, "description": "Too many requests for this key; see Retry-After"},
     503: {"model": ErrorBody, "description": "A dependency (LLM, vector store) is unavailable"},
 }
 
@@ -83,7 +96,7 @@ def _domain_handler(status: int, code: str) -> Callable[[Request, Exception], Aw
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -241,3 +241,6 @@ class CheckOut(BaseModel):
 class ReadyResponse(BaseModel):
     status: Literal["ready", "degraded", "unavailable"]
     checks: dict[str, CheckOut]
+    auth: Literal["api_keys", "disabled"] = Field(
+        description="disabled: AUTH_DISABLED=true, anyone who reaches the port may read, write and delete."
+    )

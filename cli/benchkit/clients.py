@@ -8,6 +8,7 @@ asked through the service's own LLM adapters (OpenAI-compatible for vLLM and lla
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ class Client:
                 yield ev.delta, ev.reasoning, ev.usage.completion_tokens if ev.usage else None
             return
         body: dict[str, Any] = {"q": prompt.question, "space_id": self.target.space, "stream": True}
-        async with self.http.stream("POST", f"{self.target.url}/ask", json=body) as resp:
+        key = os.environ.get("RAG_API_KEY", "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with self.http.stream("POST", f"{self.target.url}/ask", json=body, headers=headers) as resp:
             await _check(resp)
             event = ""
             async for line in resp.aiter_lines():

@@ -19,6 +19,9 @@ from tests.conftest import LlamaServer, run_cli
 from tests.files import make_pdf
 from tests.servers import free_port
 
+INDEX_KEY = "test-index-key-0123456789"
+AUTH = {"Authorization": f"Bearer {INDEX_KEY}"}
+
 
 @pytest.fixture
 def env(tmp_path: Path, llm_server: LlamaServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -28,6 +31,9 @@ def env(tmp_path: Path, llm_server: LlamaServer, monkeypatch: pytest.MonkeyPatch
         "PORT": str(free_port()),
         "MAX_UPLOAD_MB": "0.05",  # small, so the hand-off test can exceed it
         "LOG_FORMAT": "text",
+        # The service (when one runs) requires this key; index_cli sends it from RAG_API_KEY.
+        "API_KEYS": f"{INDEX_KEY}=read:*,write:*,admin",
+        "RAG_API_KEY": INDEX_KEY,
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
@@ -177,6 +183,7 @@ def test_index_cli_hands_work_to_the_running_service(running_service: str, env: 
     answer = httpx.post(
         f"{running_service}/ask",
         json={"q": "What is the maximum pressure of the Glimmer pump?", "space_id": "demo"},
+        headers=AUTH,
         timeout=60,
     )
     assert answer.status_code == 200
@@ -187,7 +194,10 @@ def test_index_cli_hands_work_to_the_running_service(running_service: str, env: 
         ({"modified_before": "2001-01-01T00:00:00Z"}, False),
     ):
         found = httpx.post(
-            f"{running_service}/search", json={"q": "pump", "space_id": "demo", "filters": flt}, timeout=60
+            f"{running_service}/search",
+            json={"q": "pump", "space_id": "demo", "filters": flt},
+            headers=AUTH,
+            timeout=60,
         )
         assert found.status_code == 200 and bool(found.json()["sources"]) is hits, found.text
 
@@ -223,3 +233,10 @@ def test_an_unreadable_file_is_reported_and_never_pruned(
     monkeypatch.setattr(index_cli, "sha256_file", real)
     code, again = index(capsys, "--dir", str(corpus), "--space", "demo")
     assert again["files"]["unchanged"] == 10  # guide.md was kept in the space all along
+
+
+def test_index_cli_through_the_service_says_when_its_key_is_refused(
+    running_service: str, env: dict[str, str], corpus: Path
+) -> None:
+    done = run_cli("cli.index_cli", "--dir", str(corpus), "--space", "demo", "--json", env={**env, "RAG_API_KEY": "x"})
+    assert done.returncode != 0 and "API key is not valid" in done.stderr

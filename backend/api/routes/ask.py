@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from backend.adapters.llm import LLMError
-from backend.api.deps import AnswerDep, SettingsDep
+from backend.api.deps import AnswerDep, PrincipalDep, SettingsDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.schemas import AskRequest, AskResponse, QueryBase
 from backend.config import Settings
@@ -54,7 +54,8 @@ def search_options(body: QueryBase) -> SearchOptions:
 
 
 @router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
-async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep) -> Any:
+async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep, principal: PrincipalDep) -> Any:
+    require_read(principal, body.space_id)
     check_question(body.q, settings)
     answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k, search_options(body))
     if body.stream:

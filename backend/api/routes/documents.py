@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
 from backend.adapters.store import DocumentRecord
-from backend.api.deps import IngestDep, SettingsDep
+from backend.api.deps import IngestDep, PrincipalDep, SettingsDep, require_admin, require_read, require_write
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.schemas import (
     DocumentList,
@@ -55,6 +55,7 @@ def _doc_out(r: DocumentRecord) -> DocumentOut:
 async def upload(
     ingest: IngestDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     space_id: Annotated[str, Form(pattern=SPACE_PATTERN, description="Target space (created if new).")],
     files: Annotated[list[UploadFile], File(description=f"Files: {', '.join(SUPPORTED_EXTENSIONS)}.")],
     paths: Annotated[
@@ -67,6 +68,7 @@ async def upload(
     ] = None,
 ) -> UploadResponse:
     """Index uploaded files. Unchanged files are skipped; a re-uploaded path replaces its document."""
+    require_write(principal, space_id)
     if len(files) > settings.max_files_per_upload:
         raise APIError(
             413,
@@ -106,8 +108,10 @@ async def upload(
 
 
 @router.post("/plan", response_model=PlanResponse, responses=ERROR_RESPONSES)
-async def plan(body: PlanRequest, ingest: IngestDep) -> PlanResponse:
-    """Compare a folder manifest (path and sha256 of each file) with the space; changes nothing."""
+async def plan(body: PlanRequest, ingest: IngestDep, principal: PrincipalDep) -> PlanResponse:
+    """Compare a folder manifest (path and sha256 of each file) with the space; changes nothing. Needs
+    write access: it is the first step of a sync."""
+    require_write(principal, body.space_id)
     manifest = {clean_path(e.path): e.sha256 for e in body.files}
     result = await ingest.plan(body.space_id, manifest)
     return PlanResponse(
@@ -120,7 +124,8 @@ async def plan(body: PlanRequest, ingest: IngestDep) -> PlanResponse:
 
 
 @router.get("", response_model=DocumentList, responses=ERROR_RESPONSES)
-async def list_documents(space_id: SpaceQuery, ingest: IngestDep) -> DocumentList:
+async def list_documents(space_id: SpaceQuery, ingest: IngestDep, principal: PrincipalDep) -> DocumentList:
+    require_read(principal, space_id)
     records = await ingest.documents(space_id)
     return DocumentList(space=space_id, documents=[_doc_out(r) for r in sorted(records, key=lambda r: r.path)])
 
@@ -130,7 +135,9 @@ async def delete_document(
     document_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Document id (from GET /documents).")],
     space_id: SpaceQuery,
     ingest: IngestDep,
+    principal: PrincipalDep,
 ) -> DocumentOut:
+    require_admin(principal)
     record = await ingest.delete_document(space_id, document_id)
     if record is None:
         raise APIError(404, "document_not_found", f"no document {document_id} in space {space_id!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,10 +19,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
-async def ready(status: StatusDep) -> JSONResponse:
+async def ready(status: StatusDep, request: Request) -> JSONResponse:
     """Each dependency with its latency; 503 when the service cannot answer, 200 while degraded."""
     state, checks = await status.readiness()
     body = ReadyResponse(
+        auth="disabled" if request.app.state.keyring.disabled else "api_keys",
         status=state,
         checks={
             name: CheckOut(status="ok" if c.ok else "error", latency_ms=round(c.latency_ms, 1), detail=c.detail)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.api.deps import get_principal
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.services.gpu_plan.hardware import DEFAULT_GPU
 from backend.services.gpu_plan.service import PlanInputError, PlanInputs, build_plan, catalogue_to_list, plan_to_dict
 
-router = APIRouter(tags=["plan"])
+# Any valid key may plan: it reads no space. The key is still needed (and rate-limited).
+router = APIRouter(tags=["plan"], dependencies=[Depends(get_principal)])
 
 
 class InlineModel(BaseModel):

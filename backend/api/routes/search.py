@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.api.deps import RetrievalDep, SettingsDep
+from backend.api.deps import PrincipalDep, RetrievalDep, SettingsDep, require_read
 from backend.api.errors import ERROR_RESPONSES
 from backend.api.routes.ask import check_question, search_options
 from backend.api.schemas import SearchRequest, SearchResponse
@@ -14,7 +14,10 @@ router = APIRouter(tags=["search"])
 
 
 @router.post("/search", response_model=SearchResponse, responses=ERROR_RESPONSES)
-async def search(body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep) -> SearchResponse:
+async def search(
+    body: SearchRequest, retrieval: RetrievalDep, settings: SettingsDep, principal: PrincipalDep
+) -> SearchResponse:
+    require_read(principal, body.space_id)
     check_question(body.q, settings)
     found = await retrieval.retrieve(body.space_id, body.q, body.top_k or settings.top_k, search_options(body))
     timings = {"embed_ms": round(found.embed_ms, 1), "search_ms": round(found.search_ms, 1)}

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi import Path as PathParam
 
-from backend.api.deps import IngestDep, StatusDep
+from backend.api.deps import IngestDep, PrincipalDep, StatusDep, require_admin
 from backend.api.errors import ERROR_RESPONSES
 from backend.api.schemas import SpaceList, SpaceOut
 from backend.config import SPACE_PATTERN
@@ -16,7 +16,8 @@ router = APIRouter(tags=["spaces"])
 
 
 @router.get("/spaces", response_model=SpaceList)
-async def list_spaces(status: StatusDep) -> SpaceList:
+async def list_spaces(status: StatusDep, principal: PrincipalDep) -> SpaceList:
+    """The spaces this API key may read."""
     return SpaceList(
         spaces=[
             SpaceOut(
@@ -29,12 +30,16 @@ async def list_spaces(status: StatusDep) -> SpaceList:
                 lexical_analyzer=s.lexical,
             )
             for s in await status.spaces()
+            if principal.can_read(s.name)
         ]
     )
 
 
 @router.delete("/spaces/{space}", responses=ERROR_RESPONSES)
-async def delete_space(space: Annotated[str, PathParam(pattern=SPACE_PATTERN)], ingest: IngestDep) -> dict[str, str]:
-    """Delete a space with all its documents and chunks (used by `index_cli --recreate`)."""
+async def delete_space(
+    space: Annotated[str, PathParam(pattern=SPACE_PATTERN)], ingest: IngestDep, principal: PrincipalDep
+) -> dict[str, str]:
+    """Delete a space with all its documents and chunks (used by `index_cli --recreate`). Needs admin."""
+    require_admin(principal)
     await ingest.drop_space(space)
     return {"deleted": space}
