@@ -16,6 +16,10 @@ from backend.services.parsing import Section
 Tokenize = Callable[[str], list[tuple[int, int]]]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+|\n")
+# Normal text runs 3-6 characters per token. A WordPiece tokenizer turns a run without spaces longer
+# than 100 characters (base64 in mail, minified code) into ONE unknown token, so token counts alone would
+# let a megabyte into one chunk: pieces with more characters per token than this are cut by characters.
+MAX_CHARS_PER_TOKEN = 12
 
 
 @dataclass
@@ -52,15 +56,26 @@ def _units(text: str, tokenize: Tokenize, max_tokens: int) -> list[_Unit]:
             if not sentence:
                 continue
             spans = tokenize(sentence)
-            if len(spans) <= max_tokens:
-                units.append(_Unit(sentence, len(spans), first))
-            else:
-                for start in range(0, len(spans), max_tokens):
-                    window = spans[start : start + max_tokens]
-                    piece = sentence[window[0][0] : window[-1][1]]
-                    units.append(_Unit(piece, len(window), first and start == 0))
+            if not spans:
+                continue
+            for start in range(0, len(spans), max_tokens):
+                window = spans[start : start + max_tokens]
+                piece = sentence[window[0][0] : window[-1][1]] if len(spans) > max_tokens else sentence
+                units.extend(_bounded(piece, len(window), first and start == 0, tokenize, max_tokens))
             first = False
     return units
+
+
+def _bounded(piece: str, tokens: int, first: bool, tokenize: Tokenize, max_tokens: int) -> list[_Unit]:
+    """`piece` as one unit, or cut into character windows when its tokens swallow too many characters."""
+    limit = max_tokens * MAX_CHARS_PER_TOKEN
+    if len(piece) <= limit:
+        return [_Unit(piece, tokens, first)]
+    size = max_tokens * 4  # about a chunk of ordinary text
+    pieces = [piece[i : i + size] for i in range(0, len(piece), size)]
+    # Such a piece counts at least its characters / MAX_CHARS_PER_TOKEN, so chunks stay a bounded length.
+    weight = [max(len(tokenize(p)), -(-len(p) // MAX_CHARS_PER_TOKEN)) for p in pieces]
+    return [_Unit(p, min(max_tokens, w), first and i == 0) for i, (p, w) in enumerate(zip(pieces, weight, strict=True))]
 
 
 def _pack(units: list[_Unit], max_tokens: int, overlap_tokens: int) -> list[tuple[str, int]]:

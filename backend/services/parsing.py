@@ -51,8 +51,11 @@ def decode_text(data: bytes) -> str:
     utf16 = _utf16_without_bom(data)
     if utf16:
         return _checked(data.decode(utf16, errors="replace"))
-    if b"\x00" in data[:4096]:
+    nuls = data[:65536].count(b"\x00")
+    if nuls > max(8, len(data[:65536]) // 100):
         raise ParseError("binary content (NUL bytes), not a text file")
+    if nuls or b"\x00" in data:
+        data = data.replace(b"\x00", b"")  # stray NULs (mail exports, broken editors) carry no text
     try:
         return _checked(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -167,12 +170,27 @@ def parse_pdf(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(str(meta_title) if meta_title else _stem(name), sections)
 
 
+# A DOCX is a ZIP: its XML parts are what the parser expands in memory. A few hundred kilobytes can
+# expand to gigabytes (a zip bomb); real documents' text parts stay far below this.
+DOCX_MAX_EXPANDED_BYTES = 64 * 1024 * 1024
+
+
 def parse_docx(data: bytes, name: str) -> ParsedDocument:
     import zipfile
 
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(i.file_size for i in archive.infolist() if not i.filename.startswith("word/media/"))
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ParseError(f"broken DOCX: {exc or type(exc).__name__}") from exc
+    if expanded > DOCX_MAX_EXPANDED_BYTES:
+        raise ParseError(
+            f"the DOCX's text parts expand to {expanded // 2**20} MB from {len(data) // 1024} KB (a zip bomb?); "
+            f"the limit is {DOCX_MAX_EXPANDED_BYTES // 2**20} MB: split the document"
+        )
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
@@ -296,6 +314,10 @@ def parse_html(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(parser.title or _stem(name), parser.sections)
 
 
+# Python's csv refuses fields over 128 KB; a long text cell is legitimate (the chunker bounds it).
+csv.field_size_limit(64 * 1024 * 1024)
+
+
 def parse_csv(data: bytes, name: str) -> ParsedDocument:
     text = decode_text(data)
     try:
@@ -329,12 +351,17 @@ def _json_strings(value: Any, key: str = "") -> Iterator[str]:
             yield from _json_strings(item, key)
 
 
+_TOO_DEEP = "JSON nested too deeply to read (over about 900 levels)"
+
+
 def parse_json(data: bytes, name: str) -> ParsedDocument:
     try:
         value = json.loads(decode_text(data))
+        return ParsedDocument(_stem(name), [Section("\n\n".join(_json_strings(value)))])
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON: {exc}") from exc
-    return ParsedDocument(_stem(name), [Section("\n\n".join(_json_strings(value)))])
+    except RecursionError:
+        raise ParseError(_TOO_DEEP) from None
 
 
 def parse_jsonl(data: bytes, name: str) -> ParsedDocument:
@@ -346,6 +373,8 @@ def parse_jsonl(data: bytes, name: str) -> ParsedDocument:
             records.append("\n".join(_json_strings(json.loads(line))))
         except json.JSONDecodeError as exc:
             raise ParseError(f"line {lineno} is not valid JSON: {exc.msg}") from exc
+        except RecursionError:
+            raise ParseError(f"line {lineno}: {_TOO_DEEP}") from None
     return ParsedDocument(_stem(name), [Section("\n\n".join(r for r in records if r))])
 
 
@@ -369,14 +398,53 @@ def is_supported(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in PARSERS
 
 
+# What a file is by its first bytes, whatever its name says.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "a PDF"),
+    (b"PK\x03\x04", "a ZIP archive (DOCX, XLSX, ODT, ...)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office file (DOC/XLS): save it as DOCX or PDF"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    head = data[:16]
+    return next((what for magic, what in _MAGIC if head.startswith(magic)), None)
+
+
+def _check_content(data: bytes, suffix: str) -> None:
+    """The name promises a format; the first bytes must not say otherwise."""
+    found = sniff(data)
+    if suffix == ".pdf":
+        if b"%PDF-" not in data[:1024]:  # the PDF header may follow a little junk, never more
+            raise ParseError(f"named .pdf but its content is {found or 'not a PDF'}")
+    elif suffix == ".docx":
+        if not data.startswith(b"PK\x03\x04"):
+            raise ParseError(f"named .docx but its content is {found or 'not a DOCX (ZIP) file'}")
+    elif found is not None:
+        raise ParseError(f"named {suffix} but its content is {found}; give it its real extension")
+
+
 def parse(data: bytes, name: str) -> ParsedDocument:
-    """Parse by extension. Raises ParseError for unsupported, empty or broken files."""
+    """Parse by extension, after checking the content agrees. Raises ParseError for unsupported, empty,
+    mislabelled or broken files."""
     suffix = PurePosixPath(name).suffix.lower()
     parser = PARSERS.get(suffix)
     if parser is None:
-        raise ParseError(f"unsupported file type {suffix or '(none)'!r}; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
+        found = sniff(data)
+        what = f" (its content is {found})" if found else ""
+        raise ParseError(
+            f"unsupported file type {suffix or '(none)'!r}{what}; supported: {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
     if not data.strip():
         raise ParseError("empty file")
+    _check_content(data, suffix)
     doc = parser(data, name)
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:

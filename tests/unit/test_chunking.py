@@ -66,3 +66,19 @@ def test_paragraph_breaks_are_kept(embedder: Embedder) -> None:
         [Section("First para.\n\nSecond para.")], embedder.tokenize, max_tokens=100, overlap_tokens=0
     )
     assert chunks[0].text == "First para.\n\nSecond para."
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        "A" * 300_000,  # one "word": WordPiece makes it a single unknown token
+        "письмо" * 50_000,  # Cyrillic without spaces
+        ("see attachment " + "QUJD" * 20_000 + " thanks. ") * 3,  # base64 inside a mail
+    ],
+)
+def test_a_huge_line_without_spaces_is_cut_into_bounded_chunks_and_kept_whole(embedder: Embedder, blob: str) -> None:
+    chunks = chunk_sections([Section(blob)], embedder.tokenize, max_tokens=64, overlap_tokens=8)
+    assert len(chunks) > 10
+    assert max(len(c.text) for c in chunks) <= 64 * 12
+    # Nothing is lost: every character of the run is in some chunk (chunks may overlap).
+    assert sum(c.text.count(blob.strip()[0]) for c in chunks) >= blob.count(blob.strip()[0])

@@ -393,3 +393,18 @@ def test_a_local_config_is_served_by_its_hugging_face_id_or_not_at_all(tmp_path:
     local = build_plan(PlanInputs(models=[str(tmp_path / "b")], max_model_len=8192), allow_paths=True)
     with pytest.raises(EnvWriteError, match="--repo"):
         env_values(local)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"num_hidden_layers": 10**9}, "beyond any real model"),
+        ({"num_local_experts": "many"}, "must be a non-negative number"),
+        ({"vision_config": {"hidden_size": "wide"}}, "wrong type or value"),
+        ({"sliding_window": "big", "sliding_window_pattern": 6}, "wrong type or value"),
+    ],
+)
+def test_a_hostile_config_is_a_clear_error_not_a_hang(config: dict[str, object], message: str) -> None:
+    base = dict(CATALOGUE["qwen3-8b"].config)
+    with pytest.raises(ConfigError, match=message):
+        spec_from_config({**base, **config}, name="hostile")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -99,3 +100,49 @@ def test_docx_roundtrip_through_bytesio_is_independent_of_name_case() -> None:
     data = make_docx("T", {"H": "body text"})
     assert parse(data, "UPPER.DOCX").sections
     assert io.BytesIO(data).read(2) == b"PK"
+
+
+def test_a_docx_zip_bomb_is_refused_before_it_expands() -> None:
+    import io
+    import zipfile
+
+    import docx
+
+    page = docx.Document()
+    page.add_paragraph("hello")
+    raw = io.BytesIO()
+    page.save(raw)
+    original = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "word/document.xml":
+                data = data.replace(b"hello", b"hello" + b" " * 100_000_000)
+            out.writestr(info.filename, data)
+    assert len(bomb.getvalue()) < 200_000
+    with pytest.raises(ParseError, match=r"expand to 9\d MB .*zip bomb"):
+        parse(bomb.getvalue(), "bomb.docx")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("report.txt", b"%PDF-1.7\n%binary", "named .txt but its content is a PDF"),
+        ("notes.md", b"\x89PNG\r\n\x1a\n....", "named .md but its content is a PNG image"),
+        ("scan.pdf", b"GIF89a......", "named .pdf but its content is a GIF image"),
+        ("memo.docx", b"%PDF-1.4 ...", "named .docx but its content is a PDF"),
+        ("old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1 ...", "old Office file (DOC/XLS): save it as DOCX or PDF"),
+        ("tool.exe", b"\x7fELF\x02\x01", "unsupported file type '.exe' (its content is an ELF executable)"),
+        ("deep.json", b"[" * 50_000 + b"]" * 50_000, "JSON nested too deeply"),
+        ("deep.jsonl", b'{"a": 1}\n' + b"[" * 50_000 + b"]" * 50_000, "line 2: JSON nested too deeply"),
+    ],
+)
+def test_content_decides_over_the_name(name: str, data: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=re.escape(message)):
+        parse(data, name)
+
+
+def test_a_csv_cell_longer_than_pythons_default_limit_is_read() -> None:
+    doc = parse(b"title,body\nlong," + b"x" * 300_000 + b"\n", "big.csv")
+    assert "x" * 300_000 in doc.sections[0].text

@@ -163,6 +163,12 @@ class ModelSpec:
 # --- reading config.json --------------------------------------------------------------------------------
 
 
+# Far above any real model; a config beyond them is a mistake or an attack on the planner's loops.
+_LIMITS = {"num_hidden_layers": 2_000, "num_attention_heads": 10_000, "num_key_value_heads": 10_000,
+           "vocab_size": 10_000_000, "max_position_embeddings": 100_000_000}  # fmt: skip
+_LIMIT_DEFAULT = 10_000_000
+
+
 def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
     value = cfg.get(key)
     if value is None:
@@ -171,6 +177,9 @@ def _int(cfg: dict[str, Any], key: str, where: str, default: int | None = None) 
         raise ConfigError(f"{where}: config.json has no '{key}', which the memory estimate needs")
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"{where}: '{key}' must be a non-negative number, got {value!r}")
+    limit = _LIMITS.get(key, _LIMIT_DEFAULT)
+    if value > limit:
+        raise ConfigError(f"{where}: '{key}' = {value!r} is beyond any real model (at most {limit:,})")
     return int(value)
 
 
@@ -242,6 +251,15 @@ def _vision_params(vision: dict[str, Any], text_hidden: int) -> int:
 
 def spec_from_config(config: dict[str, Any], name: str, hf_id: str = "", description: str = "") -> ModelSpec:
     """A ModelSpec from a config.json dict (multimodal configs: the text_config part plus the encoder)."""
+    try:
+        return _spec_from_config(config, name, hf_id, description)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{name or 'config.json'}: a field has the wrong type or value ({exc})") from exc
+
+
+def _spec_from_config(config: dict[str, Any], name: str, hf_id: str, description: str) -> ModelSpec:
     where = name or hf_id or "config.json"
     model_type = str(config.get("model_type", ""))
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
@@ -277,7 +295,7 @@ def spec_from_config(config: dict[str, Any], name: str, hf_id: str = "", descrip
     experts = None
     if count:
         experts = Experts(
-            count=int(count),
+            count=_int({"experts": count}, "experts", where),
             per_token=_int(text, "num_experts_per_tok", where, default=text.get("experts_per_token")),
             intermediate=_int(text, "moe_intermediate_size", where, default=intermediate),
             shared_count=int(text.get("n_shared_experts") or (1 if text.get("shared_expert_intermediate_size") else 0)),
@@ -299,7 +317,7 @@ def spec_from_config(config: dict[str, Any], name: str, hf_id: str = "", descrip
         max_position_embeddings=_int(text, "max_position_embeddings", where, default=4096),
         attention=attention,
         experts=experts,
-        first_dense_layers=int(text.get("first_k_dense_replace") or 0),
+        first_dense_layers=_int(text, "first_k_dense_replace", where, default=0),
         layer_windows=_layer_windows(text, layers, where),
         native_format=_native_format(config, where),
         extra_params=_vision_params(vision, hidden) if isinstance(vision, dict) else 0,
