@@ -66,7 +66,7 @@ def create_standin(model: str = "smollm2:135m", context_length: int = 8192, thin
         if not known(body.get("model", "")):
             return unknown(body.get("model", ""))
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        passage = re.search(r"\[1\][^\n]*\n([^\n]+)", user)
+        passage = re.search(r"\[1\][^\n]*\n(?:<<<\n)?([^\n]+)", user)  # the first line of passage 1
         answer = f"According to the documents, {passage.group(1).strip()} [1]" if passage else "I do not know."
         thought = "Let me find the passage that answers this. "
         if thinking == "tags":
