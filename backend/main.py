@@ -17,7 +17,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
 from backend.api.routes import ask, documents, health, plan, search, spaces
 from backend.api.security import KeyRing, RateLimiter
-from backend.config import Settings, load_settings
+from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import Metrics, configure_logging
 
@@ -75,4 +75,8 @@ def app_from_env() -> FastAPI:
     """Entry point for `uvicorn --factory backend.main:app_from_env`."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    try:
+        return create_app(settings)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)  # one line that says what to fix, before uvicorn's traceback
+        raise

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -186,3 +190,11 @@ def test_tenancy_over_1000_randomised_queries(make_settings: Callable[..., Setti
         for key, readable in keys.items():
             listed = {s["name"] for s in client.get("/spaces", headers=bearer(key)).json()["spaces"]}
             assert listed == readable
+
+
+def test_the_server_process_says_why_it_will_not_start(tmp_path: Path) -> None:
+    env = {**os.environ, "QDRANT_PATH": str(tmp_path), "API_KEYS": "", "AUTH_DISABLED": "false", "LOG_FORMAT": "text"}
+    done = subprocess.run([sys.executable, "-c", "from backend.main import app_from_env; app_from_env()"],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert "cannot start: no API keys: set API_KEYS or API_KEYS_FILE" in done.stderr
