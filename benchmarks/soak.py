@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from cli.run_local import bundled_gguf, llama_server_command
+from cli.run_local import bundled_gguf, llama_server_command, wait_until
 from tests.servers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,8 @@ def run_soak(seconds: float, concurrency: int, llm_base_url: str, workdir: Path)
     base = f"http://127.0.0.1:{port}"
     result = SoakResult(seconds=seconds, concurrency=concurrency)
     try:
-        _wait_ready(base, service)
+        if not wait_until(f"{base}/health", 120, service):
+            raise RuntimeError(f"the service did not start; see {workdir / 'service.log'}")
         rng = random.Random(0)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as http:
             files = [("files", (f"doc{n}.txt", _document(rng, n))) for n in range(20)]
@@ -138,20 +139,6 @@ def run_soak(seconds: float, concurrency: int, llm_base_url: str, workdir: Path)
     return result
 
 
-def _wait_ready(base: str, service: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            raise RuntimeError("the service exited during start-up")
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("the service did not start within 120 s")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -163,13 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     llm = subprocess.Popen(llama_server_command(bundled_gguf(), "127.0.0.1", llm_port, 4096, 2),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{llm_port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        if not wait_until(f"http://127.0.0.1:{llm_port}/v1/models", 90, llm):
+            raise RuntimeError("the llama.cpp server did not start")
         with tempfile.TemporaryDirectory() as tmp:
             result = run_soak(args.seconds, args.concurrency, f"http://127.0.0.1:{llm_port}/v1", Path(tmp))
     finally:

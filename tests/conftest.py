@@ -58,15 +58,21 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """Real vLLM on CPU. Without .venv-vllm (`make vllm-venv`) the tier is skipped, except where
+def require_vllm_python() -> Path:
+    """.venv-vllm's python. Without it (`make vllm-venv`) the vLLM tier is skipped, except where
     REQUIRE_VLLM=1 (make test, CI): there a missing vLLM is a failure, not a silent skip."""
     if not VLLM_PYTHON.is_file():
         message = f"the vLLM tier needs {VLLM_PYTHON}: run `make vllm-venv`"
         if os.environ.get("REQUIRE_VLLM") == "1":
             pytest.fail(message)
         pytest.skip(message)
+    return VLLM_PYTHON
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """Real vLLM on CPU (see require_vllm_python)."""
+    require_vllm_python()
     server = VllmServer(tmp_path_factory.mktemp("vllm") / "vllm.log")
     yield server
     server.stop()

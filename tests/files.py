@@ -92,3 +92,24 @@ def write_corpus(root: Path) -> dict[str, Path]:
         path.write_bytes(data)
         out[label] = path
     return out
+
+
+def docx_bomb(expanded_bytes: int = 100_000_000) -> bytes:
+    """A valid DOCX whose document.xml carries `expanded_bytes` of spaces: ~130 KB on disk, a zip bomb."""
+    import zipfile
+
+    import docx
+
+    page = docx.Document()
+    page.add_paragraph("hello")
+    raw = io.BytesIO()
+    page.save(raw)
+    original = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "word/document.xml":
+                data = data.replace(b"hello", b"hello" + b" " * expanded_bytes)
+            z.writestr(info.filename, data)
+    return out.getvalue()

@@ -4,9 +4,7 @@ fix, a bad file is reported and the rest of its upload is indexed. (Generated re
 from __future__ import annotations
 
 import codecs
-import io
 import json
-import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
-from tests.files import make_pdf
+from tests.files import docx_bomb, make_pdf
 
 KEY = "hostile-admin-key-012345"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -122,30 +120,12 @@ def test_hostile_requests_on_other_routes(hostile: TestClient, method: str, path
 # --- files -------------------------------------------------------------------------------------------
 
 
-def _docx_bomb() -> bytes:
-    import docx
-
-    page = docx.Document()
-    page.add_paragraph("hello")
-    raw = io.BytesIO()
-    page.save(raw)
-    original = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for info in original.infolist():
-            data = original.read(info.filename)
-            if info.filename == "word/document.xml":
-                data = data.replace(b"hello", b"hello" + b" " * 100_000_000)
-            z.writestr(info.filename, data)
-    return out.getvalue()
-
-
 # (name, bytes, indexed?) -- indexed files must be found by their text; the others reported as failed.
 FILES: list[tuple[str, bytes, bool]] = [
     ("empty.txt", b"", False), ("spaces.txt", b"   \n\t  ", False), ("zero.md", b"", False),
     ("broken.pdf", b"%PDF-1.4\n garbage \x00\x01", False), ("random.pdf", bytes(range(256)) * 10, False),
     ("broken.docx", b"PK\x03\x04 not really a zip", False), ("text.docx", b"hello, I am text", False),
-    ("bomb.docx", _docx_bomb(), False), ("pdf-named.txt", make_pdf(["A PDF in disguise."]), False),
+    ("bomb.docx", docx_bomb(), False), ("pdf-named.txt", make_pdf(["A PDF in disguise."]), False),
     ("image.md", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, False),
     ("elf.txt", b"\x7fELF\x02\x01\x01" + b"\x00" * 200, False),
     ("binary.txt", bytes(range(256)) * 20, False), ("tool.exe", b"MZ\x90\x00", False), ("noext", b"plain text", False),

@@ -13,8 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.services.gpu_plan.catalogue import CATALOGUE
-from tests.conftest import run_cli
-from tests.vllm.server import VLLM_PYTHON
+from tests.conftest import require_vllm_python, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = Path(sys.executable).parent / "docker-compose"
@@ -64,15 +63,6 @@ def test_cli_reads_a_config_json_and_refuses_bad_input_with_exit_2(tmp_path: Pat
     assert listing.returncode == 0 and all(key in listing.stdout for key in CATALOGUE)
 
 
-def _vllm_python() -> Path:
-    if not VLLM_PYTHON.is_file():
-        message = f"checking flags with vLLM's parser needs {VLLM_PYTHON}: run `make vllm-venv`"
-        if os.environ.get("REQUIRE_VLLM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return VLLM_PYTHON
-
-
 @pytest.mark.vllm
 def test_write_env_feeds_compose_the_entrypoint_and_vllms_own_parser(tmp_path: Path) -> None:
     for name in ("docker-compose.vllm.yml", ".env.vllm"):
@@ -105,7 +95,7 @@ def test_write_env_feeds_compose_the_entrypoint_and_vllms_own_parser(tmp_path: P
                **{k: str(v) for k, v in environment.items() if v is not None}}  # fmt: skip
         argv = json.loads(subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], env=env,
                                          capture_output=True, text=True, check=True).stdout)  # fmt: skip
-        parsed = subprocess.run([str(_vllm_python()), "-c", PARSE_WITH_VLLM, *argv[2:]], capture_output=True,
+        parsed = subprocess.run([str(require_vllm_python()), "-c", PARSE_WITH_VLLM, *argv[2:]], capture_output=True,
                                 text=True, env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"})  # fmt: skip
         assert parsed.returncode == 0, parsed.stderr[-2000:]
         flags = json.loads(parsed.stdout.strip().splitlines()[-1])
@@ -146,6 +136,6 @@ def test_the_catalogues_reasoning_parsers_are_vllms() -> None:
     names = sorted({e.reasoning_parser for e in CATALOGUE.values() if e.reasoning_parser})
     check = "import sys\nfrom vllm.reasoning import ReasoningParserManager as M\n"
     check += "for name in sys.argv[1:]: M.get_reasoning_parser(name)"
-    done = subprocess.run([str(_vllm_python()), "-c", check, *names], capture_output=True, text=True,
+    done = subprocess.run([str(require_vllm_python()), "-c", check, *names], capture_output=True, text=True,
                           env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

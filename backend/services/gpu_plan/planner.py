@@ -369,7 +369,7 @@ def _summary(changes: dict[str, str], plan: Plan) -> str:
     return " + ".join(parts)
 
 
-def find_fixes(requests: list[ModelRequest], setup: Setup, limit: int = 4) -> list[Fix]:
+def find_fixes(requests: list[ModelRequest], setup: Setup, limit: int = 4, base: Plan | None = None) -> list[Fix]:
     """The cheapest changes that make the plan fit, cheapest first. Cost: each quality step of the KV cache
     or weights (FP8 1, 4-bit 3), offloading by its slowdown, and 8 per extra GPU."""
     base_formats = [r.format.name for r in requests]
@@ -419,7 +419,7 @@ def find_fixes(requests: list[ModelRequest], setup: Setup, limit: int = 4) -> li
                     changes = _describe_change(setup, plan.setup, formats, base_formats)
                     fixes.append(Fix(_summary(changes, plan), changes, cost, plan))
     # The free fix: a shorter context, when the weights fit and a useful length remains.
-    base = evaluate(requests, setup)
+    base = base or evaluate(requests, setup)
     shortest = min(p.largest_max_model_len for p in base.models)
     if not base.fits and shortest >= 4096 and len(requests) == 1:
         shorter = [replace(r, max_model_len=shortest) for r in requests]
@@ -450,7 +450,7 @@ def make_plan(requests: list[ModelRequest], setup: Setup) -> Plan:
     plan = evaluate(requests, setup)
     only_the_utilization = setup.gpu_memory_utilization is not None and all(m.fits for m in plan.models)
     if not plan.fits and not only_the_utilization:
-        plan.fixes = find_fixes(requests, setup)
+        plan.fixes = find_fixes(requests, setup, base=plan)
         if setup.host_ram_gib is None:
             plan.notes.append("give the host RAM (--host-ram-gib) to have CPU offloading considered")
     return plan
