@@ -28,6 +28,16 @@ class Settings(BaseSettings):
     )
     qdrant_api_key: SecretStr | None = Field(default=None, description="API key for the Qdrant server.")
     qdrant_path: Path = Field(default=Path("data/qdrant"), description="Embedded Qdrant folder.")
+    qdrant_timeout_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="Longest wait for one Qdrant server request; past it the request gets 503 store_unavailable.",
+    )  # fmt: skip
+    qdrant_breaker_failures: int = Field(
+        default=3, ge=1, description="Unanswered Qdrant requests in a row after which requests fail at once..."
+    )
+    qdrant_breaker_cooldown_s: float = Field(
+        default=5.0, ge=0, description="... for this long; then one request probes the server again."
+    )
     collection_prefix: str = Field(
         default="rag", pattern=r"^[a-z][a-z0-9_]{0,20}$", description="Prefix of every collection name."
     )

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
+from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend, OpenAICompatLLM
-from backend.adapters.llm.fallback import CircuitBreaker, FallbackLLM, Member
+from backend.adapters.llm.fallback import FallbackLLM, Member
 from backend.adapters.llm.ollama import OllamaLLM
 from backend.adapters.reranker import Reranker
 from backend.adapters.store import VectorStore
@@ -31,6 +32,9 @@ def open_store(settings: Settings) -> VectorStore:
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
         path=settings.qdrant_path,
         prefix=settings.collection_prefix,
+        timeout_s=settings.qdrant_timeout_s,
+        breaker_failures=settings.qdrant_breaker_failures,
+        breaker_cooldown_s=settings.qdrant_breaker_cooldown_s,
     )
 
 

@@ -78,6 +78,56 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
     server.stop()
 
 
+class QdrantStandin:
+    """The Qdrant REST stand-in (tests/standins/qdrant_rest.py) as a process on a fixed port, so that a
+    test can kill it and start it again over the same data, as a Qdrant server restarts."""
+
+    def __init__(self, data: Path, log_path: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log_path.open("ab")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "tests.standins.qdrant_rest", "--port", str(self.port), "--path", str(self.data)]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Qdrant stand-in exited; see {self._log.name}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the Qdrant stand-in did not start within 60 s")
+
+    def kill(self) -> None:
+        """kill -9: no goodbye to open connections, the port refuses from now on."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def drop_all(self) -> None:
+        for c in httpx.get(f"{self.url}/collections").json()["result"]["collections"]:
+            httpx.delete(f"{self.url}/collections/{c['name']}").raise_for_status()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def qdrant_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QdrantStandin]:
+    folder = tmp_path_factory.mktemp("qdrant-server")
+    server = QdrantStandin(folder / "data", folder / "qdrant.log")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, llm_server: LlamaServer) -> Callable[..., Settings]:
     def build(**overrides: object) -> Settings:
@@ -98,6 +148,18 @@ def make_settings(tmp_path: Path, llm_server: LlamaServer) -> Callable[..., Sett
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def store_settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Iterator[Settings]:
+    """Settings for embedded Qdrant, then for a Qdrant server (the stand-in): the tests that use this
+    fixture run against both of the store adapter's clients."""
+    if request.param == "embedded":
+        yield make_settings()
+        return
+    server: QdrantStandin = request.getfixturevalue("qdrant_server")
+    yield make_settings(qdrant_url=server.url)
+    server.drop_all()
 
 
 @pytest.fixture

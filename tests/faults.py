@@ -1,13 +1,17 @@
-"""Fault injection under the service's shared httpx client: one target server misbehaves on demand,
-every other request goes to the real network (the real llama.cpp server, the Ollama stand-in)."""
+"""Fault injection. FaultTransport: under the service's shared httpx client, one target server misbehaves
+on demand, every other request goes to the real network (the real llama.cpp server, the Ollama stand-in).
+BlackholeProxy: below HTTP, for clients we do not build (qdrant-client's)."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from typing import Literal
 
 import httpx
+
+from tests.servers import free_port
 
 Mode = Literal["refuse", "status500", "garbage", "slow", "cut"]
 
@@ -61,3 +65,51 @@ class FaultTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._real.aclose()
+
+
+class BlackholeProxy:
+    """A TCP proxy on 127.0.0.1 in a background thread, for faults below HTTP. With `blackhole` set it
+    swallows every byte in both directions, like a network partition or a hung server: connections open,
+    requests go out, no answer ever comes. Cleared, it forwards again (new and open connections alike).
+    If the target refuses, the client's connection is closed at once, as a dead server's would be."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.blackhole = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        listen = asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = asyncio.run_coroutine_threadsafe(listen, self._loop).result(timeout=10)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                if not self.blackhole:
+                    dst.write(data)
+                    await dst.drain()
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

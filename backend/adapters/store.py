@@ -10,7 +10,9 @@ for a payload filter unless it asks for one (a Python loop in embedded mode):
 Spaces created before hybrid retrieval (schema 1: one unnamed dense vector) still answer dense
 queries; writing to them, or querying their lexical side, asks for `python -m cli.migrate`.
 The qdrant-client is synchronous; every call runs in this adapter's worker threads (one thread in
-embedded mode, where the client is not thread-safe).
+embedded mode, where the client is not thread-safe). A Qdrant server that does not answer within
+`timeout_s` is reported unavailable; after `breaker_failures` such calls in a row, calls fail at once
+for `breaker_cooldown_s` instead of each waiting out the timeout, then one call probes the server again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from backend.adapters.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,14 @@ _ID_NAMESPACE = uuid.UUID("6f1c1d52-8a4b-4f4e-9d7e-2b6d3c1e9a10")
 
 class StoreError(Exception):
     """The vector store cannot be reached or refused an operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Qdrant server did not answer (refused, timed out, or its circuit is open): try again later."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class StoreLockedError(StoreError):
@@ -188,6 +201,20 @@ class DocumentRecord:
         )
 
 
+def _unreachable(exc: Exception) -> bool:
+    """Did the call fail to get an answer from the server (as opposed to an answer that says no)?"""
+    if isinstance(exc, ResponseHandlingException):  # connection refused, reset, timed out
+        return True
+    # A proxy or a restarting server in front of Qdrant.
+    return isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)
+
+
+def _reason(exc: Exception) -> str:
+    source = exc.source if isinstance(exc, ResponseHandlingException) else exc
+    text = str(source) or type(source).__name__
+    return f"{type(source).__name__}: {text}" if text != type(source).__name__ else text
+
+
 @dataclass
 class SpaceInfo:
     name: str
@@ -207,6 +234,9 @@ class VectorStore:
         api_key: str | None = None,
         path: Path | None = None,
         prefix: str = "rag",
+        timeout_s: float = 10.0,
+        breaker_failures: int = 3,
+        breaker_cooldown_s: float = 5.0,
     ) -> None:
         self.prefix = prefix
         self.embedded = url is None
@@ -217,7 +247,8 @@ class VectorStore:
                 path.mkdir(parents=True, exist_ok=True)
                 self._client = QdrantClient(path=str(path))
             else:
-                self._client = QdrantClient(url=url, api_key=api_key, timeout=30)
+                # qdrant-client types the timeout as int, but hands it to httpx, which takes seconds as float.
+                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)  # type: ignore[arg-type]
         except RuntimeError as exc:
             if "already accessed" in str(exc):
                 raise StoreLockedError(
@@ -227,17 +258,44 @@ class VectorStore:
             raise StoreError(f"cannot open the vector store at {self.location}: {exc}") from exc
         self._executor = ThreadPoolExecutor(max_workers=1 if self.embedded else 8, thread_name_prefix="qdrant")
         self._schemas: dict[str, SpaceSchema] = {}
+        # Embedded Qdrant is a library call: nothing to wait out, nothing to break.
+        self.breaker = None if self.embedded else CircuitBreaker(breaker_failures, breaker_cooldown_s)
 
     # --- plumbing --------------------------------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        breaker = self.breaker
+        if breaker is not None and not breaker.allow():
+            wait = breaker.retry_in_s()
+            raise StoreUnavailableError(
+                f"the Qdrant server at {self.location} (QDRANT_URL) is unreachable; the service tries it again "
+                f"in {wait:.0f} s and resumes by itself when it answers", retry_after_s=wait
+            )  # fmt: skip
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            result = await loop.run_in_executor(self._executor, fn, *args)
         except StoreError:
+            if breaker is not None:
+                breaker.record_success()  # raised by our own checks on what the server answered
             raise
         except Exception as exc:
+            if breaker is not None and _unreachable(exc):
+                breaker.record_failure()
+                raise StoreUnavailableError(
+                    f"the Qdrant server at {self.location} (QDRANT_URL) is unreachable: {_reason(exc)}; "
+                    "searches and uploads resume by themselves when it answers again",
+                    retry_after_s=breaker.retry_in_s() or 1.0,
+                ) from exc
+            if breaker is not None:
+                breaker.record_success()
             setting = "QDRANT_PATH" if self.embedded else "QDRANT_URL"
             raise StoreError(f"vector store error at {self.location} ({setting}): {exc}") from exc
+        except BaseException:  # cancelled: a half-open probe without a verdict must not block the circuit
+            if breaker is not None:
+                breaker.abandon_probe()
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        return result
 
     def _chunks(self, space: str) -> str:
         return f"{self.prefix}-chunks-{space}"

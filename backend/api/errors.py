@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.adapters.embedder import EmbedderError
-from backend.adapters.store import EmbeddingMismatchError, SpaceNeedsMigrationError, StoreError
+from backend.adapters.store import EmbeddingMismatchError, SpaceNeedsMigrationError, StoreError, StoreUnavailableError
 from backend.services.answering import LLMUnavailableError
 from backend.services.errors import SpaceNotFoundError
 
@@ -115,6 +116,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for exc_type, (status, code) in DOMAIN_ERRORS.items():
         app.add_exception_handler(exc_type, _domain_handler(status, code))
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store_unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return error_response(503, "store_unavailable", str(exc), headers=retry)
 
     @app.exception_handler(LLMUnavailableError)
     async def _llm_unavailable(_: Request, exc: LLMUnavailableError) -> JSONResponse:

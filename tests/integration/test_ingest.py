@@ -1,4 +1,5 @@
-"""Ingestion against embedded Qdrant and the real embedder: idempotency, crash recovery, model checks."""
+"""Ingestion against embedded Qdrant and a Qdrant server (stand-in), with the real embedder: idempotency,
+crash recovery, model checks."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def docs(n: int, version: str = "v1") -> list[SourceFile]:
 
 
 @pytest.fixture
-def service(settings: Settings) -> Any:
+def service(store_settings: Settings) -> Any:
+    settings = store_settings
     store = open_store(settings)
     # Small chunks and batches so a handful of documents spans several upserts.
     tuned = settings.model_copy(update={"chunk_tokens": 64, "chunk_overlap_tokens": 8, "upsert_batch_size": 8})
@@ -132,7 +134,8 @@ def test_changing_the_chunking_reindexes_unchanged_files(service: IngestService,
     assert {r.status for r in run(other.ingest("s", docs(2)))} == {"changed"}
 
 
-def test_a_space_built_with_another_model_is_a_clear_startup_error(settings: Settings) -> None:
+def test_a_space_built_with_another_model_is_a_clear_startup_error(store_settings: Settings) -> None:
+    settings = store_settings
     store = open_store(settings)
     run(store.ensure_space("legacy", "intfloat/multilingual-e5-base", 768, "any"))
     store.close()

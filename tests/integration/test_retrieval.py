@@ -1,4 +1,5 @@
-"""Retrieval modes, filters, cap, MMR and the reranker hook, on embedded Qdrant with the real embedder."""
+"""Retrieval modes, filters, cap, MMR and the reranker hook, on embedded Qdrant and a Qdrant server
+(stand-in), with the real embedder."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def run(coro: Any) -> Any:
 
 
 @pytest.fixture
-def indexed(settings: Settings) -> Iterator[tuple[IngestService, RetrievalService]]:
+def indexed(store_settings: Settings) -> Iterator[tuple[IngestService, RetrievalService]]:
+    settings = store_settings
     store = open_store(settings)
     embedder = load_embedder(settings)
     ingest = build_ingest(settings, store, embedder, Metrics())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.adapters.llm.fallback import CircuitBreaker
+from backend.adapters.circuit import CircuitBreaker
 
 
 class Clock:

@@ -15,47 +15,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Literal
 
+from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent
 
 log = logging.getLogger(__name__)
-
-CircuitState = Literal["closed", "open", "half_open"]
-
-
-class CircuitBreaker:
-    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.failures_to_open = failures
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self.state: CircuitState = "closed"
-        self.consecutive_failures = 0
-        self._opened_at = 0.0
-
-    def allow(self) -> bool:
-        """May a request go to this backend now? In half-open state only the one probe may."""
-        if self.state == "open" and self._clock() - self._opened_at >= self.cooldown_s:
-            self.state = "half_open"
-            return True
-        return self.state == "closed"
-
-    def record_success(self) -> None:
-        self.state, self.consecutive_failures = "closed", 0
-
-    def abandon_probe(self) -> None:
-        """The probe ended without a verdict (the client went away): wait a cool-down, then probe again.
-        Without this the circuit would stay half-open, and the backend unused, for ever."""
-        if self.state == "half_open":
-            self.state, self._opened_at = "open", self._clock()
-
-    def record_failure(self) -> None:
-        self.consecutive_failures += 1
-        if self.state == "half_open" or self.consecutive_failures >= self.failures_to_open:
-            self.state, self._opened_at = "open", self._clock()
-
-    def retry_in_s(self) -> float:
-        return max(0.0, self.cooldown_s - (self._clock() - self._opened_at)) if self.state == "open" else 0.0
 
 
 class AllBackendsFailedError(Exception):
