@@ -141,6 +141,14 @@ class Settings(BaseSettings):
     )
     reranker_top_n: int = Field(default=20, ge=1, le=200, description="Best candidates the reranker re-scores.")
     max_question_chars: int = Field(default=4000, ge=16)
+    chat_rewrite: bool = Field(
+        default=True,
+        description="/v1/chat/completions: let the LLM rewrite a follow-up into a standalone question before "
+        "retrieval (false: search the follow-up joined with the previous user question).",
+    )
+    chat_rewrite_max_tokens: int = Field(
+        default=256, ge=16, le=4096, description="Token budget of that rewrite (reasoning models think first)."
+    )
 
     # --- ingestion ------------------------------------------------------------------------------
     max_upload_mb: float = Field(default=50.0, gt=0, description="Largest POST /documents body.")

@@ -18,6 +18,7 @@ from backend.adapters.store import VectorStore
 from backend.config import Settings
 from backend.observability import Metrics
 from backend.services.answering import AnswerService
+from backend.services.conversation import ConversationService
 from backend.services.ingest import IngestService
 from backend.services.migration import MigrationService
 from backend.services.retrieval import RetrievalConfig, RetrievalService
@@ -154,6 +155,7 @@ class Container:
     retrieval: RetrievalService
     answers: AnswerService
     status: StatusService
+    conversations: ConversationService
 
     @classmethod
     async def open(
@@ -200,7 +202,10 @@ class Container:
             },
         )
         status = StatusService(store, embedder, llm)
-        return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status)
+        conversations = ConversationService(
+            llm, enabled=settings.chat_rewrite, max_tokens=settings.chat_rewrite_max_tokens
+        )
+        return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status, conversations)
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -11,6 +11,7 @@ from backend.api.security import ANONYMOUS, KeyRing, Principal, RateLimiter
 from backend.config import Settings
 from backend.container import Container
 from backend.services.answering import AnswerService
+from backend.services.conversation import ConversationService
 from backend.services.ingest import IngestService
 from backend.services.retrieval import RetrievalService
 from backend.services.status import StatusService
@@ -43,11 +44,16 @@ def get_status(c: ContainerDep) -> StatusService:
     return c.status
 
 
+def get_conversations(c: ContainerDep) -> ConversationService:
+    return c.conversations
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 RetrievalDep = Annotated[RetrievalService, Depends(get_retrieval)]
 AnswerDep = Annotated[AnswerService, Depends(get_answers)]
 StatusDep = Annotated[StatusService, Depends(get_status)]
+ConversationDep = Annotated[ConversationService, Depends(get_conversations)]
 
 
 async def get_principal(request: Request) -> Principal:
