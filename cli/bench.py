@@ -28,6 +28,7 @@ import httpx
 
 from backend.adapters.llm import LLMError
 from backend.services.evaluation import load_squad
+from cli import ui
 from cli.benchkit.clients import Client, Kind, Prompt, Sample, Target
 from cli.benchkit.load import closed_loop, open_loop
 from cli.benchkit.report import markdown, plots
@@ -142,8 +143,8 @@ async def bench(args: argparse.Namespace, targets: list[Target], prompts: list[P
     return results
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cli.bench", description=__doc__,
+def parse_args(argv: list[str] | None, prog: str = "python -m cli.bench") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--target", action="append", required=True, help="NAME=KIND:URL (repeat for each target)")
     p.add_argument("--questions", type=Path, required=True, help="SQuAD-format JSON or a text file")
@@ -158,11 +159,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=300, help="longest wait for one request (default 300 s)")
     p.add_argument("--out-dir", type=Path, default=Path("bench-out/bench"), help="where results go")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of the table")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m cli.bench") -> int:
+    args = parse_args(argv, prog)
     try:
         targets = [parse_target(t, args.space) for t in args.target]
         if len({t.name for t in targets}) != len(targets):
@@ -183,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out_dir / "bench.md").write_text(table)
     (args.out_dir / "bench.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     written = [] if args.no_plots else plots(results, args.out_dir)
-    sys.stdout.write(table)
-    sys.stdout.write(f"\nwritten: {', '.join(str(p) for p in [args.out_dir / 'bench.json', *written])}\n")
+    if args.json:
+        sys.stdout.write(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    else:
+        ui.markdown(table)
+    sys.stderr.write(f"\nwritten: {', '.join(str(p) for p in [args.out_dir / 'bench.json', *written])}\n")
     failed = [r for r in results if r["stats"]["completed"] == 0]
     for r in failed:
         sys.stderr.write(

@@ -23,10 +23,11 @@ from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import configure_logging
 from backend.services.evaluation import EVAL_MODES, Evaluator, load_squad
+from cli import ui
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cli.eval", description=__doc__,
+def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("datasets", nargs="+", type=Path, help="SQuAD-format JSON files")
     p.add_argument(
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="score answers for the first N questions only")
     p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
     p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
+    p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
     return p.parse_args(argv)
 
 
@@ -98,8 +100,8 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m cli.eval") -> int:
+    args = parse_args(argv, prog)
     modes = [m.strip() for m in args.compare.split(",") if m.strip()]
     unknown = [m for m in modes if m not in EVAL_MODES]
     if unknown or not modes:
@@ -118,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(reports, ensure_ascii=False, indent=2))
-    sys.stdout.write(render(reports, args.k))
+    if args.json:
+        sys.stdout.write(json.dumps(reports, ensure_ascii=False, indent=2) + "\n")
+    else:
+        ui.markdown(render(reports, args.k))
     return 0
 
 

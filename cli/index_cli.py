@@ -19,12 +19,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from backend.config import SPACE_RE, ConfigError, Settings, load_settings
 from backend.observability import configure_logging
 from backend.services.ingest import FileResult, SourceFile
 from backend.services.parsing import SUPPORTED_EXTENSIONS, is_supported
+from cli import ui
 from cli.ingest_targets import IngestTarget, TargetError, choose_target
 
 log = logging.getLogger("index_cli")
@@ -43,9 +42,9 @@ class Summary:
     dry_run: bool = False
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str = "python -m cli.index_cli") -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m cli.index_cli",
+        prog=prog,
         description="Index a folder of documents into a space. Re-running only writes what changed.",
     )
     p.add_argument("--dir", required=True, type=Path, help="folder to index (recursively)")
@@ -137,14 +136,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
             counts["deleted"] = len([r for r in plan.missing if r.path not in unreadable]) if args.prune else 0
         else:
             results: list[FileResult] = []
-            with tqdm(
-                total=len(todo), unit="file", desc=f"indexing {args.space}", file=sys.stderr, disable=None
-            ) as bar:
+            with ui.progress(f"indexing {args.space}", total=len(todo)) as advance:
 
                 def progress(files_done: int, chunks_done: int) -> None:
                     summary.chunks_written += chunks_done
-                    bar.update(files_done)
-                    bar.set_postfix(chunks=summary.chunks_written, refresh=False)
+                    advance(files_done, f"{summary.chunks_written} chunks")
 
                 for batch in batches(todo, target.max_batch_bytes, settings.max_files_per_upload, unreadable):
                     results.extend(await target.ingest(args.space, batch, progress))
@@ -195,8 +191,14 @@ def render(summary: Summary) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def show(summary: Summary) -> None:
+    """render(), coloured in a terminal: what failed in red, the header in bold."""
+    for i, line in enumerate(render(summary).splitlines()):
+        ui.say(line, "bold" if i == 0 else "red" if line.lstrip().startswith("FAILED") else "")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m cli.index_cli") -> int:
+    args = parse_args(argv, prog)
     if not SPACE_RE.match(args.space):
         sys.stderr.write(
             f"error: invalid --space {args.space!r}: use 1-63 of a-z 0-9 - _ (starting with a letter/digit)\n"
@@ -219,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("failure", exc_info=True)
         sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
         return 2
-    sys.stdout.write(json.dumps(asdict(summary), ensure_ascii=False) + "\n" if args.json else render(summary))
+    if args.json:
+        sys.stdout.write(json.dumps(asdict(summary), ensure_ascii=False) + "\n")
+    else:
+        show(summary)
     return code
 
 

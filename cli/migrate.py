@@ -23,8 +23,8 @@ from backend.observability import Metrics, configure_logging
 from backend.services.migration import MigrationError, MigrationService
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cli.migrate", description=__doc__,
+def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--space", action="append", help="space to migrate (repeatable)")
@@ -68,8 +68,8 @@ async def run(args: argparse.Namespace) -> int:
         store.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m cli.migrate") -> int:
+    args = parse_args(argv, prog)
     configure_logging("INFO", "text")
     try:
         return asyncio.run(run(args))

@@ -25,12 +25,13 @@ from backend.services.gpu_plan.formats import FORMATS, KV_DTYPES
 from backend.services.gpu_plan.hardware import DEFAULT_GPU, GPUS
 from backend.services.gpu_plan.planner import Plan
 from backend.services.gpu_plan.service import PlanInputError, PlanInputs, build_plan, catalogue_to_list, plan_to_dict
+from cli import ui
 
 EXIT_FITS, EXIT_USAGE, EXIT_DOES_NOT_FIT = 0, 2, 3
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m cli.plan", description=__doc__,
+def parse_args(argv: list[str] | None, prog: str = "python -m cli.plan") -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("models", nargs="*", metavar="MODEL[@FORMAT]", help="catalogue name or config.json path")
     p.add_argument("--list", action="store_true", help="list the catalogue, GPUs and formats, then exit")
@@ -139,8 +140,20 @@ def render_catalogue() -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def show(plan: Plan) -> None:
+    """render(), coloured in a terminal: the verdict green or red, headings bold."""
+    for line in render(plan).splitlines():
+        if "DOES NOT FIT" in line:
+            style = "bold red"
+        elif "FITS" in line:
+            style = "bold green"
+        else:
+            style = "bold" if line and not line[0].isspace() else ""
+        ui.say(line, style)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m cli.plan") -> int:
+    args = parse_args(argv, prog)
     if args.list:
         sys.stdout.write(json.dumps(catalogue_to_list(), indent=2) + "\n" if args.json else render_catalogue())
         return EXIT_FITS
@@ -171,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     except PlanInputError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USAGE
-    sys.stdout.write(json.dumps(plan_to_dict(plan), indent=2) + "\n" if args.json else render(plan))
+    if args.json:
+        sys.stdout.write(json.dumps(plan_to_dict(plan), indent=2) + "\n")
+    else:
+        show(plan)
     if args.write_env:
         try:
             for path in write_env(plan, args.write_env):

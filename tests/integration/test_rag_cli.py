@@ -1,0 +1,95 @@
+"""`rag`, the one entry point of the command-line tools, run as users run it: the installed console
+script in a subprocess, against the real store, embedder and (for `rag ask`) the served app."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.config import Settings
+from backend.main import create_app
+from tests.servers import ThreadedServer, free_port
+
+RAG = shutil.which("rag", path=str(Path(sys.executable).parent))
+ROOT = Path(__file__).resolve().parents[2]
+ANSI = "\x1b["
+
+
+def rag(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    assert RAG, "the `rag` console script is not installed (pip install -e .)"
+    base = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    return subprocess.run([RAG, *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**base, **(env or {})})  # fmt: skip
+
+
+def test_help_lists_every_command_with_an_example() -> None:
+    done = rag("--help")
+    assert done.returncode == 0
+    for command in ("index", "ask", "plan", "eval", "bench", "migrate"):
+        assert f"  {command} " in done.stdout and f"e.g. rag {command}" in done.stdout
+    assert rag().returncode == 2  # no command: usage, and a usage error for scripts
+
+
+def test_each_command_has_its_own_help_under_its_rag_name() -> None:
+    for command in ("index", "ask", "plan", "eval", "bench", "migrate"):
+        done = rag(command, "--help")
+        assert done.returncode == 0 and done.stdout.startswith(f"usage: rag {command} "), done.stdout[:200]
+
+
+def test_a_mistyped_command_gets_a_suggestion() -> None:
+    done = rag("plam", "qwen3-8b")
+    assert done.returncode == 2 and "did you mean `rag plan`?" in done.stderr
+
+
+def test_output_is_plain_in_a_pipe_and_coloured_when_asked() -> None:
+    plain = rag("plan", "qwen3-8b")
+    assert plain.returncode == 0 and "FITS" in plain.stdout and ANSI not in plain.stdout
+    coloured = rag("plan", "qwen3-8b", env={"FORCE_COLOR": "1"})
+    assert ANSI in coloured.stdout and coloured.stdout.count("FITS") == plain.stdout.count("FITS")
+    data = json.loads(rag("plan", "qwen3-8b", "--json", env={"FORCE_COLOR": "1"}).stdout)  # JSON never coloured
+    assert data["fits"] is True
+
+
+@pytest.fixture
+def served(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`rag index` into a store, then the app serving that store; yields its URL and the CLI's environment."""
+    corpus = tmp_path / "docs"
+    (corpus / "pumps").mkdir(parents=True)
+    (corpus / "pumps" / "glimmer.md").write_text("# Glimmer pump\n\nThe Glimmer pump runs at 9 bar at most.\n")
+    (corpus / "notes.txt").write_text("Котельная на Садовой переведена на газ в марте.\n")
+    env = {"QDRANT_PATH": str(tmp_path / "qdrant"), "HF_HUB_OFFLINE": "1"}
+    indexed = rag("index", "--dir", str(corpus), "--space", "docs", "--json", env=env)
+    assert indexed.returncode == 0, indexed.stderr
+    assert json.loads(indexed.stdout)["files"]["new"] == 2
+    again = rag("index", "--dir", str(corpus), "--space", "docs", env=env)
+    assert again.returncode == 0 and "0 new, 0 changed, 2 unchanged" in again.stdout
+    server = ThreadedServer(create_app(make_settings(qdrant_path=tmp_path / "qdrant", llm_max_tokens=32)), free_port())
+    try:
+        yield server.base_url, env
+    finally:
+        server.stop()
+
+
+def test_rag_ask_streams_an_answer_then_its_sources_and_has_json(served: tuple[str, dict[str, str]]) -> None:
+    url, env = served
+    done = rag("ask", "What pressure does the Glimmer pump run at?", "--space", "docs", "--url", url, env=env)
+    assert done.returncode == 0, done.stderr
+    answer, _, rest = done.stdout.partition("Sources (* cited)")
+    assert answer.strip() and "pumps/glimmer.md" in rest and "answered by openai" in rest
+    as_json = rag("ask", "What pressure does the Glimmer pump run at?", "--space", "docs", "--url", url, "--json")
+    assert json.loads(as_json.stdout)["sources"][0]["path"] == "pumps/glimmer.md"
+
+
+def test_rag_ask_shows_the_services_refusal(served: tuple[str, dict[str, str]]) -> None:
+    url, _ = served
+    done = rag("ask", "anything", "--space", "nope", "--url", url)
+    assert done.returncode == 1 and "404" in done.stderr and "nope" in done.stderr
+    unreachable = rag("ask", "anything", "--space", "docs", "--url", f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 1 and "cannot reach the service" in unreachable.stderr
