@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_S = 2.0  # QDRANT_TIMEOUT_S
 COOLDOWN_S = 2.0  # QDRANT_BREAKER_COOLDOWN_S
-PHASES = [("healthy", 5.0), ("killed", 6.0), ("restarted", 9.0), ("blackhole", 8.0), ("recovered", 9.0)]
+PHASES = [("healthy", 5.0), ("killed", 6.0), ("restarted", 10.0), ("blackhole", 8.0), ("recovered", 12.0)]
 # A 503 must come within one request timeout (plus scheduling on two busy cores).
 BOUND_S = TIMEOUT_S + 1.5
 # After a fault is lifted: a request already swallowed times out, then the breaker's cool-down, then a probe.
@@ -93,8 +93,15 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
     assert not slow, slow[:5]
 
     def during(name: str, settle: float) -> list[dict[str, Any]]:
+        """Requests wholly inside a phase, begun `settle` seconds or more after it began."""
         start, end = phase_starts[name], phase_starts[name] + dict(PHASES)[name]
         return [r for r in records if start + settle <= r["at"] and r["at"] + r["s"] <= end]
+
+    def begun(name: str, settle: float) -> list[dict[str, Any]]:
+        """Requests begun between `settle` seconds after the phase began and 1 s before it ended: their store
+        calls (the first thing each request does) fall inside the phase, though an ask's LLM part may not."""
+        start, end = phase_starts[name], phase_starts[name] + dict(PHASES)[name]
+        return [r for r in records if start + settle <= r["at"] <= end - 1.0]
 
     for fault in ("killed", "blackhole"):
         hit = during(fault, settle=TIMEOUT_S + 0.5)
@@ -105,11 +112,12 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
     # While the server hangs, the open circuit answers at once instead of each request waiting it out.
     assert statistics.median(r["s"] for r in during("blackhole", TIMEOUT_S + 0.5)) < 0.5
     for back in ("restarted", "recovered"):
-        ok = during(back, settle=SETTLE_S)
+        ok = begun(back, settle=SETTLE_S)
         assert ok and all(r["status"] == 200 for r in ok), (back, [(r["kind"], r["status"]) for r in ok])
-        assert {r["kind"] for r in ok} >= {"search", "ask", "upload", "ready"}
+        assert {r["kind"] for r in ok} >= {"search", "upload", "ready"}, {r["kind"] for r in ok}
         # Nothing lost across the kill -9 of the server: the same sources, in the same order.
         assert all(r["paths"] == baseline for r in ok if r["kind"] == "search")
+    assert any(r["kind"] == "ask" and r["status"] == 200 for r in begun("recovered", settle=SETTLE_S))
 
     # No half-written document: each one's chunks are all there, of one version, and nothing else is.
     assert {d["path"] for d in listed} == {*DOCS, "live.md"} and {d["status"] for d in listed} == {"ready"}
