@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
-.PHONY: install vllm-venv run test lint typecheck lock clean
+.PHONY: install vllm-venv browser run test lint typecheck lock clean
 
 # torch first, from its CPU wheel: any other route pulls a multi-GB CUDA build.
 # llama-cpp-python compiles llama.cpp once (~7-10 min on 2 cores); pip caches the wheel afterwards.
@@ -43,9 +43,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# REQUIRE_VLLM=1: in this target a missing vLLM fails the run instead of skipping its tests.
-test: lint typecheck vllm-venv
-	REQUIRE_VLLM=1 $(BIN)/python -m pytest
+# The web page's end-to-end test drives Debian's Chromium (Playwright never downloads a browser here).
+browser:
+	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+# REQUIRE_VLLM=1, REQUIRE_BROWSER=1: in this target a missing vLLM or Chromium fails the run instead of
+# skipping their tests.
+test: lint typecheck vllm-venv browser
+	REQUIRE_VLLM=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 # Re-pin after changing dependencies: every machine then installs exactly what CI tested.
 lock: install vllm-venv

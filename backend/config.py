@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     )
     reranker_top_n: int = Field(default=20, ge=1, le=200, description="Best candidates the reranker re-scores.")
     max_question_chars: int = Field(default=4000, ge=16)
+    web_ui: bool = Field(default=True, description="Serve the web page at / (false: API only).")
     chat_rewrite: bool = Field(
         default=True,
         description="/v1/chat/completions: let the LLM rewrite a follow-up into a standalone question before "

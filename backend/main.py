@@ -15,7 +15,7 @@ from backend.adapters.reranker import RerankerError
 from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
-from backend.api.routes import ask, documents, health, openai_api, plan, search, spaces
+from backend.api.routes import ask, documents, health, openai_api, plan, search, spaces, web
 from backend.api.security import KeyRing, RateLimiter
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
     install_error_handlers(app)
     for module in (ask, search, documents, spaces, plan, health, openai_api):
         app.include_router(module.router)
+    if settings.web_ui:
+        app.include_router(web.router)
+        app.mount("/ui", web.static_files(), name="ui")
     return app
 
 

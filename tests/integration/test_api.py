@@ -312,6 +312,7 @@ def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) ->
     assert set(spec["paths"]) == {
         "/ask", "/search", "/documents", "/documents/plan", "/documents/{document_id}",
         "/spaces", "/spaces/{space}", "/plan", "/plan/catalogue", "/health", "/ready",
+        "/v1/models", "/v1/chat/completions",
     }  # fmt: skip
     assert set(spec["paths"]["/plan"]) == {"get", "post"}
     assert set(spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]) == {
@@ -319,3 +320,18 @@ def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) ->
         "text/event-stream",
     }
     assert client.get("/docs").status_code == 200
+
+
+def test_the_web_page_is_served_at_the_root_unless_switched_off(
+    client: TestClient, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script src="/ui/app.js">' in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert client.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/ui/app.css").status_code == 200
+    missing = client.get("/ui/nothing.js")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    with TestClient(create_app(make_settings(web_ui=False, qdrant_path=tmp_path / "other"))) as api_only:
+        assert api_only.get("/").status_code == 404 and api_only.get("/ui/app.js").status_code == 404

@@ -22,7 +22,7 @@ WRITE_A = "writer-of-a-0123456789"
 READ_AB = "reader-of-ab-012345678"
 ADMIN = "admin-key-0123456789abc"
 KEYS = f"{READ_A}=read:a {WRITE_A}=read:a,write:a {READ_AB}=read:a,read:b {ADMIN}=admin,read:*,write:*"
-PUBLIC = {"/health", "/ready", "/metrics", "/docs", "/openapi.json"}
+PUBLIC = {"/health", "/ready", "/metrics", "/docs", "/openapi.json", "/", "/ui/app.js"}  # / and /ui: the web page
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -1,0 +1,138 @@
+"""The web page at /, end to end in headless Chromium (Debian's, driven by Playwright) against the real
+app: uvicorn on a socket, API keys on, the real embedder, embedded Qdrant and llama.cpp. Screenshots of
+each step go to test-artifacts/web/ (ARTIFACTS_DIR)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.config import Settings
+from backend.main import create_app
+from tests.servers import ThreadedServer, free_port
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+KEY = "web-page-writer-0123456789"
+KEYS = f"{KEY}=read:*,write:*"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "test-artifacts")) / "web"
+# Without the background-networking flags Chromium keeps calling Google's hosts, which this network refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
+
+
+def chromium() -> str:
+    """Debian's chromium (`make browser`). Missing: skipped, except where REQUIRE_BROWSER=1 (make test)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        message = "the web page test needs Debian's chromium: run `make browser`"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture
+def app_url(make_settings: Callable[..., Settings]) -> Iterator[str]:
+    settings = make_settings(auth_disabled=False, api_keys=KEYS, rate_limit_per_minute=0, llm_max_tokens=48)
+    server = ThreadedServer(create_app(settings), free_port())
+    yield server.base_url
+    server.stop()
+
+
+@pytest.fixture
+def page(app_url: str) -> Iterator[object]:
+    executable = chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.goto(app_url)
+        yield tab
+        browser.close()
+        assert errors == [], errors  # no JavaScript error on the page, at any step
+
+
+def test_upload_ask_stream_and_open_a_citation(page: object, tmp_path: Path) -> None:
+    tab: playwright_sync.Page = page  # type: ignore[assignment]
+    expect = playwright_sync.expect
+    # Without a key the API refuses, and the page says why.
+    expect(tab.locator("#notice")).to_contain_text("401")
+    tab.fill("#key", KEY)
+    tab.press("#key", "Tab")
+    expect(tab.locator("#notice")).to_be_hidden()
+
+    # Upload two files to a new space, with progress, and see each file's result.
+    (tmp_path / "glimmer.md").write_text("# Glimmer pump\n\nThe Glimmer pump runs at a maximum pressure of 9 bar.\n")
+    (tmp_path / "kotel.txt").write_text("Котельная на Садовой улице переведена на газ в марте.\n" * 200)
+    tab.fill("#upload-space", "plant")
+    tab.set_input_files("#files", [str(tmp_path / "glimmer.md"), str(tmp_path / "kotel.txt")])
+    tab.click("#upload")
+    results = tab.locator("#upload-results tbody tr")
+    expect(results).to_have_count(2, timeout=60_000)
+    expect(tab.locator("#upload-results")).to_contain_text("glimmer.md")
+    assert sorted(results.locator("td:nth-child(2)").all_inner_texts()) == ["new", "new"]
+    expect(tab.locator("#upload-progress")).to_have_attribute("value", "100")
+    expect(tab.locator("#upload-state")).to_contain_text("chunks written")
+    tab.screenshot(path=str(ARTIFACTS / "1-upload.png"), full_page=True)
+
+    # The new space is in the picker; ask, and watch the answer arrive in pieces.
+    expect(tab.locator("#space")).to_have_value("plant")
+    tab.evaluate("""() => { window.answerUpdates = 0;
+        new MutationObserver(() => window.answerUpdates++).observe(
+            document.getElementById('answer'), {childList: true, subtree: true, characterData: true}); }""")
+    tab.fill("#question", "What is the maximum pressure of the Glimmer pump?")
+    tab.click("#ask")
+    expect(tab.locator("#sources li").first).to_contain_text("glimmer.md", timeout=60_000)
+    expect(tab.locator("#meta")).to_contain_text("answered by openai", timeout=120_000)
+    assert tab.evaluate("window.answerUpdates") >= 3  # streamed, not one block at the end
+    assert tab.inner_text("#answer").strip()
+    meta = tab.inner_text("#meta")
+    assert all(part in meta for part in ("retrieval hybrid", "first token", "total"))
+    tab.screenshot(path=str(ARTIFACTS / "2-answer.png"), full_page=True)
+
+    # A citation opens its source chunk. SmolLM2 does not always cite, so the answer is also rendered
+    # from a known text through the page's own renderer.
+    if tab.locator("#answer a.cite").count() == 0:
+        tab.evaluate("renderAnswer('The Glimmer pump holds at most 9 bar [1].')")
+    tab.locator("#answer a.cite").first.click()
+    expect(tab.locator("#source-view")).to_be_visible()
+    number = tab.locator("#answer a.cite").first.inner_text()
+    expect(tab.locator("#source-title")).to_contain_text(f"[{number}]")
+    if number == "1":
+        expect(tab.locator("#source-text")).to_contain_text("9 bar")
+        expect(tab.locator("#source-where")).to_contain_text("glimmer.md")
+    tab.screenshot(path=str(ARTIFACTS / "3-source.png"), full_page=True)
+
+    # A source in the list opens too; text from documents is shown as text, never run as HTML.
+    tab.click("#close-source")
+    tab.locator("#sources li").last.click()
+    expect(tab.locator("#source-view")).to_be_visible()
+
+
+def test_markup_in_documents_and_answers_is_shown_as_text(page: object, tmp_path: Path) -> None:
+    tab: playwright_sync.Page = page  # type: ignore[assignment]
+    tab.fill("#key", KEY)
+    tab.press("#key", "Tab")
+    hostile = '# Notes\n\nThe valve <img src=x onerror="window.pwned=1"> closes at <b>40</b> degrees.\n'
+    (tmp_path / "notes.md").write_text(hostile)
+    tab.fill("#upload-space", "hostile")
+    tab.set_input_files("#files", [str(tmp_path / "notes.md")])
+    tab.click("#upload")
+    playwright_sync.expect(tab.locator("#upload-results tbody tr")).to_have_count(1, timeout=60_000)
+    tab.evaluate("""() => { sources = [{n: 1, path: 'notes.md', document: 'd', title: 'Notes', heading: null,
+        page: null, chunk: 0, score: 0.5, text: '<img src=x onerror="window.pwned=1"> <b>40</b>'}];
+        renderSources(new Set([1])); renderAnswer('<img src=x onerror="window.pwned=2"> [1]'); showSource(1); }""")
+    tab.wait_for_timeout(300)
+    assert tab.evaluate("window.pwned") is None
+    assert tab.locator("#answer img, #source-text img, #sources img").count() == 0
+    assert "<img" in tab.inner_text("#source-text") and "<img" in tab.inner_text("#answer")
+    headers = tab.request.get(tab.url).headers
+    assert "script-src 'self'" in headers["content-security-policy"]
