@@ -8,7 +8,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded during
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from backend.config import Settings
 from backend.main import create_app
 from cli.run_local import bundled_gguf, llama_server_command
 from tests.files import write_corpus
-from tests.servers import free_port, stop_process
+from tests.servers import free_port, stop_process, wait_until_serving
 from tests.vllm.server import VLLM_PYTHON, VllmServer
 
 
@@ -34,17 +33,11 @@ class LlamaServer:
         self._log = log_path.open("wb")
         cmd = llama_server_command(bundled_gguf(), "127.0.0.1", self.port, n_ctx=4096, threads=2)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited; see {log_path}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("llama.cpp server did not start within 90 s")
+        try:
+            wait_until_serving(f"{self.base_url}/models", self.proc, 90, "llama.cpp server", log_path)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         stop_process(self.proc, timeout_s=10)
@@ -93,16 +86,7 @@ class QdrantStandin:
     def start(self) -> None:
         cmd = [sys.executable, "-m", "tests.standins.qdrant_rest", "--port", str(self.port), "--path", str(self.data)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the Qdrant stand-in exited; see {self._log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("the Qdrant stand-in did not start within 60 s")
+        wait_until_serving(f"{self.url}/readyz", self.proc, 60, "the Qdrant stand-in", Path(self._log.name))
 
     def kill(self) -> None:
         """kill -9: no goodbye to open connections, the port refuses from now on."""

@@ -6,8 +6,10 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -26,6 +28,20 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[bytes], timeout_s: float, what: str, log: Path) -> None:
+    """Return once GET `url` answers 200; raise if the process exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited; see {log}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} did not start within {timeout_s:g} s; see {log}")
 
 
 class ThreadedServer:
