@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nReady. Ask a question (Ctrl-C stops everything):\n\n  curl -s {base}/ask "
             "-H 'Content-Type: application/json' "
             f'-d \'{{"q": "How do I index a folder?", "space_id": "{args.space}"}}\'\n\n'
+            f'  or: .venv/bin/rag ask "How do I index a folder?" --space {args.space} --url {base}\n'
+            f"  web page: {base}/   (no API key needed in this local demo)\n"
             f"  API docs: {base}/docs\n\n"
         )
         sys.stdout.flush()
