@@ -18,6 +18,7 @@ from typing import Any
 from backend.adapters.llm import LLMError
 from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.services.reasoning import ThinkSplitter, split_final
+from backend.services.text_analysis import is_cyrillic
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ REWRITE_PROMPT = (
     "Replace pronouns and vague references (it, that, this one, he, там, его, это) with what they refer to. "
     "Keep the language of the question. Do not answer it. Reply with the rewritten question only."
 )
-_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 _WORD = re.compile(r"\w+")
 # Two worked examples: small models copy the pattern instead of answering the question.
 _EXAMPLES = [
@@ -167,5 +167,5 @@ def references(sources: list[dict[str, Any]], question: str) -> str:
         if s.get("page"):
             where += f", p. {s['page']}"
         lines.append(f"[{s['n']}] {where}")
-    heading = "Источники" if _CYRILLIC.search(question) else "Sources"
+    heading = "Источники" if is_cyrillic(question) else "Sources"
     return f"\n\n{heading}:\n" + "\n".join(lines)

@@ -13,7 +13,6 @@ settings apply, as they do to /ask.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,7 +26,7 @@ from backend.adapters.llm import LLMError
 from backend.api.deps import AnswerDep, ConversationDep, PrincipalDep, SettingsDep, StatusDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.routes.ask import check_question
-from backend.config import SPACE_PATTERN
+from backend.config import SPACE_RE
 from backend.services.answering import AnswerStream
 from backend.services.conversation import StandaloneQuestion, Turn, references
 
@@ -71,7 +70,7 @@ class ChatRequest(BaseModel):
 
 def space_of(model: str) -> str:
     space = model[len(MODEL_PREFIX) :] if model.startswith(MODEL_PREFIX) else ""
-    if not re.fullmatch(SPACE_PATTERN, space):
+    if not SPACE_RE.fullmatch(space):
         message = f"unknown model {model[:100]!r}: the models here are rag-<space>; GET /v1/models lists them"
         raise APIError(404, "model_not_found", message)
     return space
