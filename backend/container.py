@@ -44,6 +44,7 @@ def load_embedder(settings: Settings) -> Embedder:
         settings.embedding_model,
         device=settings.embedding_device,
         batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
         query_prefix=settings.embedding_query_prefix,
         passage_prefix=settings.embedding_passage_prefix,
     )
@@ -187,6 +188,7 @@ class Container:
             max_tokens=settings.llm_max_tokens,
             temperature=settings.llm_temperature,
             context_tokens=settings.llm_context_tokens,
+            check_citations=settings.citation_check,
         )
         log.info(
             "service ready",

@@ -156,7 +156,7 @@ def test_e5_models_get_their_prefixes() -> None:
     assert default_prefixes("intfloat/multilingual-e5-base") == ("query: ", "passage: ")
     assert default_prefixes("sentence-transformers/all-MiniLM-L6-v2") == ("", "")
     embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2", device="cpu", query_prefix="query: ")
-    assert embedder.query_prefix == "query: " and embedder.passage_prefix == ""
+    assert embedder.engine.query_prefix == "query: " and embedder.engine.passage_prefix == ""  # type: ignore[attr-defined]
 
 
 def test_concurrent_writes_of_one_document_leave_exactly_one_version(service: IngestService) -> None:

@@ -146,7 +146,7 @@ def test_cap_and_mmr_settings(indexed: Any, settings: Settings) -> None:
     )
     assert paths(uncapped).count("long.txt") >= 3  # the long document's identical chunks fill the list
     diverse = RetrievalService(ingest.store, ingest.embedder, Metrics(),
-                               retrieval_config(settings.model_copy(update={"mmr_lambda": 0.3})))  # fmt: skip
+                               retrieval_config(settings.model_copy(update={"mmr_lambda": 0.1})))  # fmt: skip
     found = run(diverse.retrieve("ru", "насос перекачивает воду", 4))
     assert paths(found)[0] == "long.txt"  # near-duplicates of the best chunk are pushed out by other documents
     assert paths(found).count("long.txt") < paths(uncapped).count("long.txt") and len(set(paths(found))) >= 3

