@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.ask") -> int:
 
 def _stream(http: httpx.Client, args: argparse.Namespace) -> int:
     sources: list[dict[str, Any]] = []
+    streamed: list[str] = []
     with http.stream("POST", "/ask", json=_body(args, stream=True)) as response:
         if response.status_code != 200:
             response.read()
@@ -99,6 +100,7 @@ def _stream(http: httpx.Client, args: argparse.Namespace) -> int:
                 if event == "sources":
                     sources = data["sources"]
                 elif event == "token":
+                    streamed.append(data["delta"])
                     sys.stdout.write(data["delta"])
                     sys.stdout.flush()
                 elif event == "error":
@@ -107,6 +109,8 @@ def _stream(http: httpx.Client, args: argparse.Namespace) -> int:
                     return 1
                 elif event == "done":
                     sys.stdout.write("\n")
+                    if data["answer"] != "".join(streamed).strip():  # citations moved or added by the check
+                        ui.say(f"with its citations checked: {data['answer']}", "dim")
                     _show_sources(sources, set(data.get("cited", [])))
                     t = data["timings"]
                     ui.say(f"answered by {data['backend']} ({data['model']}) in {t['total_ms'] / 1000:.1f} s, "

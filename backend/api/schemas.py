@@ -114,6 +114,7 @@ class SourceOut(BaseModel):
     chunk: int | None
     score: float
     text: str
+    modified_at: float | None = Field(default=None, description="The file's modification time (unix seconds).")
     cited: bool = False
 
 
@@ -147,8 +148,14 @@ class RetrievalOut(BaseModel):
     notices: list[str] = Field(description="What to know about this ranking (e.g. a space needing migration).")
 
 
+class CitationsOut(BaseModel):
+    written: list[int] = Field(description="Source numbers the model itself cited.")
+    moved: int = Field(description="Sentences whose citation was moved to the source that supports them.")
+    added: int = Field(description="Sentences that got the citation they lacked (CITATION_CHECK).")
+
+
 class AskResponse(BaseModel):
-    answer: str
+    answer: str = Field(description="The answer, its [n] citations checked against the sources (CITATION_CHECK).")
     sources: list[SourceOut]
     backend: str = Field(description="Kind of server that wrote the answer: vllm, ollama, openai (none: no LLM).")
     model: str
@@ -156,6 +163,7 @@ class AskResponse(BaseModel):
     retrieval: RetrievalOut
     usage: UsageOut
     finish_reason: str | None
+    citations: CitationsOut | None = Field(default=None, description="What the citation check changed.")
     context: ContextOut
     reasoning: str | None = Field(default=None, description="The model's thinking, with include_reasoning.")
     timings: TimingsOut

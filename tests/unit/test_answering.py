@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from backend.adapters.store import ScoredChunk
 from backend.services.answering import (
     Source,
+    answer_language,
     build_messages,
-    cited_numbers,
     estimate_tokens,
     fit_context,
     no_context_answer,
@@ -19,19 +20,23 @@ def chunk(text: str, **payload: object) -> ScoredChunk:
     return ScoredChunk("id", 0.5, {"text": text, "path": "a.md", **payload})
 
 
-def test_citations_are_found_in_common_forms() -> None:
-    assert cited_numbers("Yes [1]. Also [2][3] and [4, 5].", 5) == {1, 2, 3, 4, 5}
-    assert cited_numbers("See [2]; not [9] nor [0] nor [x].", 3) == {2}
-    assert cited_numbers("no citations here", 3) == set()
-
-
 def test_prompt_numbers_every_source_and_names_where_it_comes_from() -> None:
     sources = [Source(1, chunk("alpha", page=3)), Source(2, chunk("beta", heading="Setup"))]
     system, user = build_messages("What?", sources)
-    assert system["role"] == "system" and "[1]" in system["content"]
+    assert system["role"] == "system" and "square brackets" in system["content"]
+    assert not re.search(r"\[\d\]", system["content"])  # no example number for a small model to copy
     assert "[1] (source: a.md, page 3)\n<<<\nalpha\n>>>" in user["content"]
     assert '[2] (source: a.md, section "Setup")\n<<<\nbeta\n>>>' in user["content"]
-    assert user["content"].rstrip().endswith("Question: What?")
+    assert user["content"].rstrip().endswith("Question: What?\n(Answer in English.)")
+
+
+def test_the_prompt_names_the_language_to_answer_in() -> None:
+    assert answer_language("Когда заменили горелки в котельной?") == "Answer in Russian."
+    assert answer_language("Когда ставили ПО SAP на сервер?") == "Answer in Russian."  # Latin names inside
+    assert answer_language("When were the burners replaced?") == "Answer in English."
+    assert answer_language("Quand les brûleurs ont-ils été remplacés ?") == "Answer in the language of the question."
+    _system, user = build_messages("Кто предложил перенести срок?", [Source(1, chunk("Петров предложил."))])
+    assert user["content"].endswith("Question: Кто предложил перенести срок?\n(Answer in Russian.)")
 
 
 def test_a_passage_is_fenced_as_data_and_cannot_close_its_fence() -> None:

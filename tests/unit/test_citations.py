@@ -1,0 +1,53 @@
+"""Citation checking: a wrong [n] moves to the passage that supports the sentence, a missing one is added,
+and nothing changes where no passage clearly supports a sentence."""
+
+from __future__ import annotations
+
+from backend.services.citations import check_citations, cited_numbers
+
+PASSAGES = [
+    "Котельная на Садовой улице переведена на газ в марте 2024 года. Работы вёл подрядчик Теплосеть.",
+    "Насос Glimmer работает при давлении до 9 бар; его обслуживают раз в полгода.",
+    "The Glimmer pump runs at a maximum pressure of 9 bar and is serviced twice a year.",
+    "Совещание 15 марта: Петров предложил перенести срок сдачи проекта на май.",
+]
+
+
+def test_citations_are_found_in_common_forms() -> None:
+    assert cited_numbers("Yes [1]. Also [2][3] and [4, 5].", 5) == {1, 2, 3, 4, 5}
+    assert cited_numbers("See [2]; not [9] nor [0] nor [x].", 3) == {2}
+    assert cited_numbers("no citations here", 3) == set()
+
+
+def test_a_citation_to_a_passage_that_does_not_hold_the_fact_moves_to_the_one_that_does() -> None:
+    checked = check_citations("Перенести срок на май предложил Петров [1].", PASSAGES)
+    assert checked.text == "Перенести срок на май предложил Петров [4]."
+    assert checked.cited == {4} and checked.written == {1} and checked.moved == 1 and checked.added == 0
+
+
+def test_a_sentence_without_a_citation_gets_the_passage_that_supports_it() -> None:
+    checked = check_citations("The Glimmer pump runs at up to 9 bar. It is serviced twice a year.", PASSAGES)
+    assert checked.text == "The Glimmer pump runs at up to 9 bar [3]. It is serviced twice a year [3]."
+    assert checked.cited == {3} and checked.added == 2 and checked.written == set()
+
+
+def test_right_citations_and_unsupported_sentences_are_left_as_written() -> None:
+    right = "Котельную перевели на газ в марте 2024 года [1]."
+    assert check_citations(right, PASSAGES).text == right
+    invented = "Квартальный отчёт подписал главный бухгалтер [2]."  # no passage holds it: nothing to move to
+    checked = check_citations(invented, PASSAGES)
+    assert checked.text == invented and checked.cited == {2} and checked.moved == 0
+    abstained = "В документах нет ответа на этот вопрос."
+    assert check_citations(abstained, PASSAGES).cited == set()
+
+
+def test_either_of_two_passages_holding_the_fact_may_stay_cited() -> None:
+    # Passages 2 and 3 both hold the pressure (in two languages); the model's choice is kept.
+    kept = "Давление насоса Glimmer до 9 бар [2]."
+    assert check_citations(kept, PASSAGES).text == kept
+
+
+def test_abbreviations_and_numbers_do_not_split_sentences() -> None:
+    passages = ["Reconstructions by Jones et al. 1998 and Briffa 2000 agree with the U.S. data.", "Unrelated text."]
+    checked = check_citations("Jones et al. 1998 and Briffa 2000 support the U.S. data.", passages)
+    assert checked.text == "Jones et al. 1998 and Briffa 2000 support the U.S. data [1]."
