@@ -1,6 +1,7 @@
 // The service's web page: pick a space, ask (the answer streams from POST /ask), open a cited source,
-// upload files with progress. Plain browser JavaScript, no build step. Every text that comes from a
-// document or the model is set with textContent, never parsed as HTML.
+// upload files with progress, in Russian or English (i18n.js). Plain browser JavaScript, no build step.
+// Every text that comes from a document or the model is set with textContent (answers through
+// markdown.js, which builds DOM nodes), never parsed as HTML.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -31,7 +32,7 @@ async function errorOf(response) {
 async function loadSpaces() {
   const response = await fetch("/spaces", { headers: headers() });
   if (!response.ok) {
-    notice(`Cannot list spaces: ${await errorOf(response)}`);
+    notice(t("spaces.failed", { error: await errorOf(response) }));
     return;
   }
   notice("");
@@ -42,41 +43,21 @@ async function loadSpaces() {
   for (const space of spaces) {
     const option = document.createElement("option");
     option.value = space.name;
-    option.textContent = `${space.name} (${space.documents} documents)`;
+    option.textContent = t("spaces.option", { name: space.name, documents: formatNumber(space.documents, 0) });
     select.append(option);
   }
   if (!spaces.length) {
     const option = document.createElement("option");
     option.value = "";
-    option.textContent = "no spaces yet: add documents below";
+    option.textContent = t("spaces.none");
     select.append(option);
   }
   if (spaces.some((s) => s.name === wanted)) select.value = wanted;
 }
 
-// The answer with its [n] citations as links to the sources.
+// The answer as Markdown, its [n] citations as links to the sources.
 function renderAnswer(text) {
-  const out = $("answer");
-  out.replaceChildren();
-  const pattern = /\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]/g;
-  let last = 0;
-  for (const match of text.matchAll(pattern)) {
-    out.append(document.createTextNode(text.slice(last, match.index)));
-    out.append("[");
-    match[1].split(/\s*[,;]\s*/).forEach((n, i) => {
-      if (i) out.append(", ");
-      const link = document.createElement("a");
-      link.className = "cite";
-      link.dataset.n = n;
-      link.textContent = n;
-      link.href = "#source";
-      link.addEventListener("click", (event) => { event.preventDefault(); showSource(Number(n)); });
-      out.append(link);
-    });
-    out.append("]");
-    last = match.index + match[0].length;
-  }
-  out.append(document.createTextNode(text.slice(last)));
+  renderMarkdown($("answer"), text, showSource);
 }
 
 function renderSources(cited) {
@@ -89,8 +70,10 @@ function renderSources(cited) {
     item.tabIndex = 0;
     item.dataset.n = s.n;
     item.className = cited.has(s.n) ? "cited" : "";
-    const where = [s.path || s.document, s.heading, s.page ? `p. ${s.page}` : ""].filter(Boolean).join(" · ");
-    item.textContent = `${where} (score ${s.score.toFixed(3)})${cited.has(s.n) ? " - cited" : ""}`;
+    const where = [s.path || s.document, s.heading, s.page ? t("page", { page: s.page }) : ""].filter(Boolean)
+      .join(" · ");
+    const score = t("score", { score: formatNumber(s.score, 3) });
+    item.textContent = `${where} (${score})${cited.has(s.n) ? ` - ${t("cited")}` : ""}`;
     item.addEventListener("click", () => showSource(s.n));
     item.addEventListener("keydown", (event) => { if (event.key === "Enter") showSource(s.n); });
     list.append(item);
@@ -102,38 +85,51 @@ function showSource(n) {
   if (!s) return;
   $("source-title").textContent = `[${s.n}] ${s.title || s.path || s.document}`;
   $("source-where").textContent =
-    [s.path, s.heading, s.page ? `page ${s.page}` : "", s.chunk != null ? `chunk ${s.chunk}` : "",
-     `score ${s.score.toFixed(3)}`].filter(Boolean).join(" · ");
+    [s.path, s.heading, s.page ? t("page.long", { page: s.page }) : "",
+     s.chunk != null ? t("chunk", { chunk: s.chunk }) : "",
+     s.modified_at ? t("modified", { date: formatDate(s.modified_at) }) : "",
+     t("score", { score: formatNumber(s.score, 3) })].filter(Boolean).join(" · ");
   $("source-text").textContent = s.text;
   $("source-view").hidden = false;
   $("close-source").focus();
 }
 
 function describe(done) {
-  const t = done.timings;
-  const secs = (ms) => (ms == null ? "-" : `${(ms / 1000).toFixed(2)} s`);
-  const who = done.backend === "none" ? "no LLM needed" : `answered by ${done.backend} (${done.model})`;
-  return [
-    who + (done.fallback_used ? ", the fallback: the primary failed" : ""),
-    `retrieval ${done.retrieval.mode}`,
-    `embed ${secs(t.embed_ms)}`, `search ${secs(t.search_ms)}`,
-    `first token ${secs(t.llm_ttft_ms)}`, `answer ${secs(t.llm_ms)}`, `total ${secs(t.total_ms)}`,
-  ].join(" · ");
+  const tm = done.timings;
+  const who = done.backend === "none" ? t("meta.none") : t("meta.by", { backend: done.backend, model: done.model });
+  const parts = [
+    who + (done.fallback_used ? t("meta.fallback") : ""),
+    t("meta.retrieval", { mode: done.retrieval.mode }),
+    t("meta.embed", { t: formatSeconds(tm.embed_ms) }), t("meta.search", { t: formatSeconds(tm.search_ms) }),
+    t("meta.ttft", { t: formatSeconds(tm.llm_ttft_ms) }), t("meta.answer", { t: formatSeconds(tm.llm_ms) }),
+    t("meta.total", { t: formatSeconds(tm.total_ms) }),
+  ];
+  const checked = done.citations;
+  if (checked && (checked.moved || checked.added)) parts.push(t("meta.checked", checked));
+  return parts.join(" · ");
+}
+
+// A small model sometimes invents a figure: say so where the answer is read.
+function warnUnsupported(done) {
+  const count = done.citations ? done.citations.unsupported : 0;
+  $("unsupported").textContent = count ? t("unsupported", { count: formatNumber(count, 0) }) : "";
+  $("unsupported").hidden = !count;
 }
 
 async function ask(event) {
   event.preventDefault();
   const space = $("space").value;
   const q = $("question").value.trim();
-  if (!space) { notice("Pick a space first (or add documents below)."); return; }
+  if (!space) { notice(t("ask.pick")); return; }
   if (!q) return;
   localStorage.setItem(SPACE_STORE, space);
   notice("");
   sources = [];
   renderSources(new Set());
   renderAnswer("");
+  $("unsupported").hidden = true;
   $("meta").textContent = "";
-  $("ask-state").textContent = "searching…";
+  $("ask-state").textContent = t("ask.searching");
   $("ask").disabled = true;
   $("stop").hidden = false;
   controller = new AbortController();
@@ -161,12 +157,14 @@ async function ask(event) {
         if (kind === "sources") {
           sources = data.sources;
           renderSources(new Set());
-          $("ask-state").textContent = "writing…";
+          $("ask-state").textContent = t("ask.writing");
         } else if (kind === "token") {
           text += data.delta;
           renderAnswer(text);
         } else if (kind === "done") {
+          renderAnswer(data.answer);  // with its citations checked against the sources
           renderSources(new Set(data.cited));
+          warnUnsupported(data);
           $("meta").textContent = describe(data);
         } else if (kind === "error") {
           throw new Error(data.error.message);
@@ -176,7 +174,7 @@ async function ask(event) {
     $("ask-state").textContent = "";
   } catch (error) {
     $("ask-state").textContent = "";
-    if (error.name !== "AbortError") notice(`The question failed: ${error.message}`);
+    if (error.name !== "AbortError") notice(t("ask.failed", { error: error.message }));
   } finally {
     $("ask").disabled = false;
     $("stop").hidden = true;
@@ -199,25 +197,29 @@ function upload(event) {
   bar.hidden = false;
   bar.value = 0;
   $("upload").disabled = true;
-  $("upload-state").textContent = "sending…";
+  $("upload-state").textContent = t("upload.sending");
   request.upload.addEventListener("progress", (e) => {
     if (!e.lengthComputable) return;
     bar.value = Math.round((100 * e.loaded) / e.total);
     $("upload-state").textContent = e.loaded < e.total
-      ? `sending ${Math.round(e.loaded / 1024)} of ${Math.round(e.total / 1024)} KB…`
-      : "indexing (parsing and embedding)…";
+      ? t("upload.progress", { done: formatNumber(e.loaded / 1024, 0), total: formatNumber(e.total / 1024, 0) })
+      : t("upload.indexing");
   });
   request.addEventListener("loadend", () => {
     $("upload").disabled = false;
     if (request.status === 200) {
       const body = JSON.parse(request.responseText);
-      $("upload-state").textContent =
-        `${body.files.length} file(s), ${body.chunks_written} chunks written in ${body.seconds.toFixed(1)} s`;
+      $("upload-state").textContent = t("upload.done", {
+        files: formatNumber(body.files.length, 0), chunks: formatNumber(body.chunks_written, 0),
+        seconds: formatNumber(body.seconds, 1),
+      });
       const rows = $("upload-results").tBodies[0];
       rows.replaceChildren();
       for (const f of body.files) {
         const row = rows.insertRow();
-        for (const [value, cls] of [[f.path, ""], [f.status, f.status], [String(f.chunks), ""], [f.reason || "", ""]]) {
+        const cells = [[f.path, ""], [t(`status.${f.status}`), f.status], [formatNumber(f.chunks, 0), ""],
+                       [f.reason || "", ""]];
+        for (const [value, cls] of cells) {
           const cell = row.insertCell();
           cell.textContent = value;
           if (cls) cell.className = cls;
@@ -230,12 +232,15 @@ function upload(event) {
       let message = `${request.status} ${request.statusText}`;
       try { message = `${request.status}: ${JSON.parse(request.responseText).error.message}`; } catch (_) { /* keep */ }
       $("upload-state").textContent = "";
-      notice(request.status === 0 ? "The upload could not reach the service." : `The upload failed: ${message}`);
+      notice(request.status === 0 ? t("upload.unreachable") : t("upload.failed", { error: message }));
     }
   });
   request.send(form);
 }
 
+translatePage();
+$("lang").value = LANG;
+$("lang").addEventListener("change", () => { setLanguage($("lang").value); loadSpaces(); });
 $("key").value = localStorage.getItem(KEY_STORE) || "";
 $("key").addEventListener("change", () => { localStorage.setItem(KEY_STORE, $("key").value.trim()); loadSpaces(); });
 $("refresh").addEventListener("click", loadSpaces);

@@ -45,19 +45,28 @@ def app_url(make_settings: Callable[..., Settings]) -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def page(app_url: str) -> Iterator[object]:
+def open_page(app_url: str, locale: str) -> Iterator[object]:
     executable = chromium()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab = browser.new_page(viewport={"width": 1280, "height": 900}, locale=locale)
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
         tab.goto(app_url)
         yield tab
         browser.close()
         assert errors == [], errors  # no JavaScript error on the page, at any step
+
+
+@pytest.fixture
+def page(app_url: str) -> Iterator[object]:
+    yield from open_page(app_url, "en-US")
+
+
+@pytest.fixture
+def russian_page(app_url: str) -> Iterator[object]:
+    yield from open_page(app_url, "ru-RU")
 
 
 def test_upload_ask_stream_and_open_a_citation(page: object, tmp_path: Path) -> None:
@@ -136,3 +145,42 @@ def test_markup_in_documents_and_answers_is_shown_as_text(page: object, tmp_path
     assert "<img" in tab.inner_text("#source-text") and "<img" in tab.inner_text("#answer")
     headers = tab.request.get(tab.url).headers
     assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_the_page_speaks_the_browsers_language_and_switches(russian_page: object) -> None:
+    tab: playwright_sync.Page = russian_page  # type: ignore[assignment]
+    expect = playwright_sync.expect
+    expect(tab.locator("#ask")).to_have_text("Спросить")
+    expect(tab.locator("#upload-heading")).to_have_text("Добавить документы")
+    assert tab.evaluate("document.documentElement.lang") == "ru"
+    assert "Задайте вопрос" in (tab.get_attribute("#question", "placeholder") or "")
+    expect(tab.locator("#notice")).to_contain_text("Не удалось получить список пространств")  # no key yet
+    # Numbers and dates in the reader's locale.
+    tab.evaluate("""() => { sources = [{n: 1, path: 'протокол.md', document: 'd', title: 'Протокол', heading: null,
+        page: 2, chunk: 0, score: 0.6123, modified_at: 1710496800, text: 'Петров предложил перенести срок.'}];
+        renderSources(new Set([1])); showSource(1); }""")
+    expect(tab.locator("#sources li")).to_have_text("протокол.md · с. 2 (оценка 0,612) - цитируется")
+    expect(tab.locator("#source-where")).to_contain_text("15 мар. 2024")
+    tab.screenshot(path=str(ARTIFACTS / "4-russian.png"), full_page=True)
+    # The switch changes every text, and is remembered.
+    tab.select_option("#lang", "en")
+    expect(tab.locator("#ask")).to_have_text("Ask")
+    assert tab.evaluate("document.documentElement.lang") == "en"
+    tab.reload()
+    expect(tab.locator("#ask")).to_have_text("Ask")
+    expect(tab.locator("#lang")).to_have_value("en")
+
+
+def test_answers_render_markdown_without_running_markup(russian_page: object) -> None:
+    tab: playwright_sync.Page = russian_page  # type: ignore[assignment]
+    tab.evaluate("""() => { sources = [{n: 1, path: 'a.md', document: 'd', title: 'A', heading: null, page: null,
+        chunk: 0, score: 0.5, text: 'Срок — 20 мая.'}]; renderSources(new Set([1]));
+        renderAnswer('**Итог:** срок перенесли на 20 мая [1].\\n\\n- первый пункт\\n- второй <b>пункт</b>\\n\\n'
+                     + 'Команда: `make run`\\n\\n<img src=x onerror="window.pwned=3">'); }""")
+    answer = tab.locator("#answer")
+    assert answer.locator("strong").inner_text() == "Итог:"
+    assert answer.locator("ul li").count() == 2 and answer.locator("code").inner_text() == "make run"
+    assert answer.locator("b, img").count() == 0 and "<b>пункт</b>" in answer.inner_text()
+    answer.locator("a.cite").click()
+    playwright_sync.expect(tab.locator("#source-text")).to_have_text("Срок — 20 мая.")
+    assert tab.evaluate("window.pwned") is None
