@@ -111,6 +111,9 @@ def _stream(http: httpx.Client, args: argparse.Namespace) -> int:
                     sys.stdout.write("\n")
                     if data["answer"] != "".join(streamed).strip():  # citations moved or added by the check
                         ui.say(f"with its citations checked: {data['answer']}", "dim")
+                    unsupported = (data.get("citations") or {}).get("unsupported", 0)
+                    if unsupported:
+                        ui.say(f"warning: {unsupported} statement(s) of this answer are not in the sources", "yellow")
                     _show_sources(sources, set(data.get("cited", [])))
                     t = data["timings"]
                     ui.say(f"answered by {data['backend']} ({data['model']}) in {t['total_ms'] / 1000:.1f} s, "

@@ -152,6 +152,7 @@ class CitationsOut(BaseModel):
     written: list[int] = Field(description="Source numbers the model itself cited.")
     moved: int = Field(description="Sentences whose citation was moved to the source that supports them.")
     added: int = Field(description="Sentences that got the citation they lacked (CITATION_CHECK).")
+    unsupported: int = Field(description="Sentences that no source supports even weakly: treat them with doubt.")
 
 
 class AskResponse(BaseModel):

@@ -6,7 +6,9 @@ answer is compared with every passage by the words they share, weighted by how r
 the passages (so words of the question, found everywhere, count little). A citation to a passage that
 supports the sentence clearly less than the best one is moved to the best one; a sentence without a
 citation gets one when a single passage clearly supports it. Where no passage clearly supports a
-sentence (a paraphrase, a translation, an invention), its citations are left as the model wrote them.
+sentence (a paraphrase, a translation, an invention), its citations are left as the model wrote them,
+and a sentence that no passage even weakly supports is counted as unsupported: the answer says so, and
+the page warns its reader (a small model sometimes invents a figure rather than say it does not know).
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from dataclasses import dataclass, field
 
 from backend.services.text_analysis import terms
 
+# Phrases with which an answer says the documents do not hold the answer (the prompt asks for that).
+_ABSTAIN = re.compile(
+    r"(do(es)? not (contain|mention|say|include|provide)|no (information|mention)|not (found|mentioned|stated) in"
+    r"|cannot (find|answer)|не (содерж|упомина|указ|говорит|сказано)|нет (информации|данных|сведений|ответа)"
+    r"|в документах (этого |об этом )?нет)",
+    re.IGNORECASE,
+)
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 # Where a sentence ends: terminal punctuation (with any citations right after it) before a capital
 # letter or the end, or a line end. "U.S.", "et al. 1998" and "соавт. и" do not end one.
@@ -25,8 +34,16 @@ _END = re.compile(r"[.!?…]+(?:\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\])*(?=\s+[\"�
 _TRAILING_PUNCT = re.compile(r"[.!?…:;]+$")
 
 STRONG = 0.5  # share of a sentence's (rarity-weighted) words a passage must hold to be cited by us
+WEAK = 0.35  # below this share in every passage, a sentence is unsupported
 MARGIN = 0.15  # a written citation this close to the best passage's support is kept
 MIN_TERMS = 2  # shorter sentences ("Да.", "Two [1].") carry too little to judge
+# Words with which a model talks about the passages rather than about their content.
+_META = frozenset(
+    terms(
+        "passage passages source sources document documents фрагмент фрагменты источник документ "
+        "документы see seen mention mentioned according согласно указано упоминается"
+    )
+)
 
 
 @dataclass
@@ -36,9 +53,16 @@ class CheckedAnswer:
     written: set[int] = field(default_factory=set)  # valid numbers the model wrote
     moved: int = 0  # sentences whose citation was moved to a better-supporting passage
     added: int = 0  # sentences that got a citation they lacked
+    unsupported: int = 0  # sentences no passage supports even weakly
 
     def describe(self) -> dict[str, object]:
-        return {"written": sorted(self.written), "moved": self.moved, "added": self.added}
+        return {"written": sorted(self.written), "moved": self.moved, "added": self.added,
+                "unsupported": self.unsupported}  # fmt: skip
+
+
+def abstains(answer: str) -> bool:
+    """Does the answer say that the documents do not hold the answer?"""
+    return bool(_ABSTAIN.search(answer))
 
 
 def cited_numbers(answer: str, n_sources: int) -> set[int]:
@@ -69,10 +93,10 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     unseen = math.log(1 + n)  # a word no passage holds weighs like the rarest one
     out: list[str] = []
     cited: set[int] = set()
-    moved = added = 0
+    moved = added = unsupported = 0
     for sentence in _sentences(answer):
         own = cited_numbers(sentence, n)
-        words = Counter(terms(CITATION.sub(" ", sentence)))
+        words = Counter(t for t in terms(CITATION.sub(" ", sentence)) if t not in _META)
         if len(words) < MIN_TERMS:
             out.append(sentence)
             cited |= own
@@ -80,6 +104,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
         support = _support(words, bags, idf, unseen)
         best = max(range(n), key=lambda i: (support[i], -i))  # ties: the better-ranked passage
         clear = support[best] >= STRONG
+        unsupported += support[best] < WEAK and not abstains(sentence)
         if own:
             keep = {c for c in own if support[c - 1] >= support[best] - MARGIN}
             if not keep and clear:
@@ -92,7 +117,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
             added += 1
         cited |= own
         out.append(sentence)
-    return CheckedAnswer("".join(out), cited, written, moved, added)
+    return CheckedAnswer("".join(out), cited, written, moved, added, unsupported)
 
 
 def _sentences(text: str) -> list[str]:

@@ -15,15 +15,12 @@ import string
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from backend.services.citations import abstains
+
+__all__ = ["abstains", "contains_gold", "exact_match", "mean", "mrr_at", "ndcg_at", "rank_of", "recall_at", "token_f1"]
+
 _PUNCT = set(string.punctuation) | set("«»„“”‘’—–…")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-# Phrases with which an answer says the documents do not hold the answer (our prompt asks for that).
-_ABSTAIN = re.compile(
-    r"(do(es)? not (contain|mention|say|include|provide)|no (information|mention)|not (found|mentioned|stated) in"
-    r"|cannot (find|answer)|не (содерж|упомина|указ|говорит)|нет (информации|данных|сведений))",
-    re.IGNORECASE,
-)
 
 
 def rank_of(gold: str, ranked: Sequence[str], k: int) -> int:
@@ -79,10 +76,6 @@ def contains_gold(text: str, golds: Iterable[str]) -> float:
     """Is a gold answer present (after normalisation) anywhere in `text`?"""
     norm = f" {normalize_answer(text)} "
     return float(any(f" {normalize_answer(g)} " in norm for g in golds if normalize_answer(g)))
-
-
-def abstains(answer: str) -> bool:
-    return bool(_ABSTAIN.search(answer))
 
 
 def mean(values: Sequence[float]) -> float:

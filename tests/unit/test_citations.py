@@ -3,7 +3,7 @@ and nothing changes where no passage clearly supports a sentence."""
 
 from __future__ import annotations
 
-from backend.services.citations import check_citations, cited_numbers
+from backend.services.citations import abstains, check_citations, cited_numbers
 
 PASSAGES = [
     "Котельная на Садовой улице переведена на газ в марте 2024 года. Работы вёл подрядчик Теплосеть.",
@@ -51,3 +51,15 @@ def test_abbreviations_and_numbers_do_not_split_sentences() -> None:
     passages = ["Reconstructions by Jones et al. 1998 and Briffa 2000 agree with the U.S. data.", "Unrelated text."]
     checked = check_citations("Jones et al. 1998 and Briffa 2000 support the U.S. data.", passages)
     assert checked.text == "Jones et al. 1998 and Briffa 2000 support the U.S. data [1]."
+
+
+def test_a_sentence_no_passage_supports_is_counted_unsupported() -> None:
+    invented = check_citations("Зарплата генерального директора — 100000 рублей [3].", PASSAGES)
+    assert invented.unsupported == 1 and invented.text.endswith("[3].")  # flagged, not silently re-cited
+    grounded = check_citations("Петров предложил перенести срок на май [4]. Котельную перевели на газ [1].", PASSAGES)
+    assert grounded.unsupported == 0
+    # Saying the documents do not hold the answer, or talking about the passages, is not an invention.
+    assert check_citations("В документах нет ответа на этот вопрос.", PASSAGES).unsupported == 0
+    assert check_citations("The pump runs at 9 bar [3]. This can be seen from passage [3].", PASSAGES).unsupported == 0
+    assert abstains("В документах этого нет.") and abstains("The documents do not contain it.")
+    assert not abstains("Петров предложил перенести срок.")
