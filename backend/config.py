@@ -132,14 +132,15 @@ class Settings(BaseSettings):
         description="weighted: min-max score fusion with the weights below; rrf/dbsf: Qdrant's rank fusions.",
     )
     hybrid_dense_weight: float = Field(
-        default=0.6, ge=0.0, le=1.0, description="Dense share of the weighted fusion for a non-Cyrillic question."
+        default=0.7, ge=0.0, le=1.0, description="Dense share of the weighted fusion for a non-Cyrillic question."
     )
     hybrid_dense_weight_cyrillic: float = Field(
-        default=0.2,
+        default=0.6,
         ge=0.0,
         le=1.0,
-        description="Dense share for a mostly Cyrillic question; low because the default embedder is "
-        "English-only. Set it to HYBRID_DENSE_WEIGHT for a multilingual embedder (e5, bge-m3).",
+        description="Dense share for a mostly Cyrillic question. With multilingual-e5 both sides rank Russian "
+        "about equally well and English favours the dense side (docs/evaluation.md); with the English-only "
+        "all-MiniLM-L6-v2 (EMBEDDING_MODEL=bundled) set 0.2.",
     )
     retrieval_candidates: int = Field(
         default=50, ge=1, le=1000, description="Candidates each side contributes before fusion and re-ranking."

@@ -2,11 +2,12 @@
 
 Pure functions over `ScoredChunk` lists, so each is tested on hand-computed values.
 
-Why a weighted score fusion and not rank fusion: with an English-only embedder, the dense side ranks
-Russian text almost at random, and rank fusion (RRF, DBSF) gives that random ranking as much say as
-the lexical one (XQuAD-ru nDCG@10: Qdrant's RRF 0.78, DBSF 0.85, ours 0.96; docs/evaluation.md).
-Scores min-max normalised over the candidates and weighted by how much the embedder can be trusted
-for the question's script keep a weak side from dragging a strong one down.
+Why a weighted score fusion and not rank fusion: scores min-max normalised over the candidates keep
+how far apart the candidates are, which ranks throw away, and the weight can follow how much each side
+is worth for the question's script. Measured through the service on the XQuAD dev splits with
+multilingual-e5-small (docs/evaluation.md): weighted 0.7 / 0.6 (Latin / Cyrillic) nDCG@10 en 0.982,
+ru 0.979; Qdrant's DBSF 0.980 / 0.977, RRF 0.978 / 0.971. (With the English-only MiniLM, whose dense
+side ranks Russian almost at random, rank fusion lost 0.12-0.18 on Russian.)
 """
 
 from __future__ import annotations

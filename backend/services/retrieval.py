@@ -39,8 +39,8 @@ Fusion = Literal["weighted", "rrf", "dbsf"]
 class RetrievalConfig:
     mode: Mode = "hybrid"
     fusion: Fusion = "weighted"
-    dense_weight: float = 0.6
-    dense_weight_cyrillic: float = 0.2
+    dense_weight: float = 0.7
+    dense_weight_cyrillic: float = 0.6
     candidates: int = 50
     max_chunks_per_document: int = 0
     mmr_lambda: float | None = None

@@ -63,7 +63,8 @@ def paths(found: Any) -> list[str]:
     return [str(c.payload["path"]) for c in found.chunks]
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "sparse"])
+# Dense alone too: the multilingual embedder reads Russian (all-MiniLM-L6-v2 failed this in dense mode).
+@pytest.mark.parametrize("mode", ["hybrid", "sparse", "dense"])
 def test_russian_questions_find_their_document_first(indexed: Any, mode: str) -> None:
     _, retrieval = indexed
     for question, gold in QUESTIONS.items():
@@ -82,8 +83,8 @@ def test_hybrid_is_the_default_and_reports_both_sides_scores(indexed: Any) -> No
     # Six one-chunk documents: every chunk is a candidate, so the fused scores can be recomputed here.
     d = [c.dense_score or 0.0 for c in found.chunks]
     s = [c.sparse_score or 0.0 for c in found.chunks]
-    for c in found.chunks:  # a Cyrillic question: dense weight HYBRID_DENSE_WEIGHT_CYRILLIC = 0.2
-        expected = 0.2 * (c.dense_score - min(d)) / (max(d) - min(d)) + 0.8 * (c.sparse_score - min(s)) / (
+    for c in found.chunks:  # a Cyrillic question: dense weight HYBRID_DENSE_WEIGHT_CYRILLIC = 0.6
+        expected = 0.6 * (c.dense_score - min(d)) / (max(d) - min(d)) + 0.4 * (c.sparse_score - min(s)) / (
             max(s) - min(s)
         )  # type: ignore[operator]
         assert c.score == pytest.approx(expected)
