@@ -2,6 +2,7 @@
 
     python -m cli.eval ../shared/eval/xquad.ru.dev.json ../shared/eval/xquad.en.dev.json
     python -m cli.eval data.json --answers --limit 50 --out bench-out/eval.json
+    python -m cli.eval ../shared/eval/xquad.ru.dev.json --answers --stride 4 --compare hybrid   # 153 questions
 
 Each file's paragraphs are indexed into a throwaway embedded store (never the service's), with the
 configured embedder and chunking; every question is asked, and its paragraph is the relevant document.
@@ -38,6 +39,12 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argp
     p.add_argument("--k", type=int, default=10, help="cut-off for nDCG, Recall and MRR (default 10)")
     p.add_argument("--answers", action="store_true", help="also score answers from the configured LLM")
     p.add_argument("--limit", type=int, help="score answers for the first N questions only")
+    p.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="score answers for every Nth question (spread over all articles; before --limit)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
     p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
@@ -63,9 +70,11 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                     report["retrieval"].append(asdict(await evaluator.retrieval_metrics(space, evalset, mode=mode,
                                                                                         k=args.k)))  # fmt: skip
                 if args.answers:
-                    asked = evalset.questions[: args.limit] if args.limit else evalset.questions
+                    asked = evalset.questions[:: max(1, args.stride)]
+                    asked = asked[: args.limit] if args.limit else asked
                     report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
                     report["answers"]["retrieval_mode"] = f"{settings.retrieval_mode} (RETRIEVAL_MODE)"
+                    report["answers"]["llm_model"] = next((r.get("model") for r in report["answers"]["rows"]), None)
                 reports.append(report)
         finally:
             await container.close()
@@ -96,6 +105,19 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
                 f"| {Path(rep['dataset']).name} | {a['n']} | {a['exact_match']:.3f} | {a['f1']:.3f} "
                 f"| {a['gold_in_answer']:.3f} | {a['gold_in_cited_source']:.3f} | {a['abstention_rate']:.3f} "
                 f"| {a['llm_errors']} |"
+            )
+        lines += [
+            "",
+            "| dataset | cite | cited source holds gold | model's own: cite / holds gold | unsupported "
+            "| same language | first token p50 / p90 s | answer p50 s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for rep in answered:
+            a = rep["answers"]
+            lines.append(
+                f"| {Path(rep['dataset']).name} | {a['cite_rate']:.3f} | {a['cited_holds_gold']:.3f} "
+                f"| {a['model_cite_rate']:.3f} / {a['model_cited_holds_gold']:.3f} | {a['unsupported_rate']:.3f} "
+                f"| {a['same_language']:.3f} | {a['ttft_p50_s']:.1f} / {a['ttft_p90_s']:.1f} | {a['total_p50_s']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -137,6 +137,11 @@ class AnswerStream:
                 yield ev
 
     @property
+    def first_token_s(self) -> float | None:
+        """From the question's arrival to the first token: retrieval, the prompt and the LLM's prefill."""
+        return None if self.ttft_s is None else self.llm_start - self.started + self.ttft_s
+
+    @property
     def raw_answer(self) -> str:
         """The answer as the model wrote it (what was streamed)."""
         return split_final("".join(self.text_parts).strip())[1]

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 
 from backend.services.citations import abstains
 
-__all__ = ["abstains", "contains_gold", "exact_match", "mean", "mrr_at", "ndcg_at", "rank_of", "recall_at", "token_f1"]
+__all__ = ["abstains", "contains_gold", "exact_match", "mean", "mrr_at", "ndcg_at", "percentile", "rank_of",
+           "recall_at", "token_f1"]  # fmt: skip
 
 _PUNCT = set(string.punctuation) | set("«»„“”‘’—–…")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -80,3 +81,11 @@ def contains_gold(text: str, golds: Iterable[str]) -> float:
 
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile by nearest rank (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]

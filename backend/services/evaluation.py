@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from backend.services import eval_metrics as m
-from backend.services.answering import AnswerService, LLMUnavailableError
+from backend.services.answering import AnswerService, AnswerStream, LLMUnavailableError
 from backend.services.ingest import IngestService, SourceFile
 from backend.services.retrieval import RetrievalService, SearchOptions
+from backend.services.text_analysis import is_cyrillic
 
 # Names for --compare: a retrieval mode, or hybrid with one of Qdrant's rank fusions.
 EVAL_MODES: dict[str, SearchOptions] = {
@@ -79,9 +80,18 @@ class AnswerReport:
     exact_match: float
     f1: float
     gold_in_answer: float
-    gold_in_cited_source: float
+    gold_in_cited_source: float  # over all answers (an answer without a citation counts 0)
     abstention_rate: float
     llm_errors: int
+    cite_rate: float = 0.0  # answers with at least one (checked) citation
+    cited_holds_gold: float = 0.0  # among those, answers whose cited sources hold a gold answer
+    model_cite_rate: float = 0.0  # the same two for the citations the model itself wrote
+    model_cited_holds_gold: float = 0.0
+    unsupported_rate: float = 0.0  # answers with a sentence no source supports
+    same_language: float = 0.0  # answers in the question's script (Cyrillic or not)
+    ttft_p50_s: float = 0.0  # first token, from the question's arrival (retrieval included)
+    ttft_p90_s: float = 0.0
+    total_p50_s: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -129,18 +139,43 @@ class Evaluator:
                 errors += 1
                 rows.append({"id": q.id, "error": str(exc)})
                 continue
-            cited = " ".join(str(s.chunk.payload.get("text", "")) for s in answer.sources if s.cited)
-            rows.append({
-                "id": q.id, "question": q.question, "gold": q.answers, "answer": answer.answer,
-                "em": m.exact_match(answer.answer, q.answers), "f1": m.token_f1(answer.answer, q.answers),
-                "gold_in_answer": m.contains_gold(answer.answer, q.answers),
-                "gold_in_cited_source": m.contains_gold(cited, q.answers) if cited else 0.0,
-                "abstained": m.abstains(answer.answer),
-            })  # fmt: skip
+            rows.append(_answer_row(q, answer))
         ok = [r for r in rows if "error" not in r]
+        citing = [r for r in ok if r["cited"]]
+        citing_model = [r for r in ok if r["model_cited"]]
+        ttft = [r["ttft_s"] for r in ok if r["ttft_s"] is not None]
         return AnswerReport(
             n=len(questions), exact_match=m.mean([r["em"] for r in ok]), f1=m.mean([r["f1"] for r in ok]),
             gold_in_answer=m.mean([r["gold_in_answer"] for r in ok]),
             gold_in_cited_source=m.mean([r["gold_in_cited_source"] for r in ok]),
-            abstention_rate=m.mean([float(r["abstained"]) for r in ok]), llm_errors=errors, rows=rows,
+            abstention_rate=m.mean([float(r["abstained"]) for r in ok]), llm_errors=errors,
+            cite_rate=len(citing) / len(ok) if ok else 0.0,
+            cited_holds_gold=m.mean([r["gold_in_cited_source"] for r in citing]),
+            model_cite_rate=len(citing_model) / len(ok) if ok else 0.0,
+            model_cited_holds_gold=m.mean([r["gold_in_model_cited_source"] for r in citing_model]),
+            unsupported_rate=m.mean([float(r["unsupported"] > 0) for r in ok]),
+            same_language=m.mean([float(r["same_language"]) for r in ok]),
+            ttft_p50_s=m.percentile(ttft, 50), ttft_p90_s=m.percentile(ttft, 90),
+            total_p50_s=m.percentile([r["total_s"] for r in ok], 50), rows=rows,
         )  # fmt: skip
+
+
+def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
+    texts = {s.n: str(s.chunk.payload.get("text", "")) for s in answer.sources}
+    checked = answer.checked
+    cited = sorted(checked.cited) if checked else []
+    written = sorted(checked.written) if checked else []
+    total_ms = answer.timings()["total_ms"] or 0.0
+    return {
+        "id": q.id, "question": q.question, "gold": q.answers, "answer": answer.answer, "model": answer.model,
+        "raw_answer": answer.raw_answer, "cited": cited, "model_cited": written,
+        "em": m.exact_match(answer.answer, q.answers), "f1": m.token_f1(answer.answer, q.answers),
+        "gold_in_answer": m.contains_gold(answer.answer, q.answers),
+        "gold_in_cited_source": m.contains_gold(" ".join(texts[n] for n in cited), q.answers) if cited else 0.0,
+        "gold_in_model_cited_source": (
+            m.contains_gold(" ".join(texts[n] for n in written), q.answers) if written else 0.0
+        ),
+        "abstained": m.abstains(answer.answer), "unsupported": checked.unsupported if checked else 0,
+        "same_language": is_cyrillic(answer.answer) == is_cyrillic(q.question),
+        "ttft_s": answer.first_token_s, "total_s": total_ms / 1000,
+    }  # fmt: skip

@@ -42,7 +42,8 @@ def test_retrieval_and_answer_metrics_on_a_tiny_set(
     monkeypatch.setenv("LLM_MAX_TOKENS", "48")
     monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "never-used"))
     out = tmp_path / "report.json"
-    assert eval_cli.main([str(squad), "--answers", "--limit", "2", "--top-k", "2", "--out", str(out)]) == 0
+    args = [str(squad), "--answers", "--stride", "2", "--limit", "2", "--top-k", "2", "--out", str(out)]
+    assert eval_cli.main(args) == 0
     (report,) = json.loads(out.read_text())
     assert (report["documents"], report["questions"]) == (3, 4)
     by_mode = {r["mode"]: r for r in report["retrieval"]}
@@ -53,10 +54,19 @@ def test_retrieval_and_answer_metrics_on_a_tiny_set(
         assert 0.0 < r["ndcg"] <= 1.0 and r["recall_k"] == 1.0  # 3 documents: all within the top 10
     answers = report["answers"]
     assert answers["n"] == 2 and answers["llm_errors"] == 0 and len(answers["rows"]) == 2
+    assert [row["id"] for row in answers["rows"]] == ["q1", "q3"]  # every second question
     for row in answers["rows"]:
-        assert 0.0 <= row["f1"] <= 1.0 and row["answer"]
+        assert 0.0 <= row["f1"] <= 1.0 and row["answer"] and row["model"] == answers["llm_model"]
+        assert 0 < row["ttft_s"] <= row["total_s"]
+        assert set(row["cited"]) <= {1, 2} and set(row["model_cited"]) <= {1, 2}
+    citing = [r for r in answers["rows"] if r["cited"]]
+    assert answers["cite_rate"] == len(citing) / 2
+    holding = sum(r["gold_in_cited_source"] for r in citing)
+    assert answers["cited_holds_gold"] == (holding / len(citing) if citing else 0)
+    assert 0 < answers["ttft_p50_s"] <= answers["ttft_p90_s"] and answers["same_language"] >= 0
     table = capsys.readouterr().out
     assert "| tiny.json | dense |" in table and "| tiny.json | hybrid |" in table and "gold in a cited source" in table
+    assert "cited source holds gold" in table and "first token p50 / p90 s" in table
     assert not (tmp_path / "never-used").exists()  # the service's store is never touched
 
 
