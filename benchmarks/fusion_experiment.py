@@ -1,13 +1,15 @@
 """How the hybrid defaults were chosen: lexical analysis and fusion variants on the XQuAD dev splits.
 
     .venv/bin/python -m benchmarks.fusion_experiment --eval-dir ../shared/eval
+    EMBEDDING_MODEL=bundled CHUNK_TOKENS=200 .venv/bin/python -m benchmarks.fusion_experiment  # the MiniLM era
 
-Chunks the XQuAD paragraphs exactly as ingestion does, scores every chunk for every question with the
-dense embedder (cosine) and with BM25 variants (Qdrant's IDF formula), fuses them the way the service
-does (the union of each side's top 50, both scores known, min-max per side, a dense weight chosen by
-the question's script) and reports nDCG@10 of the documents, in memory. Rows marked "default" are
-what `backend/services/text_analysis.py` and the settings implement; `python -m cli.eval` measures
-the service itself. Nothing here changes the service.
+Chunks the XQuAD paragraphs exactly as ingestion does (the configured embedder, CHUNK_TOKENS and
+CHUNK_OVERLAP_TOKENS), scores every chunk for every question with the dense embedder (cosine) and with
+BM25 variants (Qdrant's IDF formula), fuses them the way the service does (the union of each side's
+top 50, both scores known, min-max per side, a dense weight chosen by the question's script) and
+reports nDCG@10 of the documents, in memory. Rows marked "default" are what
+`backend/services/text_analysis.py` and the settings implement; `python -m cli.eval` measures the
+service itself. Nothing here changes the service.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 from backend.adapters.embedder import Embedder
+from backend.config import Settings, load_settings
+from backend.container import load_embedder
 from backend.services import eval_metrics as m
 from backend.services import text_analysis as ta
 from backend.services.chunking import chunk_sections
@@ -93,12 +97,15 @@ VARIANTS = [
     Variant("window 200 words + prefix-4 for all scripts, gated 0.6 / 0.2", Lexical(with_prefixes(4, False), 200)),
     Variant("window 100 words + Cyrillic prefix-3, gated 0.6 / 0.2", Lexical(window_words=100)),
     Variant("window 300 words + Cyrillic prefix-3, gated 0.6 / 0.2", Lexical(window_words=300)),
-    Variant("default: window 200 + Cyrillic prefix-3, gated 0.6 / 0.2", DEFAULT),
+    Variant("default analyzer, gated 0.6 / 0.2 (the MiniLM-era default)", DEFAULT, 0.6, 0.2),
     Variant("default analyzer, one weight 0.5 for both scripts", DEFAULT, 0.5, 0.5),
-    Variant("default analyzer, gated 0.6 / 0.1", DEFAULT, 0.6, 0.1),
-    Variant("default analyzer, gated 0.6 / 0.3", DEFAULT, 0.6, 0.3),
-    Variant("default analyzer, gated 0.5 / 0.2", DEFAULT, 0.5, 0.2),
-    Variant("default analyzer, gated 0.7 / 0.2", DEFAULT, 0.7, 0.2),
+    Variant("default analyzer, one weight 0.6 for both scripts", DEFAULT, 0.6, 0.6),
+    Variant("default analyzer, one weight 0.7 for both scripts", DEFAULT, 0.7, 0.7),
+    Variant("default analyzer, one weight 0.8 for both scripts", DEFAULT, 0.8, 0.8),
+    Variant("default analyzer, gated 0.7 / 0.5", DEFAULT, 0.7, 0.5),
+    Variant("window 100 words + Cyrillic prefix-3, gated 0.7 / 0.6", Lexical(window_words=100), 0.7, 0.6),
+    Variant("window 300 words + Cyrillic prefix-3, gated 0.7 / 0.6", Lexical(window_words=300), 0.7, 0.6),
+    Variant("**default: window 200 + Cyrillic prefix-3, gated 0.7 / 0.6**", DEFAULT, 0.7, 0.6),
 ]
 
 
@@ -110,13 +117,15 @@ class Corpus:
     dense: np.ndarray  # questions x chunks, cosine
 
 
-def load(path: Path, embedder: Embedder) -> Corpus:
+def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
     evalset = load_squad(path)
     docs, texts = [], []
+    size = min(settings.chunk_tokens, embedder.max_tokens)
     for doc in evalset.documents:
         for c in chunk_sections(
-            parse(doc.data, doc.path).sections, embedder.tokenize, max_tokens=200, overlap_tokens=40
-        ):
+            parse(doc.data, doc.path).sections, embedder.tokenize, max_tokens=size,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        ):  # fmt: skip
             docs.append(doc.path)
             texts.append(c.text)
     chunks = np.array(embedder.embed_passages_sync(texts))
@@ -198,8 +207,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     args = p.parse_args()
-    embedder = Embedder("sentence-transformers/all-MiniLM-L6-v2")
-    corpora = {lang: load(args.eval_dir / f"xquad.{lang}.dev.json", embedder) for lang in ("ru", "en")}
+    settings = load_settings()
+    embedder = load_embedder(settings)
+    sys.stdout.write(f"embedder {embedder.model_name}, chunks of {settings.chunk_tokens} tokens\n")
+    corpora = {lang: load(args.eval_dir / f"xquad.{lang}.dev.json", embedder, settings) for lang in ("ru", "en")}
     cache: dict[tuple[str, int], np.ndarray] = {}
     lines = ["| variant | ru nDCG@10 | en nDCG@10 |", "|---|---|---|"]
     for v in VARIANTS:

@@ -73,6 +73,20 @@ def wait_until(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None 
     return False
 
 
+def index_demo(folder: Path, space: str, env: dict[str, str]) -> bool:
+    """Index `folder` into the demo space; a demo space built with another embedder (an older default)
+    holds nothing but this folder, so it is rebuilt rather than refused."""
+    cmd = [sys.executable, "-m", "cli.index_cli", "--dir", str(folder), "--space", space, "--prune"]
+    result = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0 and "was indexed with embedding model" in result.stderr:
+        log.warning("the %s space was built with another embedding model: indexing %s into it again", space, folder)
+        result = subprocess.run([*cmd, "--recreate"], env=env, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        log.error("indexing %s failed (exit %d)", folder, result.returncode)
+    return result.returncode == 0
+
+
 class Stack:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -146,14 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             if not wait_until(models_url, 120, proc):
                 log.error("the LLM server did not come up at %s", settings.llm_base_url)
                 return 1
-        if not args.no_index:
-            code = subprocess.call(
-                [sys.executable, "-m", "cli.index_cli", "--dir", str(args.docs), "--space", args.space, "--prune"],
-                env=env,
-            )
-            if code != 0:
-                log.error("indexing %s failed (exit %d)", args.docs, code)
-                return 1
+        if not args.no_index and not index_demo(args.docs, args.space, env):
+            return 1
         api = stack.start(
             "api",
             [

