@@ -3,6 +3,10 @@
     python -m cli.eval ../shared/eval/xquad.ru.dev.json ../shared/eval/xquad.en.dev.json
     python -m cli.eval data.json --answers --limit 50 --out bench-out/eval.json
     python -m cli.eval ../shared/eval/xquad.ru.dev.json --answers --stride 4 --compare hybrid   # 153 questions
+    python -m cli.eval ../shared/eval/xquad.ru.dev.json --unanswerable --stride 4 --compare hybrid
+
+--unanswerable indexes only the even-numbered articles and asks the questions of the others, which the
+documents cannot answer: the figures are how often the answer says so, and how often it invents one.
 
 Each file's paragraphs are indexed into a throwaway embedded store (never the service's), with the
 configured embedder and chunking; every question is asked, and its paragraph is the relevant document.
@@ -23,7 +27,7 @@ from typing import Any
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import configure_logging
-from backend.services.evaluation import EVAL_MODES, Evaluator, load_squad
+from backend.services.evaluation import EVAL_MODES, EvalQuestion, Evaluator, load_squad, split_unanswerable
 from cli import ui
 
 
@@ -45,6 +49,11 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argp
         default=1,
         help="score answers for every Nth question (spread over all articles; before --limit)",
     )
+    p.add_argument(
+        "--unanswerable",
+        action="store_true",
+        help="index half of the articles; ask the other half's questions (answers the documents lack)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
     p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
@@ -60,6 +69,9 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
             evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
             for i, path in enumerate(args.datasets):
                 evalset = load_squad(path)
+                unanswerable: list[EvalQuestion] = []
+                if args.unanswerable:
+                    evalset, unanswerable = split_unanswerable(evalset)
                 space = f"eval-{i}"
                 chunks = await evaluator.index(space, evalset)
                 report: dict[str, Any] = {
@@ -75,6 +87,10 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                     report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
                     report["answers"]["retrieval_mode"] = f"{settings.retrieval_mode} (RETRIEVAL_MODE)"
                     report["answers"]["llm_model"] = next((r.get("model") for r in report["answers"]["rows"]), None)
+                if unanswerable:
+                    asked = unanswerable[:: max(1, args.stride)]
+                    asked = asked[: args.limit] if args.limit else asked
+                    report["unanswerable"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
                 reports.append(report)
         finally:
             await container.close()
@@ -119,7 +135,30 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
                 f"| {a['model_cite_rate']:.3f} / {a['model_cited_holds_gold']:.3f} | {a['unsupported_rate']:.3f} "
                 f"| {a['same_language']:.3f} | {a['ttft_p50_s']:.1f} / {a['ttft_p90_s']:.1f} | {a['total_p50_s']:.1f} |"
             )
+    lines += _unanswerable_table(reports)
     return "\n".join(lines) + "\n"
+
+
+def _unanswerable_table(reports: list[dict[str, Any]]) -> list[str]:
+    asked = [rep for rep in reports if "unanswerable" in rep]
+    if not asked:
+        return []
+    lines = [
+        "",
+        "| dataset | questions the documents cannot answer | said so | flagged unsupported | neither (invented "
+        "unflagged) | cite |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rep in asked:
+        rows = [r for r in rep["unanswerable"]["rows"] if "error" not in r]
+        said = sum(1 for r in rows if r["abstained"])
+        flagged = sum(1 for r in rows if not r["abstained"] and r["unsupported"])
+        n = max(1, len(rows))
+        lines.append(
+            f"| {Path(rep['dataset']).name} | {len(rows)} | {said / n:.3f} | {flagged / n:.3f} "
+            f"| {(len(rows) - said - flagged) / n:.3f} | {rep['unanswerable']['cite_rate']:.3f} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m cli.eval") -> int:

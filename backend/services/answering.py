@@ -237,17 +237,23 @@ class ContextBudget:
 
 
 Counter = Callable[[list[dict[str, str]]], Awaitable[int | None]]
+PromptBuilder = Callable[[str, list[Source]], list[dict[str, str]]]
 
 
 async def fit_context(
-    question: str, chunks: list[ScoredChunk], window: int, max_tokens: int, count: Counter
+    question: str,
+    chunks: list[ScoredChunk],
+    window: int,
+    max_tokens: int,
+    count: Counter,
+    build: PromptBuilder = build_messages,
 ) -> tuple[list[ScoredChunk], ContextBudget]:
     """Keep the best-ranked chunks whose prompt fits `window - max_tokens`, counted by the server when
     it can (vLLM /tokenize, llama.cpp), else estimated on the safe side. Lowest-ranked chunks go first."""
     budget = window - max_tokens
     kept = list(chunks)
     while True:
-        messages = build_messages(question, [Source(i + 1, c) for i, c in enumerate(kept)])
+        messages = build(question, [Source(i + 1, c) for i, c in enumerate(kept)])
         counted = await count(messages)
         size = counted if counted is not None else sum(estimate_tokens(m["content"]) for m in messages)
         if size <= budget or not kept:
@@ -278,6 +284,7 @@ class AnswerService:
         temperature: float,
         context_tokens: int,
         check_citations: bool = True,
+        build_prompt: PromptBuilder = build_messages,  # benchmarks.prompt_experiment compares others
     ) -> None:
         self.retrieval = retrieval
         self.llm = llm
@@ -286,13 +293,16 @@ class AnswerService:
         self.temperature = temperature
         self.context_tokens = context_tokens
         self.check_citations = check_citations
+        self.build_prompt = build_prompt
 
     async def start(self, space: str, question: str, top_k: int, options: SearchOptions | None = None) -> AnswerStream:
         """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
         started = time.perf_counter()
         found = await self.retrieval.retrieve(space, question, top_k, options)
         window = await self.llm.context_window(self.context_tokens)
-        kept, context = await fit_context(question, found.chunks, window, self.max_tokens, self.llm.count_prompt_tokens)
+        kept, context = await fit_context(
+            question, found.chunks, window, self.max_tokens, self.llm.count_prompt_tokens, self.build_prompt
+        )
         if context.dropped_chunks:
             log.info(
                 "context budget: dropped %d of %d chunks", context.dropped_chunks, len(found.chunks),
@@ -319,7 +329,7 @@ class AnswerService:
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        messages = build_messages(question, sources)
+        messages = self.build_prompt(question, sources)
         llm_start = time.perf_counter()
         try:
             begun = await self.llm.start(messages, max_tokens=self.max_tokens, temperature=self.temperature)

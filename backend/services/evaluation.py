@@ -61,6 +61,18 @@ def load_squad(path: Path) -> EvalSet:
     return EvalSet(path.name, documents, questions)
 
 
+def split_unanswerable(evalset: EvalSet) -> tuple[EvalSet, list[EvalQuestion]]:
+    """Keep the even-numbered articles; the questions of the odd-numbered ones, whose paragraphs are then
+    not indexed, become questions the documents cannot answer."""
+
+    def even(path: str) -> bool:
+        return int(path.split("-", 1)[0]) % 2 == 0
+
+    kept = EvalSet(evalset.name, [d for d in evalset.documents if even(d.path)],
+                   [q for q in evalset.questions if even(q.gold_path)])  # fmt: skip
+    return kept, [q for q in evalset.questions if not even(q.gold_path)]
+
+
 @dataclass
 class RetrievalReport:
     mode: str

@@ -79,3 +79,20 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "not a SQuAD-format JSON file" in capsys.readouterr().err
     assert eval_cli.main([str(bad), "--compare", "dense,bm42"]) == 2
     assert "unknown retrieval mode(s) ['bm42']; available: dense, sparse, hybrid" in capsys.readouterr().err
+
+
+def test_unanswerable_questions_come_from_articles_that_are_not_indexed(
+    squad: Path, tmp_path: Path, llm_server: LlamaServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("LLM_BASE_URL", llm_server.base_url)
+    monkeypatch.setenv("LLM_MAX_TOKENS", "32")
+    out = tmp_path / "report.json"
+    args = [str(squad), "--unanswerable", "--compare", "hybrid", "--top-k", "2", "--out", str(out)]
+    assert eval_cli.main(args) == 0
+    (report,) = json.loads(out.read_text())
+    assert (report["documents"], report["questions"]) == (2, 3)  # article 0 indexed; article 1 held out
+    assert [r["id"] for r in report["unanswerable"]["rows"]] == ["q4"]
+    assert "answers" not in report
+    table = capsys.readouterr().out
+    assert "| tiny.json | 1 |" in table and "questions the documents cannot answer" in table
