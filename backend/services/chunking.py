@@ -2,6 +2,11 @@
 
 Chunks never cross a section (heading or page) boundary; inside a section they are packed greedily from
 whole sentences, keeping paragraph breaks; a sentence longer than a chunk is cut at token boundaries.
+A run of over MAX_RUN_CHARS characters of base64 / hex / URL-safe alphabet without a space (an inline
+attachment, a key, a data URI) is no text anyone asks about, yet a subword tokenizer turns it into
+thousands of chunks to embed (1.2 MB: 5 minutes on 2 cores): it is replaced by a marker that says how
+much was left out, where the reader of the chunk sees it. Long runs of letters (CJK text has no spaces)
+are kept and cut at token boundaries like any long sentence.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from backend.services.parsing import Section
 Tokenize = Callable[[str], list[tuple[int, int]]]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+|\n")
+MAX_RUN_CHARS = 1000
+_ENCODED_RUN = re.compile(rf"[A-Za-z0-9+/=_%.-]{{{MAX_RUN_CHARS + 1},}}")
 # Normal text runs 3-6 characters per token. A WordPiece tokenizer turns a run without spaces longer
 # than 100 characters (base64 in mail, minified code) into ONE unknown token, so token counts alone would
 # let a megabyte into one chunk: pieces with more characters per token than this are cut by characters.
@@ -38,10 +45,16 @@ class _Unit:
     paragraph_start: bool
 
 
+def leave_out_encoded_runs(text: str) -> str:
+    """`text` with every run of encoded data over MAX_RUN_CHARS characters replaced by a marker."""
+    return _ENCODED_RUN.sub(lambda m: f"[{len(m.group(0)):,} characters of encoded data left out]", text)
+
+
 def chunk_sections(sections: list[Section], tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int) -> list[Chunk]:
     chunks: list[Chunk] = []
     for section in sections:
-        for text, tokens in _pack(_units(section.text, tokenize, max_tokens), max_tokens, overlap_tokens):
+        units = _units(leave_out_encoded_runs(section.text), tokenize, max_tokens)
+        for text, tokens in _pack(units, max_tokens, overlap_tokens):
             chunks.append(Chunk(len(chunks), text, section.heading, section.page, tokens))
     return chunks
 

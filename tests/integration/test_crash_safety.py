@@ -50,7 +50,7 @@ def write_corpus(root: Path, version: int) -> None:
             continue  # unchanged in this version
         sentences = [
             " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 16))).capitalize() + "."
-            for _ in range(rng.randint(60, 120))
+            for _ in range(rng.randint(30, 60))  # half the MiniLM-era size: multilingual-e5 embeds more slowly
         ]
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"{rel} version {version}\n\n" + " ".join(sentences), encoding="utf-8")
