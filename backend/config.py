@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     # --- chunking -------------------------------------------------------------------------------
     chunk_tokens: int = Field(
         default=128, ge=32, le=8192,
-        description="Chunk size in the embedder's own tokens (128 e5 tokens: about 550 characters of Russian or "
-        "English); five such chunks keep a small local model's first token within 8 s on 2 cores.",
+        description="Chunk size in the embedder's own tokens (128 e5 tokens: about 500 characters of Russian, "
+        "545 of English); five such chunks keep a small local model's first token within 8 s on 2 cores.",
     )  # fmt: skip
     chunk_overlap_tokens: int = Field(default=24, ge=0, description="Tokens repeated between chunks.")
 

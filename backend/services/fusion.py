@@ -5,7 +5,7 @@ Pure functions over `ScoredChunk` lists, so each is tested on hand-computed valu
 Why a weighted score fusion and not rank fusion: scores min-max normalised over the candidates keep
 how far apart the candidates are, which ranks throw away, and the weight can follow how much each side
 is worth for the question's script. Measured through the service on the XQuAD dev splits with
-multilingual-e5-small (docs/evaluation.md): weighted 0.7 / 0.6 (Latin / Cyrillic) nDCG@10 en 0.982,
+multilingual-e5-small (docs/evaluation.md): weighted 0.7 / 0.6 (Latin / Cyrillic) nDCG@10 en 0.981,
 ru 0.979; Qdrant's DBSF 0.980 / 0.977, RRF 0.978 / 0.971. (With the English-only MiniLM, whose dense
 side ranks Russian almost at random, rank fusion lost 0.12-0.18 on Russian.)
 """
