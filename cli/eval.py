@@ -124,15 +124,18 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
             )
         lines += [
             "",
-            "| dataset | cite | cited source holds gold | model's own: cite / holds gold | unsupported "
-            "| same language | first token p50 / p90 s | answer p50 s |",
-            "|---|---|---|---|---|---|---|---|",
+            "| dataset | gold in answer, any word form | cite | cited source holds gold: all / right answers "
+            "| model's own: cite / holds gold: all / right | unsupported | same language "
+            "| first token p50 / p90 s | answer p50 s |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for rep in answered:
             a = rep["answers"]
             lines.append(
-                f"| {Path(rep['dataset']).name} | {a['cite_rate']:.3f} | {a['cited_holds_gold']:.3f} "
-                f"| {a['model_cite_rate']:.3f} / {a['model_cited_holds_gold']:.3f} | {a['unsupported_rate']:.3f} "
+                f"| {Path(rep['dataset']).name} | {a['gold_in_answer_any_form']:.3f} | {a['cite_rate']:.3f} "
+                f"| {a['cited_holds_gold']:.3f} / {a['right_cited_holds_gold']:.3f} "
+                f"| {a['model_cite_rate']:.3f} / {a['model_cited_holds_gold']:.3f} / "
+                f"{a['right_model_cited_holds_gold']:.3f} | {a['unsupported_rate']:.3f} "
                 f"| {a['same_language']:.3f} | {a['ttft_p50_s']:.1f} / {a['ttft_p90_s']:.1f} | {a['total_p50_s']:.1f} |"
             )
     lines += _unanswerable_table(reports)

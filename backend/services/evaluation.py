@@ -95,10 +95,13 @@ class AnswerReport:
     gold_in_cited_source: float  # over all answers (an answer without a citation counts 0)
     abstention_rate: float
     llm_errors: int
+    gold_in_answer_any_form: float = 0.0  # gold_in_answer with words compared by stem (Russian inflects)
     cite_rate: float = 0.0  # answers with at least one (checked) citation
     cited_holds_gold: float = 0.0  # among those, answers whose cited sources hold a gold answer
+    right_cited_holds_gold: float = 0.0  # the same among answers that hold the gold (any form): attribution
     model_cite_rate: float = 0.0  # the same two for the citations the model itself wrote
     model_cited_holds_gold: float = 0.0
+    right_model_cited_holds_gold: float = 0.0
     unsupported_rate: float = 0.0  # answers with a sentence no source supports
     same_language: float = 0.0  # answers in the question's script (Cyrillic or not)
     ttft_p50_s: float = 0.0  # first token, from the question's arrival (retrieval included)
@@ -155,11 +158,15 @@ class Evaluator:
         ok = [r for r in rows if "error" not in r]
         citing = [r for r in ok if r["cited"]]
         citing_model = [r for r in ok if r["model_cited"]]
+        right = [r for r in ok if r["gold_in_answer_any_form"]]
         ttft = [r["ttft_s"] for r in ok if r["ttft_s"] is not None]
         return AnswerReport(
             n=len(questions), exact_match=m.mean([r["em"] for r in ok]), f1=m.mean([r["f1"] for r in ok]),
             gold_in_answer=m.mean([r["gold_in_answer"] for r in ok]),
             gold_in_cited_source=m.mean([r["gold_in_cited_source"] for r in ok]),
+            gold_in_answer_any_form=m.mean([r["gold_in_answer_any_form"] for r in ok]),
+            right_cited_holds_gold=m.mean([r["gold_in_cited_source"] for r in right if r["cited"]]),
+            right_model_cited_holds_gold=m.mean([r["gold_in_model_cited_source"] for r in right if r["model_cited"]]),
             abstention_rate=m.mean([float(r["abstained"]) for r in ok]), llm_errors=errors,
             cite_rate=len(citing) / len(ok) if ok else 0.0,
             cited_holds_gold=m.mean([r["gold_in_cited_source"] for r in citing]),
@@ -183,6 +190,7 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
         "raw_answer": answer.raw_answer, "cited": cited, "model_cited": written,
         "em": m.exact_match(answer.answer, q.answers), "f1": m.token_f1(answer.answer, q.answers),
         "gold_in_answer": m.contains_gold(answer.answer, q.answers),
+        "gold_in_answer_any_form": m.contains_gold_any_form(answer.answer, q.answers),
         "gold_in_cited_source": m.contains_gold(" ".join(texts[n] for n in cited), q.answers) if cited else 0.0,
         "gold_in_model_cited_source": (
             m.contains_gold(" ".join(texts[n] for n in written), q.answers) if written else 0.0

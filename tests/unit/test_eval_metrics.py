@@ -52,3 +52,13 @@ def test_abstention_phrases_in_both_languages() -> None:
     assert m.abstains("The documents do not contain this information.")
     assert m.abstains("Документы не содержат ответа на этот вопрос.")
     assert not m.abstains("The pump runs at 9 bar [1].")
+
+
+def test_a_gold_answer_in_another_word_form_counts_where_asked() -> None:
+    contains_gold, contains_gold_any_form = m.contains_gold, m.contains_gold_any_form
+    assert contains_gold("Ньютон потерял мяч.", ["Ньютона"]) == 0.0  # the SQuAD convention
+    assert contains_gold_any_form("Ньютон потерял мяч.", ["Ньютона"]) == 1.0
+    assert contains_gold_any_form("Сварку ацетилено-кислородную показали в 1901 году.", ["1901 году"]) == 1.0
+    assert contains_gold_any_form("Ацетилено-кислородная сварка.", ["ацетилено-кислородной сварки"]) == 1.0
+    assert contains_gold_any_form("Кальвин был студентом.", ["Гийом Фарель"]) == 0.0
+    assert contains_gold_any_form("They ran two tests.", ["two"]) == 1.0
