@@ -189,6 +189,7 @@ class Container:
             temperature=settings.llm_temperature,
             context_tokens=settings.llm_context_tokens,
             check_citations=settings.citation_check,
+            relevance_floor=settings.relevance_floor,
         )
         log.info(
             "service ready",

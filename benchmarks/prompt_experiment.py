@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
                     service = AnswerService(
                         container.retrieval, container.llm, container.metrics, max_tokens=settings.llm_max_tokens,
                         temperature=settings.llm_temperature, context_tokens=settings.llm_context_tokens,
-                        check_citations=True, build_prompt=build,
+                        check_citations=True, build_prompt=build, relevance_floor=settings.relevance_floor,
                     )  # fmt: skip
                     report = await Evaluator(container.ingest, container.retrieval, service).answer_metrics(
                         lang, asked, top_k=5

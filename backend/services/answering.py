@@ -267,6 +267,12 @@ async def fit_context(
             kept.pop()
 
 
+def unrelated_answer(question: str) -> str:
+    if is_cyrillic(question):
+        return "В документах нет ответа на этот вопрос: найденные фрагменты о другом. Проверьте источники ниже."
+    return "The documents do not contain the answer: the passages found are about other things. See the sources."
+
+
 def no_context_answer(question: str, space: str) -> str:
     if is_cyrillic(question):
         return f"В пространстве «{space}» нет документов, по которым можно ответить на этот вопрос."
@@ -285,6 +291,7 @@ class AnswerService:
         context_tokens: int,
         check_citations: bool = True,
         build_prompt: PromptBuilder = build_messages,  # benchmarks.prompt_experiment compares others
+        relevance_floor: float = 0.0,
     ) -> None:
         self.retrieval = retrieval
         self.llm = llm
@@ -294,6 +301,9 @@ class AnswerService:
         self.context_tokens = context_tokens
         self.check_citations = check_citations
         self.build_prompt = build_prompt
+        # Small local models answer whatever they are given; below this cosine of the best chunk, the
+        # passages are about something else, and the answer says so instead (docs/evaluation.md).
+        self.relevance_floor = relevance_floor
 
     async def start(self, space: str, question: str, top_k: int, options: SearchOptions | None = None) -> AnswerStream:
         """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
@@ -328,6 +338,12 @@ class AnswerService:
             # Nothing to ground an answer on: say so without spending an LLM call.
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
+            return answer("none", "none", first, None, time.perf_counter(), None)
+        dense = [s.chunk.dense_score for s in sources if s.chunk.dense_score is not None]
+        if self.relevance_floor and dense and max(dense) < self.relevance_floor:
+            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", max(dense),
+                     self.relevance_floor)  # fmt: skip
+            first = StreamEvent(delta=unrelated_answer(question), finish_reason="unrelated")
             return answer("none", "none", first, None, time.perf_counter(), None)
         messages = self.build_prompt(question, sources)
         llm_start = time.perf_counter()

@@ -198,4 +198,6 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
         "abstained": m.abstains(answer.answer), "unsupported": checked.unsupported if checked else 0,
         "same_language": is_cyrillic(answer.answer) == is_cyrillic(q.question),
         "ttft_s": answer.first_token_s, "total_s": total_ms / 1000,
+        "best_dense": max((s.chunk.dense_score for s in answer.sources if s.chunk.dense_score is not None),
+                          default=None),
     }  # fmt: skip

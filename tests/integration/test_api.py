@@ -107,6 +107,24 @@ def test_ask_returns_an_answer_with_sources(client: TestClient, corpus: Path) ->
     assert resp.headers["x-request-id"]
 
 
+def test_a_question_no_passage_is_about_is_declined_without_the_llm(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    body = client.post("/ask", json={"q": "What is the boiling point of mercury?", "space_id": "demo"}).json()
+    assert body["answer"].startswith("The documents do not contain the answer")
+    assert body["backend"] == "none" and body["finish_reason"] == "unrelated"
+    assert body["sources"] and not any(s["cited"] for s in body["sources"])  # still shown, for the reader
+    ru = client.post("/ask", json={"q": "Какая зарплата у генерального директора?", "space_id": "demo"}).json()
+    assert ru["answer"].startswith("В документах нет ответа") and ru["backend"] == "none"
+    # The floor is a setting: off, the LLM is asked whatever the passages are.
+    settings = client.app.state.container.settings  # type: ignore[attr-defined]
+    client.app.state.container.answers.relevance_floor = 0.0  # type: ignore[attr-defined]
+    try:
+        asked = client.post("/ask", json={"q": "What is the boiling point of mercury?", "space_id": "demo"}).json()
+    finally:
+        client.app.state.container.answers.relevance_floor = settings.relevance_floor  # type: ignore[attr-defined]
+    assert asked["backend"] == "openai"
+
+
 def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> None:
     upload_corpus(client, corpus)
     with client.stream(

