@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
+from backend.services.citations import cited_numbers
 from backend.services.gpu_plan.architecture import spec_from_file
 from backend.services.gpu_plan.planner import GIB, kv_cache_tokens
 from tests.integration.test_api import parse_sse, upload
@@ -22,6 +23,10 @@ FACTS = {
     "pump.txt": b"The Glimmer pump has a maximum pressure of 9 bar.",
     "reactor.txt": b"The Zorblat reactor runs at 42 kelvin.",
 }
+
+
+def without_citations(text: str) -> str:
+    return re.sub(r"\s*\[\d+\]", "", text)
 
 
 def vllm_settings(make_settings: Callable[..., Settings], server: VllmServer, **overrides: object) -> Settings:
@@ -58,7 +63,10 @@ def test_streaming_from_vllm(make_settings: Callable[..., Settings], vllm_server
     kinds = [k for k, _ in events]
     assert kinds[0] == "sources" and kinds[-1] == "done" and kinds.count("token") > 2
     done = events[-1][1]
-    assert done["answer"] == "".join(e["delta"] for k, e in events if k == "token").strip()
+    streamed = "".join(e["delta"] for k, e in events if k == "token").strip()
+    # `done` carries the answer with its citations checked: the streamed words, citation marks aside.
+    assert without_citations(done["answer"]) == without_citations(streamed) != ""
+    assert done["citations"]["written"] == sorted(cited_numbers(streamed, len(events[0][1]["sources"])))
     assert done["usage"]["prompt_tokens"] == done["context"]["prompt_tokens"]
 
 
