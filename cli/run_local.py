@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "-H 'Content-Type: application/json' "
             f'-d \'{{"q": "How do I index a folder?", "space_id": "{args.space}"}}\'\n\n'
             f'  or: .venv/bin/rag ask "How do I index a folder?" --space {args.space} --url {base}\n'
+            f'  по-русски: .venv/bin/rag ask "Как проиндексировать папку?" --space {args.space} --url {base}\n'
             f"  web page: {base}/   (no API key needed in this local demo)\n"
             f"  API docs: {base}/docs\n\n"
         )
