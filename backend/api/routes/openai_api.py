@@ -170,6 +170,9 @@ class _Reply:
             "context": summary["context"],
             "timings": {**summary["timings"], "rewrite_ms": self.question.rewrite_ms},
             "cited": [s.n for s in self.answer.sources if s.cited],
+            # A stream carries the model's own [n]; the references above follow the checked ones.
+            "answer": summary["answer"],
+            "citations": summary["citations"],
         }
 
     def completion(self) -> dict[str, Any]:
