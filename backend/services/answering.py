@@ -19,7 +19,8 @@ from backend.services.reasoning import Piece, ThinkSplitter, split_final
 from backend.services.retrieval import RetrievalResult, RetrievalService, SearchOptions
 from backend.services.text_analysis import is_cyrillic
 
-__all__ = ["AnswerService", "AnswerStream", "LLMUnavailableError", "Source", "build_messages", "cited_numbers"]
+__all__ = ["AnswerService", "AnswerStream", "LLMUnavailableError", "Source", "best_similarity", "build_messages",
+           "cited_numbers"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,11 @@ async def fit_context(
             kept.pop()
 
 
+def best_similarity(sources: list[Source]) -> float | None:
+    """The highest cosine similarity of a source to the question (None: no source was found densely)."""
+    return max((s.chunk.dense_score for s in sources if s.chunk.dense_score is not None), default=None)
+
+
 def unrelated_answer(question: str) -> str:
     if is_cyrillic(question):
         return "В документах нет ответа на этот вопрос: найденные фрагменты о другом. Проверьте источники ниже."
@@ -339,9 +345,9 @@ class AnswerService:
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        dense = [s.chunk.dense_score for s in sources if s.chunk.dense_score is not None]
-        if self.relevance_floor and dense and max(dense) < self.relevance_floor:
-            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", max(dense),
+        best = best_similarity(sources)
+        if self.relevance_floor and best is not None and best < self.relevance_floor:
+            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", best,
                      self.relevance_floor)  # fmt: skip
             first = StreamEvent(delta=unrelated_answer(question), finish_reason="unrelated")
             return answer("none", "none", first, None, time.perf_counter(), None)

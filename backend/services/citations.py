@@ -2,9 +2,9 @@
 
 Small local models write the right fact with the wrong passage number about a third of the time (Qwen2.5
 1.5B on XQuAD dev, right answers only: 66-70% of its own citations hold the answer, 97-99% after this
-check; docs/evaluation.md). Each sentence of the
-answer is compared with every passage by the words they share, weighted by how rare each word is among
-the passages (so words of the question, found everywhere, count little). A citation to a passage that
+check; docs/evaluation.md). Each sentence of the answer is compared with every passage by the words
+they share, weighted by how rare each word is among the passages (so words of the question, found
+everywhere, count little). A citation to a passage that
 supports the sentence clearly less than the best one is moved to the best one; a sentence without a
 citation gets one when a single passage clearly supports it. Where no passage clearly supports a
 sentence (a paraphrase, a translation, an invention), its citations are left as the model wrote them,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.services import eval_metrics as m
-from backend.services.answering import AnswerService, AnswerStream, LLMUnavailableError
+from backend.services.answering import AnswerService, AnswerStream, LLMUnavailableError, best_similarity
 from backend.services.ingest import IngestService, SourceFile
 from backend.services.retrieval import RetrievalService, SearchOptions
 from backend.services.text_analysis import is_cyrillic
@@ -198,6 +198,5 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
         "abstained": m.abstains(answer.answer), "unsupported": checked.unsupported if checked else 0,
         "same_language": is_cyrillic(answer.answer) == is_cyrillic(q.question),
         "ttft_s": answer.first_token_s, "total_s": total_ms / 1000,
-        "best_dense": max((s.chunk.dense_score for s in answer.sources if s.chunk.dense_score is not None),
-                          default=None),
+        "best_dense": best_similarity(answer.sources),
     }  # fmt: skip
