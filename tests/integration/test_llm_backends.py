@@ -173,7 +173,7 @@ def test_recorded_requests_are_valid_ollama_chat_requests(
     (sent,) = chat_bodies(ollama)
     assert set(sent) == {"model", "messages", "stream", "keep_alive", "options"}
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
-    assert json.dumps(sent["options"]) == json.dumps({"num_ctx": 4096, "num_predict": 64, "temperature": 0.1})
+    assert json.dumps(sent["options"]) == json.dumps({"num_ctx": 4096, "num_predict": 64, "temperature": 0.0})
 
 
 def test_the_prompt_is_budgeted_with_the_servers_own_token_count(
