@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=1, le=32768)
     # Greedy by default: answers become reproducible, and the default local model put the gold answer in
     # 0.50 / 0.71 of XQuAD ru / en answers at 0 against 0.46-0.50 / 0.71-0.74 at 0.1 (docs/evaluation.md).
+    # .env.vllm / .env.ollama set 0.1: Qwen3 is not meant to be decoded greedily.
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     llm_context_tokens: int = Field(
         default=4096, ge=512, description="Context window of the served model (prompt + answer)."
