@@ -76,7 +76,7 @@ def abstain_first(question: str, sources: list[Source]) -> Messages:
 
 def _fenced_block(s: Source, *, source_line: bool) -> str:
     p = s.chunk.payload
-    text = str(p.get("text", ""))
+    text = str(p.get("text", "")).replace(">>>", "> > >").replace("<<<", "< < <")  # as the default escapes them
     head = f"[{s.n}] (source: {p.get('path', '')})" if source_line else f"[{s.n}]"
     return f"{head}\n<<<\n{text}\n>>>"
 
@@ -97,8 +97,7 @@ def by_document(question: str, sources: list[Source]) -> Messages:
         first_rank.setdefault(s.chunk.payload.get("document_id"), i)
     ordered = sorted(sources, key=lambda s: (first_rank[s.chunk.payload.get("document_id")],
                                              int(s.chunk.payload.get("chunk") or 0)))  # fmt: skip
-    messages = answering.build_messages(question, ordered)
-    return messages
+    return answering.build_messages(question, ordered)
 
 
 def question_first(question: str, sources: list[Source]) -> Messages:
@@ -188,6 +187,9 @@ def main() -> int:
     p.add_argument("--temperature", type=float, default=None, help="instead of LLM_TEMPERATURE")
     p.add_argument("--out", type=Path, default=Path("bench-out/prompt-experiment.json"))
     args = p.parse_args()
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     rows = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, ensure_ascii=False, indent=2))
