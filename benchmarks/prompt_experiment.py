@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -74,19 +75,20 @@ def abstain_first(question: str, sources: list[Source]) -> Messages:
     return [{"role": "system", "content": ABSTAIN_FIRST}, messages[1]]
 
 
-def _fenced_block(s: Source, *, source_line: bool) -> str:
-    p = s.chunk.payload
-    text = str(p.get("text", "")).replace(">>>", "> > >").replace("<<<", "< < <")  # as the default escapes them
-    head = f"[{s.n}] (source: {p.get('path', '')})" if source_line else f"[{s.n}]"
-    return f"{head}\n<<<\n{text}\n>>>"
+def _default_parts(question: str, sources: list[Source]) -> tuple[Messages, str, str, str]:
+    """The default prompt, and its user message cut into intro, passage blocks and question lines, so that a
+    variant changes one part and keeps the default's fences and escaping."""
+    messages = answering.build_messages(question, sources)
+    intro, rest = messages[1]["content"].split("\n\n", 1)
+    blocks, tail = rest.rsplit("\n\n---\n", 1)
+    return messages, intro, blocks, tail
 
 
 def no_source_line(question: str, sources: list[Source]) -> Messages:
     """The default, without the "(source: path)" line above each passage."""
-    messages = answering.build_messages(question, sources)
-    blocks = "\n\n".join(_fenced_block(s, source_line=False) for s in sources)
-    head, tail = messages[1]["content"].split("\n\n", 1)[0], messages[1]["content"].rsplit("\n\n---\n", 1)[1]
-    return [messages[0], {"role": "user", "content": f"{head}\n\n{blocks}\n\n---\n{tail}"}]
+    messages, intro, blocks, tail = _default_parts(question, sources)
+    blocks = re.sub(r"^\[(\d+)\] \(source: [^\n]*\)$", r"[\1]", blocks, flags=re.MULTILINE)
+    return [messages[0], {"role": "user", "content": f"{intro}\n\n{blocks}\n\n---\n{tail}"}]
 
 
 def by_document(question: str, sources: list[Source]) -> Messages:
@@ -117,10 +119,9 @@ RUSSIAN_SYSTEM = (
 
 def russian_prompt(question: str, sources: list[Source]) -> Messages:
     """For a Cyrillic question, the rules and the labels in Russian; otherwise the default."""
-    messages = answering.build_messages(question, sources)
+    messages, _, blocks, _ = _default_parts(question, sources)
     if not is_cyrillic(question):
         return messages
-    blocks = messages[1]["content"].split("\n\n", 1)[1].rsplit("\n\n---\n", 1)[0]
     intro = "Фрагменты документов (каждый между <<< и >>>):"
     user = f"{intro}\n\n{blocks}\n\n---\nВопрос: {question}\n(Ответь по-русски.)"
     return [{"role": "system", "content": RUSSIAN_SYSTEM}, {"role": "user", "content": user}]
