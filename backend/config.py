@@ -233,6 +233,7 @@ class Settings(BaseSettings):
         default=None,
         description="Where index_cli finds a running service; unset = http://HOST:PORT.",
     )
+    ready_timeout_s: float = Field(default=5.0, gt=0, description="Longest wait for each dependency /ready probes.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -204,7 +204,7 @@ class Container:
                 }
             },
         )
-        status = StatusService(store, embedder, llm)
+        status = StatusService(store, embedder, llm, timeout_s=settings.ready_timeout_s)
         conversations = ConversationService(
             llm, enabled=settings.chat_rewrite, max_tokens=settings.chat_rewrite_max_tokens
         )

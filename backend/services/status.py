@@ -10,7 +10,7 @@ from typing import Literal
 
 from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend
-from backend.adapters.llm.fallback import FallbackLLM
+from backend.adapters.llm.fallback import FallbackLLM, Member
 from backend.adapters.store import SpaceInfo, VectorStore
 
 Readiness = Literal["ready", "degraded", "unavailable"]
@@ -21,6 +21,7 @@ class Check:
     ok: bool
     latency_ms: float
     detail: str | None = None
+    timed_out: bool = False  # no answer within the probe's timeout (rather than a refusal or an error)
 
 
 class StatusService:
@@ -40,7 +41,7 @@ class StatusService:
         probes = [
             self._check(self.store.ping()),
             self._check(self.embedder.embed_query("ping")),
-            *(self._check(self._llm_check(m.llm)) for m in self.llm.members),
+            *(self._llm_check(m) for m in self.llm.members),
         ]
         checks = dict(zip(names, await asyncio.gather(*probes), strict=True))
         llm_ok = [c.ok for n, c in checks.items() if n.startswith("llm_")]
@@ -48,7 +49,22 @@ class StatusService:
             return "unavailable", checks
         return ("ready" if all(llm_ok) else "degraded"), checks
 
-    async def _llm_check(self, llm: LLMBackend) -> str:
+    async def _llm_check(self, member: Member) -> Check:
+        """A backend that does not answer the probe in time but is streaming an answer that made progress
+        within the first-token timeout is busy, not down: llama-cpp-python's server makes every other
+        request wait while it writes one answer, and a 503 then would have a healthy service restarted."""
+        check = await self._check(self._llm_serves(member.llm))
+        in_flight, idle_s = member.activity.in_flight(), member.activity.idle_s()
+        window_s = self.llm.first_token_timeout_s
+        if check.timed_out and in_flight and idle_s is not None and idle_s <= window_s:
+            llm = member.llm
+            detail = (f"{llm.backend} at {llm.base_url} busy: {in_flight} answer(s) in flight, last progress "
+                      f"{idle_s:.1f} s ago (within LLM_FIRST_TOKEN_TIMEOUT_S {window_s:g} s); it did not "
+                      f"answer the probe within {self.timeout_s:g} s")  # fmt: skip
+            return Check(True, check.latency_ms, detail)
+        return check
+
+    async def _llm_serves(self, llm: LLMBackend) -> str:
         served = await llm.list_models()
         wanted = await llm.model()
         # Ollama lists "name:tag"; a model configured without a tag means ":latest".
@@ -61,7 +77,7 @@ class StatusService:
         try:
             result = await asyncio.wait_for(probe, self.timeout_s)
         except TimeoutError:
-            return Check(False, (time.perf_counter() - start) * 1000, f"no answer within {self.timeout_s} s")
+            return Check(False, (time.perf_counter() - start) * 1000, f"no answer within {self.timeout_s:g} s", True)
         except Exception as exc:
             return Check(False, (time.perf_counter() - start) * 1000, str(exc))
         return Check(True, (time.perf_counter() - start) * 1000, result if isinstance(result, str) else None)

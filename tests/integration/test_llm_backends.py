@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -134,6 +135,47 @@ def test_when_every_backend_is_down_the_503_still_carries_the_sources(
             assert "primary (openai" in body["error"]["message"] and "fallback (ollama" in body["error"]["message"]
             assert body["sources"][0]["text"] == DOC["pump.txt"].decode()
         assert client.get("/ready").status_code == 503
+
+
+def test_ready_counts_an_llm_busy_with_an_answer_as_up_and_a_silent_one_as_down(
+    make_settings: Callable[..., Settings], llm_server: LlamaServer
+) -> None:
+    """llama-cpp-python's server makes /v1/models wait while it reads a prompt or writes an answer; /ready
+    must not turn 503 then (a health check would restart a working service), but must once nothing moves."""
+    long_doc = {f"pump{i}.txt": " ".join([f"The Glimmer pump {i} has a maximum pressure of {i + 5} bar."] * 30).encode()
+                for i in range(5)}  # fmt: skip
+    settings = make_settings(ready_timeout_s=0.2, chunk_tokens=150, top_k=5, llm_max_tokens=16)
+    with TestClient(create_app(settings)) as client:
+        upload(client, "s", long_doc)
+        idle = client.get("/ready").json()["checks"]["llm_primary"]["detail"]
+        assert idle == f"openai smollm2-135m-instruct at {llm_server.base_url}"
+        # A prompt of ~1,000 tokens: the server reads it for seconds, then answers; /ready polled meanwhile.
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(client.post, "/ask", json=QUESTION)
+            polled = []
+            while not asked.done():
+                polled.append(client.get("/ready"))
+        assert asked.result().status_code == 200
+        assert {r.status_code for r in polled} == {200}, [r.json() for r in polled if r.status_code != 200][:1]
+        busy = [r.json()["checks"]["llm_primary"]["detail"] for r in polled]
+        assert any("busy: 1 answer(s) in flight" in d for d in busy), busy
+    # A hung server: busy only while the answer is within its first-token timeout, then down.
+    faults = FaultTransport(llm_server.base_url, "slow", delay_s=30)
+    settings = make_settings(ready_timeout_s=0.2, llm_first_token_timeout_s=1.5)
+    with TestClient(create_app(settings, http_transport=faults)) as client:
+        upload(client, "s", DOC)
+        with ThreadPoolExecutor(1) as pool:
+            asked = pool.submit(client.post, "/ask", json=QUESTION)
+            polled = []
+            while not asked.done():
+                polled.append(client.get("/ready"))
+            failed = asked.result()
+        after = client.get("/ready")
+    # Before the answer is sent (token counting, which also hangs) nothing is in flight: down.
+    details = {r.status_code: r.json()["checks"]["llm_primary"]["detail"] for r in polled}
+    assert details.keys() == {200, 503} and "busy" in details[200] and details[503] == "no answer within 0.2 s"
+    assert failed.status_code == 503 and "no first token within 1.5 s" in failed.json()["error"]["message"]
+    assert after.status_code == 503 and after.json()["checks"]["llm_primary"]["detail"] == "no answer within 0.2 s"
 
 
 def test_the_circuit_breaker_skips_a_failing_primary_then_probes_it_again(

@@ -11,10 +11,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent
@@ -42,11 +43,47 @@ class StartedAnswer:
     ttft_s: float
 
 
+class Activity:
+    """The answers one backend is streaming and when it last made progress (a request sent, an event
+    received). llama-cpp-python's server handles one request at a time, side requests included: while it
+    writes an answer, /v1/models waits. Readiness asks this before it calls such a backend dead."""
+
+    def __init__(self) -> None:
+        # answer id -> its deadline; an answer whose stream is dropped unread expires instead of leaking
+        self._deadlines: dict[int, float] = {}
+        self._ids = itertools.count()
+        self.last_progress: float | None = None  # time.monotonic()
+
+    def begin(self, total_s: float) -> int:
+        now = time.monotonic()
+        answer_id = next(self._ids)
+        self._deadlines[answer_id] = now + total_s
+        self.last_progress = now
+        return answer_id
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def end(self, answer_id: int) -> None:
+        self._deadlines.pop(answer_id, None)
+
+    def in_flight(self) -> int:
+        now = time.monotonic()
+        for answer_id in [a for a, deadline in self._deadlines.items() if deadline < now]:
+            del self._deadlines[answer_id]
+        return len(self._deadlines)
+
+    def idle_s(self) -> float | None:
+        """Seconds since the last progress; None if there has been none."""
+        return None if self.last_progress is None else time.monotonic() - self.last_progress
+
+
 @dataclass
 class Member:
     role: str  # "primary" or "fallback"
     llm: LLMBackend
     breaker: CircuitBreaker
+    activity: Activity = field(default_factory=Activity)
 
 
 # Hooks for the caller's metrics: (backend, error kind) on each failure before a first token, and
@@ -112,12 +149,15 @@ class FallbackLLM:
                 )
                 continue
             start = time.perf_counter()
+            answer_id = member.activity.begin(self.total_timeout_s)
             try:
                 model, stream, first = await self._begin(member.llm, messages, max_tokens, temperature)
             except asyncio.CancelledError:
+                member.activity.end(answer_id)
                 member.breaker.abandon_probe()
                 raise
             except LLMError as exc:
+                member.activity.end(answer_id)
                 member.breaker.record_failure()
                 attempts.append(f"{name}: {exc}")
                 if self._on_failure:
@@ -128,10 +168,9 @@ class FallbackLLM:
                 log.warning("LLM %s failed before its first token: %s", name, exc)
                 continue
             member.breaker.record_success()
-            return StartedAnswer(
-                member.llm.backend, model, member.role, first, _bounded(stream, deadline, self.total_timeout_s),
-                time.perf_counter() - start,
-            )  # fmt: skip
+            member.activity.progress()
+            rest = _bounded(stream, deadline, self.total_timeout_s, member.activity, answer_id)
+            return StartedAnswer(member.llm.backend, model, member.role, first, rest, time.perf_counter() - start)
         raise AllBackendsFailedError(attempts)
 
     async def _begin(
@@ -160,7 +199,9 @@ class FallbackLLM:
             raise
 
 
-async def _bounded(stream: AsyncIterator[StreamEvent], deadline: float, total_s: float) -> AsyncIterator[StreamEvent]:
+async def _bounded(
+    stream: AsyncIterator[StreamEvent], deadline: float, total_s: float, activity: Activity, answer_id: int
+) -> AsyncIterator[StreamEvent]:
     """The rest of a stream, cut with an LLMError when the whole answer passes its deadline."""
     try:
         while True:
@@ -173,8 +214,10 @@ async def _bounded(stream: AsyncIterator[StreamEvent], deadline: float, total_s:
                 raise LLMError(
                     f"the answer took longer than {total_s} s (LLM_TOTAL_TIMEOUT_S)", "total_timeout"
                 ) from None
+            activity.progress()
             yield event
     finally:
+        activity.end(answer_id)
         await _close(stream)
 
 
