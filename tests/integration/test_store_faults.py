@@ -60,8 +60,9 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
     qdrant = QdrantStandin(tmp_path / "qdrant", tmp_path / "qdrant.log")  # its own: this test kills it
     proxy = BlackholeProxy(qdrant.port)
     settings = make_settings(qdrant_url=proxy.url, qdrant_timeout_s=TIMEOUT_S, qdrant_breaker_failures=2,
-                             qdrant_breaker_cooldown_s=COOLDOWN_S, llm_max_tokens=12, rate_limit_per_minute=0,
-                             chunk_tokens=64, chunk_overlap_tokens=8, upsert_batch_size=4)  # fmt: skip
+                             qdrant_breaker_cooldown_s=COOLDOWN_S, ready_timeout_s=TIMEOUT_S, llm_max_tokens=12,
+                             rate_limit_per_minute=0, chunk_tokens=64, chunk_overlap_tokens=8,
+                             upsert_batch_size=4)  # fmt: skip
     server = ThreadedServer(create_app(settings), free_port())
     records: list[dict[str, Any]] = []
     phase_starts: dict[str, float] = {}
@@ -98,10 +99,13 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
         return [r for r in records if start + settle <= r["at"] and r["at"] + r["s"] <= end]
 
     def begun(name: str, settle: float) -> list[dict[str, Any]]:
-        """Requests begun between `settle` seconds after the phase began and 1 s before it ended: their store
-        calls (the first thing each request does) fall inside the phase, though an ask's LLM part may not."""
+        """Requests whose store calls fall inside the phase: searches, asks and /ready begun between `settle`
+        seconds after it began and 1 s before it ended (their store calls come first; an ask's LLM part may
+        run past the phase); uploads, which call the store until they end, wholly inside it (one begun
+        late meets the next fault)."""
         start, end = phase_starts[name], phase_starts[name] + dict(PHASES)[name]
-        return [r for r in records if start + settle <= r["at"] <= end - 1.0]
+        first = [r for r in records if r["kind"] != "upload" and start + settle <= r["at"] <= end - 1.0]
+        return first + [r for r in during(name, settle) if r["kind"] == "upload"]
 
     for fault in ("killed", "blackhole"):
         hit = during(fault, settle=TIMEOUT_S + 0.5)
