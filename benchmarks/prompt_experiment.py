@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from backend.adapters.store import ScoredChunk
 from backend.config import load_settings
 from backend.container import Container
 from backend.services import answering
@@ -127,6 +128,49 @@ def russian_prompt(question: str, sources: list[Source]) -> Messages:
     return [{"role": "system", "content": RUSSIAN_SYSTEM}, {"role": "user", "content": user}]
 
 
+def best_last(question: str, sources: list[Source]) -> Messages:
+    """The default, passages in reverse rank order: the best one nearest the question (small models lean on
+    what they read last); each keeps its rank as its number."""
+    return answering.build_messages(question, list(reversed(sources)))
+
+
+# One worked exchange before the real question, in the question's language. Its right passage is not the
+# first, a near-miss (same kind of fact, other entity) sits beside it, and the answer keeps the passage's
+# word forms: what the small model gets wrong most (docs/evaluation.md, "Where Russian answers fail").
+_EXAMPLE_PASSAGES = {
+    "ru": [
+        ("notes/zoo.txt", "Зоопарк открылся в 1925 году. Первым директором был Иван Соколов."),
+        ("notes/garden.txt", "Ботанический сад заложили в 1931 году по проекту архитектора Марии Лебедевой."),
+        ("notes/garden.txt", "В 1958 году сад расширили, и новым директором сада стал Пётр Орлов."),
+    ],
+    "en": [
+        ("notes/zoo.txt", "The zoo opened in 1925. Its first director was John Miller."),
+        ("notes/garden.txt", "The botanical garden was laid out in 1931 to a design by the architect Mary Hall."),
+        ("notes/garden.txt", "In 1958 the garden was enlarged, and Peter Grant became its new director."),
+    ],
+}
+_EXAMPLE_QA = {
+    "ru": ("Кто стал директором ботанического сада после расширения?",
+           "Новым директором сада стал Пётр Орлов [3]."),
+    "en": ("Who became director of the botanical garden after it was enlarged?",
+           "Peter Grant became its new director [3]."),
+}  # fmt: skip
+
+
+def worked_example(question: str, sources: list[Source]) -> Messages:
+    """The default, after one worked question and answer (a constant prefix: llama.cpp's prompt cache keeps
+    it, so it costs the first token nothing after the first question)."""
+    lang = "ru" if is_cyrillic(question) else "en"
+    example = [
+        Source(n=i + 1, chunk=ScoredChunk(id=f"example-{i}", score=1.0, payload={"path": path, "text": text}))
+        for i, (path, text) in enumerate(_EXAMPLE_PASSAGES[lang])
+    ]
+    q, a = _EXAMPLE_QA[lang]
+    shown = answering.build_messages(q, example)
+    messages = answering.build_messages(question, sources)
+    return [messages[0], shown[1], {"role": "assistant", "content": a}, messages[1]]
+
+
 VARIANTS: dict[str, tuple[str, Callable[[str, list[Source]], Messages]]] = {
     "issue4": ("issue #4 prompt (example [1], no language line)", issue4),
     "unfenced": ("default rules, passages unfenced", unfenced),
@@ -139,6 +183,8 @@ VARIANTS: dict[str, tuple[str, Callable[[str, list[Source]], Messages]]] = {
     "by-document": ("default, passages grouped by document in reading order", by_document),
     "question-first": ("default, the question above the passages too", question_first),
     "russian-prompt": ("default, rules and labels in Russian for a Russian question", russian_prompt),
+    "best-last": ("default, passages in reverse rank order (best next to the question)", best_last),
+    "worked-example": ("default after one worked question and answer in the question's language", worked_example),
 }
 
 
