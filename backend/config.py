@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     qdrant_breaker_cooldown_s: float = Field(
         default=5.0, ge=0, description="... for this long; then one request probes the server again."
     )
+    qdrant_index_after: int = Field(
+        default=20_000, ge=0,
+        description="Embedded store: chunks a space has gained since its HNSW index was last built after which "
+        "index_cli, run without the service, builds it at the end of its run (0: never; searches then scan).",
+    )  # fmt: skip
     collection_prefix: str = Field(
         default="rag", pattern=r"^[a-z][a-z0-9_]{0,20}$", description="Prefix of every collection name."
     )

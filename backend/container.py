@@ -36,6 +36,7 @@ def open_store(settings: Settings) -> VectorStore:
         timeout_s=settings.qdrant_timeout_s,
         breaker_failures=settings.qdrant_breaker_failures,
         breaker_cooldown_s=settings.qdrant_breaker_cooldown_s,
+        index_after=settings.qdrant_index_after,
     )
 
 
@@ -127,21 +128,9 @@ async def check_space(store: VectorStore, ingest: IngestService, space: str) -> 
     await ingest.repair(space)
 
 
-# Above this, a lexical query in embedded Qdrant (a Python loop) takes over half a second.
-EMBEDDED_LEXICAL_CHUNKS = 10_000
-
-
-async def check_spaces(store: VectorStore, ingest: IngestService, retrieval_mode: str = "dense") -> None:
+async def check_spaces(store: VectorStore, ingest: IngestService) -> None:
     for space in await store.list_space_names():
         await check_space(store, ingest, space)
-        if store.embedded and retrieval_mode != "dense":
-            chunks = await store.count_chunks(space)
-            if chunks > EMBEDDED_LEXICAL_CHUNKS:
-                log.warning(
-                    "space %s has %d chunks: in embedded Qdrant each %s query scans them in Python (about "
-                    "30 ms per 1,000). Run a Qdrant server (QDRANT_URL) or set RETRIEVAL_MODE=dense.",
-                    space, chunks, retrieval_mode,
-                )  # fmt: skip
 
 
 @dataclass
@@ -168,7 +157,7 @@ class Container:
         try:
             embedder = load_embedder(settings)
             ingest = build_ingest(settings, store, embedder, metrics)
-            await check_spaces(store, ingest, settings.retrieval_mode)
+            await check_spaces(store, ingest)
             reranker = load_reranker(settings)
         except BaseException:
             store.close()

@@ -39,6 +39,7 @@ class LocalTarget:
         self.service: IngestService = build_ingest(settings, store, load_embedder(settings), Metrics())
         self.description = f"store {store.location}"
         self.max_batch_bytes = 16 * 1024 * 1024
+        self.written: set[str] = set()
 
     async def plan(self, space: str, manifest: dict[str, str]) -> SyncPlan:
         if await self.store.space_exists(space):
@@ -46,6 +47,7 @@ class LocalTarget:
         return await self.service.plan(space, manifest)
 
     async def ingest(self, space: str, files: list[SourceFile], progress: ProgressCallback) -> list[FileResult]:
+        self.written.add(space)
         return await self.service.ingest(space, files, on_progress=progress)
 
     async def delete(self, space: str, doc_id: str) -> None:
@@ -56,7 +58,11 @@ class LocalTarget:
             await self.service.drop_space(space)
 
     async def close(self) -> None:
-        self.store.close()
+        try:
+            for space in sorted(self.written):  # the service never builds it (VectorStore.build_index_if_due)
+                await self.store.build_index_if_due(space)
+        finally:
+            self.store.close()
 
 
 class RemoteTarget:

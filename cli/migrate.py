@@ -3,6 +3,7 @@
     python -m cli.migrate --check          # which spaces need it (exit 1 if any)
     python -m cli.migrate --space docs     # one space
     python -m cli.migrate --all            # every space that needs it
+    python -m cli.migrate --from-local-mode  # the embedded store of before Qdrant Edge, moved into Edge
 
 Needed for spaces indexed before hybrid retrieval (they answer dense queries only until migrated), and
 after changing LEXICAL_WINDOW_WORDS. Stop the service first: a migration must be the only writer.
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
+from backend.adapters.local_mode_import import BACKUP
 from backend.adapters.store import StoreError, StoreLockedError
 from backend.config import SPACE_RE, ConfigError, load_settings
 from backend.container import build_ingest, load_embedder, open_store
 from backend.observability import Metrics, configure_logging
-from backend.services.migration import MigrationError, MigrationService
+from backend.services.migration import MigrationError, MigrationService, import_local_mode_store
 
 
 def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> argparse.Namespace:
@@ -30,11 +33,32 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> a
     which.add_argument("--space", action="append", help="space to migrate (repeatable)")
     which.add_argument("--all", action="store_true", help="every space that needs it")
     which.add_argument("--check", action="store_true", help="only list the spaces that need it")
+    which.add_argument(
+        "--from-local-mode",
+        action="store_true",
+        help="move QDRANT_PATH, written by the embedded store of before Qdrant Edge, into Edge shards",
+    )
     return p.parse_args(argv)
+
+
+async def import_local_mode(path: Path) -> int:
+    imported = await import_local_mode_store(path)
+    for c in imported:
+        sys.stdout.write(f"{c.name}: {c.points} points{' (copied by an earlier run)' if c.skipped else ''}\n")
+    sys.stdout.write(
+        f"{path} now holds Qdrant Edge shards; the old files are in {path / BACKUP} (delete it once the "
+        "service answers as before)\n"
+    )
+    return 0
 
 
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if args.from_local_mode:
+        if settings.qdrant_url:
+            sys.stderr.write("error: --from-local-mode moves the embedded store (QDRANT_PATH); QDRANT_URL is set\n")
+            return 2
+        return await import_local_mode(settings.qdrant_path)
     try:
         store = open_store(settings)
     except StoreLockedError as exc:

@@ -1,7 +1,10 @@
 """Qdrant, embedded on disk or a server, behind one class: spaces, chunks and the document registry.
 
-Layout: each space owns two collections, so a query can only ever see its own space and never pays
-for a payload filter unless it asks for one (a Python loop in embedded mode):
+Two engines, one code path: a Qdrant server through qdrant-client, or (no `url`) Qdrant Edge in-process
+through `edge_engine.EdgeEngine`, which answers the same qdrant-client calls. Everything below is the
+same for both.
+
+Layout: each space owns two collections, so a query can only ever see its own space:
   `{prefix}-chunks-{space}`  one point per chunk: named vectors "dense" (the embedder's, cosine) and
                              "bm25" (sparse, Qdrant applies IDF), and the payload; its collection
                              metadata records the embedding model, dimension, schema and lexical analyzer.
@@ -9,10 +12,10 @@ for a payload filter unless it asks for one (a Python loop in embedded mode):
                              and the journal that makes re-indexing crash-safe (see services/ingest.py).
 Spaces created before hybrid retrieval (schema 1: one unnamed dense vector) still answer dense
 queries; writing to them, or querying their lexical side, asks for `python -m cli.migrate`.
-The qdrant-client is synchronous; every call runs in this adapter's worker threads (one thread in
-embedded mode, where the client is not thread-safe). A Qdrant server that does not answer within
-`timeout_s` is reported unavailable; after `breaker_failures` such calls in a row, calls fail at once
-for `breaker_cooldown_s` instead of each waiting out the timeout, then one call probes the server again.
+Both engines are synchronous; every call runs in this adapter's worker threads. A Qdrant server that
+does not answer within `timeout_s` is reported unavailable; after `breaker_failures` such calls in a
+row, calls fail at once for `breaker_cooldown_s` instead of each waiting out the timeout, then one call
+probes the server again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +35,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from backend.adapters.circuit import CircuitBreaker
+from backend.adapters.edge_engine import SHARDS, EdgeEngine, EdgeFolderLockedError, is_local_mode_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,10 @@ class EmbeddingMismatchError(StoreError):
     """A space was indexed with a different embedding model or dimension."""
 
 
+class StoreFormatError(StoreError):
+    """The store folder holds data of an engine this version no longer opens (it names the command)."""
+
+
 class SpaceNeedsMigrationError(StoreError):
     """A space's collection predates the current schema or lexical analyzer."""
 
@@ -70,6 +79,16 @@ SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse B
 # Lexical scores fetched per hybrid query, so that dense candidates get their exact lexical score.
 LEXICAL_SCORES = 1000
 
+# Every payload field a filter uses (ChunkFilter, and deletes by document): both engines honour them.
+PAYLOAD_INDEXES = {
+    "file_type": models.PayloadSchemaType.KEYWORD,
+    "folders": models.PayloadSchemaType.KEYWORD,
+    "title": models.PayloadSchemaType.TEXT,
+    "modified_at": models.PayloadSchemaType.FLOAT,
+    "indexed_at": models.PayloadSchemaType.FLOAT,
+    "document_id": models.PayloadSchemaType.KEYWORD,
+}
+
 SparseTerms = tuple[list[int], list[float]]  # (term ids, weights)
 Fusion = Literal["rrf", "dbsf"]
 
@@ -78,6 +97,9 @@ def _dense_of(vector: Any) -> list[float]:
     """The dense vector of a returned point: the "dense" entry (schema 2) or the vector itself (schema 1)."""
     dense = vector.get(DENSE) if isinstance(vector, dict) else vector
     return [float(x) for x in dense] if dense is not None else []
+
+
+LOCAL_MODE_MIGRATE_HINT = "python -m cli.migrate --from-local-mode"
 
 
 def migrate_hint(space: str) -> str:
@@ -237,27 +259,37 @@ class VectorStore:
         timeout_s: float = 10.0,
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 5.0,
+        index_after: int = 20_000,
     ) -> None:
         self.prefix = prefix
         self.embedded = url is None
         self.location = url or str(path)
+        self._client: QdrantClient | EdgeEngine
         try:
             if url is None:
                 assert path is not None
                 path.mkdir(parents=True, exist_ok=True)
-                self._client = QdrantClient(path=str(path))
+                if is_local_mode_folder(path) and not (path / SHARDS).is_dir():
+                    raise StoreFormatError(
+                        f"the store folder {path} (QDRANT_PATH) holds data of the embedded engine used before "
+                        f"Qdrant Edge. Move it over once, without re-embedding (stop the service first): "
+                        f"{LOCAL_MODE_MIGRATE_HINT}"
+                    )
+                self._client = EdgeEngine(path)
             else:
                 # qdrant-client types the timeout as int, but hands it to httpx, which takes seconds as float.
                 self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)  # type: ignore[arg-type]
-        except RuntimeError as exc:
-            if "already accessed" in str(exc):
-                raise StoreLockedError(
-                    f"the embedded store {path} is open in another process (the service?). "
-                    "Stop that process, or let index_cli hand the work to the running service."
-                ) from exc
+        except EdgeFolderLockedError as exc:
+            raise StoreLockedError(
+                f"the embedded store {path} is open in another process (the service?). "
+                "Stop that process, or let index_cli hand the work to the running service."
+            ) from exc
+        except (RuntimeError, OSError) as exc:
             raise StoreError(f"cannot open the vector store at {self.location}: {exc}") from exc
-        self._executor = ThreadPoolExecutor(max_workers=1 if self.embedded else 8, thread_name_prefix="qdrant")
+        # Edge shards answer queries from several threads at once; qdrant-client is thread-safe over HTTP.
+        self._executor = ThreadPoolExecutor(max_workers=4 if self.embedded else 8, thread_name_prefix="qdrant")
         self._schemas: dict[str, SpaceSchema] = {}
+        self.index_after = index_after  # embedded: see build_index_if_due
         # Embedded Qdrant is a library call: nothing to wait out, nothing to break.
         self.breaker = None if self.embedded else CircuitBreaker(breaker_failures, breaker_cooldown_s)
 
@@ -309,6 +341,27 @@ class VectorStore:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self._client.close()
+
+    # --- the embedded engine's index -----------------------------------------------------------
+    # Qdrant Edge keeps new chunks in plain segments that searches scan (about 10 ms at 100k chunks on 2
+    # cores) until `optimize` builds the HNSW index. That build holds Python's GIL from start to end
+    # (qdrant-edge-py 0.9.0; measured: not one tick of another Python thread in a 17 s build), so it
+    # would stop a serving process outright: only index_cli builds it, after a run, when nothing waits.
+    async def build_index_if_due(self, space: str) -> float | None:
+        """Build the space's index when `index_after` of its chunks are outside it; the seconds it took."""
+        client = self._client
+        name = self._chunks(space)
+        if not isinstance(client, EdgeEngine) or self.index_after <= 0 or not client.collection_exists(name):
+            return None
+        points, indexed = await self._run(client.indexing_state, name)
+        if points - indexed < self.index_after:
+            return None
+        log.info("space %s: %d chunks written since the search index was built; building it", space, points - indexed)
+        started = time.perf_counter()
+        await self._run(client.optimize, name)
+        took = time.perf_counter() - started
+        log.info("space %s: search index built in %.1f s", space, took)
+        return took
 
     # --- spaces ------------------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -388,16 +441,8 @@ class VectorStore:
             metadata={"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
                       "lexical": lexical},
         )  # fmt: skip
-        if not self.embedded:  # embedded Qdrant ignores payload indexes (its filters are a Python loop)
-            for key, kind in (
-                ("file_type", models.PayloadSchemaType.KEYWORD),
-                ("folders", models.PayloadSchemaType.KEYWORD),
-                ("title", models.PayloadSchemaType.TEXT),
-                ("modified_at", models.PayloadSchemaType.FLOAT),
-                ("indexed_at", models.PayloadSchemaType.FLOAT),
-                ("document_id", models.PayloadSchemaType.KEYWORD),
-            ):
-                self._client.create_payload_index(name, key, kind)
+        for key, kind in PAYLOAD_INDEXES.items():
+            self._client.create_payload_index(name, key, kind)
 
     async def ensure_space(self, space: str, model: str, dimension: int, lexical: str) -> None:
         """Create the space's collections if absent; refuse a space built with another embedder or
@@ -512,8 +557,9 @@ class VectorStore:
         One batch of two queries: the dense top `candidates` (with payload), and the lexical scores of
         up to LEXICAL_SCORES chunks (ids only), which covers every chunk sharing a term with the
         question in all but huge spaces. Lexical candidates the dense query missed are fetched by id and
-        their cosine computed here. In embedded mode the lexical query is a Python loop over the space,
-        so it runs once (rescoring prefetched candidates would run it once per side).
+        their cosine computed here. (Designed when the embedded engine scored sparse vectors in a Python
+        loop, so that the lexical query ran once; whether Edge's prefetch + formula query matches this
+        weighted fusion is issue #15's open item 4.)
         """  # fmt: skip
         await self._require(space, lexical=True)
         if not terms[0]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
+from backend.adapters.local_mode_import import ImportedCollection, LocalModeImportError, import_local_mode
 from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore, chunk_id
 from backend.services.errors import SpaceNotFoundError
 from backend.services.ingest import IngestService, path_metadata, sparse_vectors
@@ -26,6 +28,15 @@ log = logging.getLogger(__name__)
 
 class MigrationError(Exception):
     """The staging copy does not hold every point of the original; nothing was dropped."""
+
+
+async def import_local_mode_store(path: Path) -> list[ImportedCollection]:
+    """Move the embedded store of before Qdrant Edge (qdrant-client's local mode) into Edge shards, without
+    re-embedding (backend/adapters/local_mode_import.py). Raises MigrationError when the copy does not check."""
+    try:
+        return await asyncio.to_thread(import_local_mode, path)
+    except LocalModeImportError as exc:
+        raise MigrationError(str(exc)) from exc
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.adapters.edge_engine import EdgeEngine
 from cli import index_cli
 from tests.conftest import LlamaServer, run_cli
 from tests.files import make_pdf
@@ -61,9 +62,7 @@ def test_file_dates_reach_the_index(env: dict[str, str], corpus: Path, capsys: p
     old = corpus / "guide.md"
     os.utime(old, (1_600_000_000, 1_600_000_000))
     assert index(capsys, "--dir", str(corpus), "--space", "demo")[0] == 0
-    from qdrant_client import QdrantClient
-
-    client = QdrantClient(path=env["QDRANT_PATH"])
+    client = EdgeEngine(Path(env["QDRANT_PATH"]))
     points, _ = client.scroll("rag-chunks-demo", limit=1000, with_payload=["path", "modified_at"])
     client.close()
     dates = {p.payload["path"]: p.payload["modified_at"] for p in points}  # type: ignore[index]
@@ -203,9 +202,7 @@ def test_index_cli_hands_work_to_the_running_service(running_service: str, env: 
 
 
 def test_locked_store_without_a_service_is_a_clear_error(env: dict[str, str], corpus: Path) -> None:
-    from qdrant_client import QdrantClient
-
-    holder = QdrantClient(path=env["QDRANT_PATH"])  # another process-like holder, no service on PORT
+    holder = EdgeEngine(Path(env["QDRANT_PATH"]))  # another holder of the folder, no service on PORT
     try:
         result = run_cli("cli.index_cli", "--dir", str(corpus), "--space", "demo", env=env)
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qdrant_client.http import models
 
 from backend.adapters.embedder import Embedder
 from backend.adapters.store import EmbeddingMismatchError, VectorStore
@@ -23,12 +24,16 @@ from backend.services.ingest import IngestService, SourceFile
 def snapshot(store: VectorStore, space: str) -> dict[str, str]:
     """Every chunk point of a space: id -> hash of its payload and sparse vector.
 
-    Left out: the write time, and the dense vector (its last bits depend on how chunks were batched)."""
+    Left out: the write time, and the dense vector (its last bits depend on how chunks were batched). The
+    reference may come from the other engine (embedded Qdrant Edge against a server)."""
     points, _ = store._client.scroll(f"rag-chunks-{space}", limit=100_000, with_payload=True, with_vectors=["bm25"])
     out = {}
     for p in points:
         payload = {k: v for k, v in (p.payload or {}).items() if k != "indexed_at"}
-        sparse = p.vector["bm25"].model_dump()  # type: ignore[index, union-attr]
+        vec = p.vector["bm25"]  # type: ignore[index, call-overload]
+        assert isinstance(vec, models.SparseVector)
+        # In index order, values as float32 keeps them: the server and Qdrant Edge store float32.
+        sparse = sorted((int(i), float(f"{v:.6g}")) for i, v in zip(vec.indices, vec.values, strict=True))
         out[str(p.id)] = hashlib.sha256(json.dumps([payload, sparse], sort_keys=True).encode()).hexdigest()
     return out
 
@@ -171,3 +176,20 @@ def test_concurrent_writes_of_one_document_leave_exactly_one_version(service: In
     points, _ = service.store._client.scroll("rag-chunks-s", limit=10_000, with_payload=True)
     assert {p.payload["version"] for p in points} == {record.version}  # type: ignore[index]
     assert len(points) == record.chunk_count and record.garbage == []
+
+
+def test_the_search_index_is_built_only_when_due_and_changes_no_ranking(service: IngestService) -> None:
+    store = service.store
+    run(service.ingest("s", docs(6)))
+    chunks = run(store.count_chunks("s"))
+    store.index_after = chunks + 1
+    assert run(store.build_index_if_due("s")) is None  # not due: nothing built
+    vector = run(service.embedder.embed_query("Fact 3 value 21"))
+    before = [(c.id, round(c.score, 5)) for c in run(store.search_dense("s", vector, 5))]
+    store.index_after = chunks
+    took = run(store.build_index_if_due("s"))
+    if store.embedded:
+        assert took is not None and took >= 0  # due: the engine was asked to build it
+    else:
+        assert took is None  # a Qdrant server indexes by itself
+    assert [(c.id, round(c.score, 5)) for c in run(store.search_dense("s", vector, 5))] == before

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from qdrant_client import QdrantClient
 
+from backend.adapters.edge_engine import EdgeEngine
 from backend.config import Settings
 from backend.main import create_app
 from tests.conftest import QdrantStandin
@@ -125,7 +125,7 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
 
     # No half-written document: each one's chunks are all there, of one version, and nothing else is.
     assert {d["path"] for d in listed} == {*DOCS, "live.md"} and {d["status"] for d in listed} == {"ready"}
-    direct = QdrantClient(path=str(tmp_path / "qdrant"))  # the server's own data, read once it has stopped
+    direct = EdgeEngine(tmp_path / "qdrant")  # the server's own data, read once it has stopped
     points, _ = direct.scroll("rag-chunks-s", limit=10_000, with_payload=["path", "version"])
     direct.close()
     by_path: dict[str, list[Any]] = {}

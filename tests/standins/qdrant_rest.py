@@ -4,9 +4,10 @@ No Qdrant server binary can be installed on this project's machines (not on PyPI
 the service's remote path (QDRANT_URL: qdrant-client's REST client, its timeouts and error mapping) and
 the "Qdrant server unreachable" fault need a server to talk to. This speaks the documented REST API
 (https://api.qdrant.tech, the same request and response models qdrant-client generates from it) for
-the endpoints the service uses, and answers them from qdrant-client's embedded engine on disk, so the
-data, filters and scoring are the real local implementation's. Requests are parsed with the client's
-own pydantic models, so a body the real server would reject is rejected here too (400).
+the endpoints the service uses, and answers them from Qdrant Edge on disk (Qdrant's own engine, in-process:
+backend/adapters/edge_engine.py), so the data, filters, payload indexes and scoring are the real engine's.
+Requests are parsed with the client's own pydantic models, so a body the real server would reject is
+rejected here too (400).
 
 Not covered: gRPC, snapshots, aliases, sharding, and every endpoint the service does not call (404).
 
@@ -18,9 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import threading
 import time
-import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from qdrant_client import QdrantClient, models
+from qdrant_client.http import models
+
+from backend.adapters.edge_engine import EdgeEngine
 
 # Reported by GET /: the protocol spoken is that of the qdrant-client the models come from (the client
 # warns when its minor version is more than one away from the server's).
@@ -49,18 +50,14 @@ def _error(status: int, message: str, started: float) -> JSONResponse:
 
 
 def create_standin(path: Path) -> FastAPI:
-    engine = QdrantClient(path=str(path))
-    lock = threading.Lock()  # the embedded engine is not thread-safe; handlers run in a thread pool
-    # The server honours payload indexes; the embedded engine warns that it ignores them (they only
-    # speed up filters, which it evaluates in Python).
-    warnings.filterwarnings("ignore", message="Payload indexes have no effect")
+    engine = EdgeEngine(path)  # queried from the handlers' thread pool at once, as a server's shard is
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         engine.close()
 
-    app = FastAPI(title="STAND-IN Qdrant REST API (embedded engine behind the wire protocol)", lifespan=lifespan)
+    app = FastAPI(title="STAND-IN Qdrant REST API (Qdrant Edge behind the wire protocol)", lifespan=lifespan)
 
     async def call(request: Request, fn: Callable[..., Any], body_type: Any = None) -> JSONResponse:
         started = time.perf_counter()
@@ -69,9 +66,8 @@ def create_standin(path: Path) -> FastAPI:
         except (ValidationError, ValueError) as exc:
             return _error(400, f"Format error in JSON body: {exc}", started)
         try:
-            with lock:
-                result = fn(body) if body_type else fn()
-        except ValueError as exc:  # the embedded engine's "not found" and bad-argument errors
+            result = fn(body) if body_type else fn()
+        except ValueError as exc:  # the engine adapter's "not found" and bad-argument errors
             status = 404 if "not found" in str(exc).lower() else 400
             return _error(status, f"Bad request: {exc}", started)
         return _ok(result, started)
@@ -185,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=6333)
-    parser.add_argument("--path", type=Path, required=True, help="folder of the embedded engine's data")
+    parser.add_argument("--path", type=Path, required=True, help="folder of the engine's data (Qdrant Edge shards)")
     args = parser.parse_args()
     uvicorn.run(create_standin(args.path), host=args.host, port=args.port, log_level="warning")
 

@@ -1,0 +1,496 @@
+"""Qdrant Edge (Qdrant's own Rust engine, in-process) behind the part of qdrant-client's API the store uses.
+
+`VectorStore` speaks qdrant-client to a Qdrant server; in embedded mode it speaks the same calls to this
+class, so both paths share every line of the store's logic (schemas, migrations, the registry, hybrid
+queries) and differ only below it. Arguments and results are qdrant-client's own models, so the Qdrant
+REST stand-in of the tests can serve from here too.
+
+On disk, under the store folder (`QDRANT_PATH`):
+  `shards/{collection}/`            one Edge shard per collection (its own WAL and segments)
+  `shards/{collection}/collection.json`  what qdrant-client's collection info reports: vector
+                                    parameters and the metadata the store keeps there. Written last
+                                    when a collection is created (a folder without it is a creation
+                                    that did not finish and is removed), replaced atomically.
+  `edge.lock`                       held (flock) while a process has the folder open: one process
+                                    at a time, like the server's own storage.
+
+Edge shards are safe to query from several threads; creating and dropping collections is serialised
+here. An update is in the shard's write-ahead log when `update` returns, so a process killed at any
+moment loses nothing it was told was written; `close` flushes the segments.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as edge
+from qdrant_client.http import models  # the REST models (qdrant_client.models shadows some)
+
+SHARDS = "shards"
+INFO_FILE = "collection.json"
+LOCK_FILE = "edge.lock"
+# A registry collection has no vectors, but an Edge shard needs one kind: an unused sparse one.
+_NO_VECTORS = "_none"
+_DISTANCE = {
+    models.Distance.COSINE: edge.Distance.Cosine,
+    models.Distance.DOT: edge.Distance.Dot,
+    models.Distance.EUCLID: edge.Distance.Euclid,
+    models.Distance.MANHATTAN: edge.Distance.Manhattan,
+}
+_INDEX = {
+    models.PayloadSchemaType.KEYWORD: edge.PayloadSchemaType.Keyword,
+    models.PayloadSchemaType.TEXT: edge.PayloadSchemaType.Text,
+    models.PayloadSchemaType.FLOAT: edge.PayloadSchemaType.Float,
+    models.PayloadSchemaType.INTEGER: edge.PayloadSchemaType.Integer,
+    models.PayloadSchemaType.BOOL: edge.PayloadSchemaType.Bool,
+    models.PayloadSchemaType.UUID: edge.PayloadSchemaType.Uuid,
+}
+
+
+class EdgeFolderLockedError(RuntimeError):
+    """Another process holds the store folder."""
+
+
+class EdgeShardError(RuntimeError):
+    """A shard folder cannot be opened: corrupt, half-written, or written by a newer engine."""
+
+
+def is_local_mode_folder(path: Path) -> bool:
+    """Does `path` hold data of qdrant-client's local mode (the embedded store before Qdrant Edge)?"""
+    return (path / "collection").is_dir() and any((path / "collection").iterdir())
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _point_id(value: Any) -> str:
+    return str(value)
+
+
+def _edge_id(value: Any) -> Any:
+    """qdrant-client ids are ints or UUID strings; Edge takes the same (a UUID string as a UUID)."""
+    return value if isinstance(value, int) else uuid.UUID(str(value))
+
+
+def _sparse(v: models.SparseVector) -> edge.SparseVector:
+    return edge.SparseVector(list(v.indices), list(v.values))
+
+
+def _vector_in(vector: Any) -> Any:
+    """A point's vector(s) from qdrant-client's shapes to Edge's."""
+    if isinstance(vector, dict):
+        return {name: _sparse(v) if isinstance(v, models.SparseVector) else list(v) for name, v in vector.items()}
+    return list(vector)
+
+
+def _vector_out(vector: Any) -> Any:
+    if vector is None:
+        return None
+    if isinstance(vector, dict):
+        out: dict[str, Any] = {}
+        for name, v in vector.items():
+            if name == _NO_VECTORS:
+                continue
+            if isinstance(v, edge.SparseVector):
+                out[name] = models.SparseVector(indices=list(v.indices), values=list(v.values))
+            else:
+                out[name] = list(v)
+        return out
+    return list(vector)
+
+
+def _condition(c: Any) -> Any:
+    if isinstance(c, models.Filter):
+        return _filter(c)
+    if isinstance(c, models.HasIdCondition):
+        return edge.HasIdCondition({_edge_id(i) for i in c.has_id})
+    if not isinstance(c, models.FieldCondition):
+        raise ValueError(f"filter condition {type(c).__name__} is not supported by the embedded engine")
+    match: Any = None
+    if isinstance(c.match, models.MatchValue):
+        match = edge.MatchValue(c.match.value)
+    elif isinstance(c.match, models.MatchAny):
+        match = edge.MatchAny(list(c.match.any))  # type: ignore[arg-type]
+    elif isinstance(c.match, models.MatchText):
+        match = edge.MatchText(c.match.text)
+    elif isinstance(c.match, models.MatchExcept):
+        match = edge.MatchExcept(list(c.match.except_))  # type: ignore[arg-type]
+    elif c.match is not None:
+        raise ValueError(f"match {type(c.match).__name__} is not supported by the embedded engine")
+    rng: Any = None
+    if isinstance(c.range, models.Range):
+        rng = edge.RangeFloat(gte=c.range.gte, gt=c.range.gt, lte=c.range.lte, lt=c.range.lt)
+    elif c.range is not None:
+        raise ValueError(f"range {type(c.range).__name__} is not supported by the embedded engine")
+    return edge.FieldCondition(key=c.key, match=match, range=rng)
+
+
+def _conditions(cs: Any) -> list[Any] | None:
+    if cs is None:
+        return None
+    return [_condition(c) for c in (cs if isinstance(cs, list) else [cs])]
+
+
+def _filter(f: models.Filter | None) -> edge.Filter | None:
+    if f is None:
+        return None
+    return edge.Filter(must=_conditions(f.must), should=_conditions(f.should), must_not=_conditions(f.must_not))
+
+
+def _query(query: Any, using: str | None) -> Any:
+    """One scoring query from qdrant-client's shapes (vector, NearestQuery, FusionQuery) to Edge's."""
+    if isinstance(query, models.NearestQuery):
+        query = query.nearest
+    if isinstance(query, models.FusionQuery):
+        return edge.Fusion.Rrf(k=60) if query.fusion == models.Fusion.RRF else edge.Fusion.Dbsf()
+    if isinstance(query, models.RrfQuery):
+        return edge.Fusion.Rrf(k=query.rrf.k or 60, weights=query.rrf.weights)
+    if isinstance(query, models.SparseVector):
+        return edge.Query.Nearest(_sparse(query), using=using)
+    if isinstance(query, list) and all(isinstance(x, int | float) for x in query):
+        return edge.Query.Nearest([float(x) for x in query], using=using or "")
+    raise ValueError(f"query {type(query).__name__} is not supported by the embedded engine")
+
+
+def _prefetch(p: models.Prefetch) -> edge.Prefetch:
+    nested = p.prefetch if isinstance(p.prefetch, list) else ([p.prefetch] if p.prefetch else [])
+    return edge.Prefetch(
+        limit=p.limit or 10,
+        query=_query(p.query, p.using) if p.query is not None else None,
+        prefetches=[_prefetch(n) for n in nested] or None,
+        filter=_filter(p.filter),
+        score_threshold=p.score_threshold,
+    )
+
+
+def _with_payload(with_payload: Any) -> bool | list[str]:
+    if isinstance(with_payload, list):
+        return [str(k) for k in with_payload]
+    return bool(with_payload)
+
+
+def _with_vector(with_vectors: Any) -> bool | list[str]:
+    if isinstance(with_vectors, list):
+        return [str(v) for v in with_vectors]
+    return bool(with_vectors)
+
+
+class _Collection:
+    def __init__(self, folder: Path, shard: edge.EdgeShard, info: dict[str, Any]) -> None:
+        self.folder = folder
+        self.shard = shard
+        self.info = info
+
+
+class EdgeEngine:
+    """A store folder of Edge shards, one per collection, answering qdrant-client's calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._root = path / SHARDS
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            raise EdgeFolderLockedError(f"the store folder {path} is open in another process") from exc
+        self._open: dict[str, _Collection] = {}
+        self._guard = threading.RLock()  # create / drop / open; queries run outside it
+        self._closed = False
+
+    # --- collections -------------------------------------------------------------------------------
+    def _folder(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid collection name {name!r}")
+        return self._root / name
+
+    def _get(self, name: str) -> _Collection:
+        with self._guard:
+            col = self._open.get(name)
+            if col is not None:
+                return col
+            folder = self._folder(name)
+            info_path = folder / INFO_FILE
+            if not info_path.is_file():
+                raise ValueError(f"Collection {name} not found")
+            try:
+                info = json.loads(info_path.read_text(encoding="utf-8"))
+                shard = edge.EdgeShard.load(str(folder))
+            except Exception as exc:
+                raise EdgeShardError(
+                    f"the shard folder {folder} cannot be opened ({exc}). If a newer version of this service "
+                    f"wrote it, run that version again. Otherwise it is damaged (a disk that filled up, a "
+                    f"machine that crashed): re-index its space from the documents, which removes it first: "
+                    f"python -m cli.index_cli --dir <folder> --space <space> --recreate"
+                ) from exc
+            col = _Collection(folder, shard, info)
+            self._open[name] = col
+            return col
+
+    def collection_exists(self, name: str) -> bool:
+        with self._guard:
+            return name in self._open or (self._folder(name) / INFO_FILE).is_file()
+
+    def get_collections(self) -> models.CollectionsResponse:
+        names = sorted(p.name for p in self._root.iterdir() if (p / INFO_FILE).is_file())
+        return models.CollectionsResponse(collections=[models.CollectionDescription(name=n) for n in names])
+
+    def create_collection(
+        self,
+        collection_name: str,
+        vectors_config: models.VectorParams | dict[str, models.VectorParams] | None = None,
+        sparse_vectors_config: dict[str, models.SparseVectorParams] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        with self._guard:
+            if self.collection_exists(collection_name):
+                raise ValueError(f"Wrong input: Collection `{collection_name}` already exists!")
+            folder = self._folder(collection_name)
+            if folder.exists():  # a creation that did not finish: it holds nothing anybody was told of
+                shutil.rmtree(folder)
+            dense: Any = None
+            if isinstance(vectors_config, models.VectorParams):
+                dense = edge.EdgeVectorParams(size=vectors_config.size, distance=_DISTANCE[vectors_config.distance])
+            elif vectors_config:
+                dense = {
+                    n: edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance])
+                    for n, v in vectors_config.items()
+                }
+            sparse = {
+                n: edge.EdgeSparseVectorParams(
+                    modifier=edge.Modifier.Idf if p.modifier == models.Modifier.IDF else None
+                )
+                for n, p in (sparse_vectors_config or {}).items()
+            }
+            if not dense and not sparse:
+                sparse = {_NO_VECTORS: edge.EdgeSparseVectorParams()}
+            shard = edge.EdgeShard.create(str(folder), edge.EdgeConfig(vectors=dense or None, sparse_vectors=sparse))
+            info = {
+                "vectors": (
+                    vectors_config.model_dump(mode="json")
+                    if isinstance(vectors_config, models.VectorParams)
+                    else {n: v.model_dump(mode="json") for n, v in (vectors_config or {}).items()}
+                ),
+                "sparse_vectors": {n: p.model_dump(mode="json") for n, p in (sparse_vectors_config or {}).items()},
+                "metadata": metadata or {},
+                "payload_schema": {},
+            }
+            _write_atomically(folder / INFO_FILE, info)
+            self._open[collection_name] = _Collection(folder, shard, info)
+            return True
+
+    def update_collection(self, collection_name: str, metadata: dict[str, Any] | None = None, **_: Any) -> bool:
+        with self._guard:
+            col = self._get(collection_name)
+            if metadata:
+                col.info["metadata"] = {**col.info.get("metadata", {}), **metadata}
+                _write_atomically(col.folder / INFO_FILE, col.info)
+            return True
+
+    def delete_collection(self, collection_name: str) -> bool:
+        with self._guard:
+            if not self.collection_exists(collection_name):
+                return False
+            col = self._open.pop(collection_name, None)
+            if col is not None:
+                col.shard.close()
+            folder = self._folder(collection_name)
+            # First the marker goes (the collection is gone from here on, even if the removal below is cut
+            # short), then the files.
+            (folder / INFO_FILE).unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            return True
+
+    def get_collection(self, collection_name: str) -> models.CollectionInfo:
+        col = self._get(collection_name)
+        raw = col.info.get("vectors")
+        vectors: Any = (
+            models.VectorParams.model_validate(raw)
+            if isinstance(raw, dict) and "size" in raw
+            else {n: models.VectorParams.model_validate(v) for n, v in (raw or {}).items()}
+        )
+        sparse = {n: models.SparseVectorParams.model_validate(p) for n, p in col.info.get("sparse_vectors", {}).items()}
+        count = col.shard.count(edge.CountRequest(exact=True))
+        return models.CollectionInfo(
+            status=models.CollectionStatus.GREEN,
+            optimizer_status=models.OptimizersStatusOneOf.OK,
+            points_count=count,
+            indexed_vectors_count=col.shard.info().indexed_vectors_count,
+            segments_count=col.shard.info().segments_count,
+            config=models.CollectionConfig(
+                params=models.CollectionParams(vectors=vectors, sparse_vectors=sparse or None),
+                hnsw_config=models.HnswConfig(m=16, ef_construct=100, full_scan_threshold=10000),
+                optimizer_config=models.OptimizersConfig(
+                    deleted_threshold=0.2, vacuum_min_vector_number=1000, default_segment_number=0, flush_interval_sec=5
+                ),
+                wal_config=models.WalConfig(wal_capacity_mb=32, wal_segments_ahead=0),
+                metadata=col.info.get("metadata") or None,
+            ),
+            payload_schema={
+                k: models.PayloadIndexInfo(data_type=models.PayloadSchemaType(v), points=0)
+                for k, v in col.info.get("payload_schema", {}).items()
+            },
+        )
+
+    def create_payload_index(self, collection_name: str, field_name: str, field_schema: Any) -> models.UpdateResult:
+        col = self._get(collection_name)
+        kind = models.PayloadSchemaType(field_schema)
+        col.shard.update(edge.UpdateOperation.create_field_index(field_name, _INDEX[kind]))
+        with self._guard:
+            col.info.setdefault("payload_schema", {})[field_name] = kind.value
+            _write_atomically(col.folder / INFO_FILE, col.info)
+        return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
+    # --- points --------------------------------------------------------------------------------------
+    def upsert(
+        self, collection_name: str, points: Sequence[models.PointStruct], wait: bool = True
+    ) -> models.UpdateResult:
+        col = self._get(collection_name)
+        batch = [edge.Point(_edge_id(p.id), _vector_in(p.vector), p.payload or {}) for p in points]
+        if batch:
+            col.shard.update(edge.UpdateOperation.upsert_points(batch))
+        return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
+    def delete(self, collection_name: str, points_selector: Any, wait: bool = True) -> models.UpdateResult:
+        col = self._get(collection_name)
+        if isinstance(points_selector, models.PointIdsList):
+            col.shard.update(edge.UpdateOperation.delete_points([_edge_id(i) for i in points_selector.points]))
+        elif isinstance(points_selector, models.FilterSelector):
+            flt = _filter(points_selector.filter)
+            assert flt is not None
+            col.shard.update(edge.UpdateOperation.delete_points_by_filter(flt))
+        else:
+            raise ValueError(f"points selector {type(points_selector).__name__} is not supported")
+        return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
+    def retrieve(
+        self, collection_name: str, ids: Iterable[Any], with_payload: bool | list[str] = True, with_vectors: Any = False
+    ) -> list[models.Record]:
+        col = self._get(collection_name)
+        found = col.shard.retrieve([_edge_id(i) for i in ids], with_payload=_with_payload(with_payload),
+                                   with_vector=_with_vector(with_vectors))  # fmt: skip
+        return [models.Record(id=_point_id(r.id), payload=r.payload if with_payload else None,
+                              vector=_vector_out(r.vector)) for r in found]  # fmt: skip
+
+    def scroll(
+        self,
+        collection_name: str,
+        scroll_filter: models.Filter | None = None,
+        limit: int = 10,
+        offset: Any = None,
+        with_payload: bool | list[str] = True,
+        with_vectors: Any = False,
+        **_: Any,
+    ) -> tuple[list[models.Record], Any]:
+        col = self._get(collection_name)
+        records, next_offset = col.shard.scroll(
+            edge.ScrollRequest(offset=_edge_id(offset) if offset is not None else None, limit=limit,
+                               filter=_filter(scroll_filter), with_payload=_with_payload(with_payload),
+                               with_vector=_with_vector(with_vectors))
+        )  # fmt: skip
+        out = [models.Record(id=_point_id(r.id), payload=r.payload if with_payload else None,
+                             vector=_vector_out(r.vector)) for r in records]  # fmt: skip
+        return out, (_point_id(next_offset) if next_offset is not None else None)
+
+    def count(
+        self, collection_name: str, count_filter: models.Filter | None = None, exact: bool = True
+    ) -> models.CountResult:
+        col = self._get(collection_name)
+        return models.CountResult(count=col.shard.count(edge.CountRequest(exact=True, filter=_filter(count_filter))))
+
+    def _request(self, r: models.QueryRequest) -> edge.QueryRequest:
+        prefetch = r.prefetch if isinstance(r.prefetch, list) else ([r.prefetch] if r.prefetch else [])
+        return edge.QueryRequest(
+            limit=r.limit or 10,
+            offset=r.offset,
+            query=_query(r.query, r.using) if r.query is not None else None,
+            prefetches=[_prefetch(p) for p in prefetch] or None,
+            with_vector=_with_vector(r.with_vector),
+            with_payload=_with_payload(r.with_payload),
+            filter=_filter(r.filter),
+            score_threshold=r.score_threshold,
+        )
+
+    @staticmethod
+    def _points(found: list[Any], with_payload: Any) -> models.QueryResponse:
+        return models.QueryResponse(points=[
+            models.ScoredPoint(id=_point_id(p.id), version=p.version, score=float(p.score),
+                               payload=p.payload if with_payload else None, vector=_vector_out(p.vector))
+            for p in found
+        ])  # fmt: skip
+
+    def query_points(
+        self,
+        collection_name: str,
+        query: Any = None,
+        using: str | None = None,
+        prefetch: Any = None,
+        query_filter: models.Filter | None = None,
+        limit: int = 10,
+        offset: int | None = None,
+        score_threshold: float | None = None,
+        with_payload: bool | list[str] = True,
+        with_vectors: Any = False,
+        **_: Any,
+    ) -> models.QueryResponse:
+        request = models.QueryRequest(query=query, using=using, prefetch=prefetch, filter=query_filter, limit=limit,
+                                      offset=offset, score_threshold=score_threshold, with_payload=with_payload,
+                                      with_vector=with_vectors)  # fmt: skip
+        col = self._get(collection_name)
+        return self._points(col.shard.query(self._request(request)), with_payload)
+
+    def query_batch_points(
+        self, collection_name: str, requests: Sequence[models.QueryRequest]
+    ) -> list[models.QueryResponse]:
+        col = self._get(collection_name)
+        found = col.shard.query_batch(edge.QueryBatchRequest([self._request(r) for r in requests]))
+        return [self._points(f, r.with_payload) for f, r in zip(found, requests, strict=True)]
+
+    # --- upkeep --------------------------------------------------------------------------------------
+    def optimize(self, collection_name: str) -> bool:
+        """Build the HNSW index and merge segments. Blocking, and it holds the GIL throughout (qdrant-edge-py
+        0.9.0): no other Python thread of the process runs meanwhile."""
+        col = self._get(collection_name)
+        points = col.shard.count(edge.CountRequest(exact=True))
+        changed = bool(col.shard.optimize())
+        with self._guard:
+            col.info["indexed_points"] = points
+            _write_atomically(col.folder / INFO_FILE, col.info)
+        return changed
+
+    def indexing_state(self, collection_name: str) -> tuple[int, int]:
+        """(points now, points when the index was last built). The engine's own indexed-vector count cannot
+        tell: it counts sparse vectors as indexed, and leaves small segments unindexed on purpose."""
+        col = self._get(collection_name)
+        return col.shard.count(edge.CountRequest(exact=True)), int(col.info.get("indexed_points", 0))
+
+    def close(self) -> None:
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+            for col in self._open.values():
+                col.shard.close()
+            self._open.clear()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)

@@ -1,0 +1,72 @@
+"""The embedded engine (Qdrant Edge) on disk: one process per folder, and a damaged shard is named, never
+read as an empty space."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.adapters.edge_engine import EdgeEngine
+from backend.adapters.store import StoreError, StoreLockedError, VectorStore
+from backend.config import Settings
+from backend.container import build_ingest, load_embedder, open_store
+from backend.main import create_app
+from backend.observability import Metrics
+from backend.services.ingest import SourceFile
+from cli import index_cli
+from tests.servers import free_port
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def indexed(settings: Settings) -> Settings:
+    store = open_store(settings)
+    docs = [SourceFile("a.txt", ("Насосная станция номер три остановлена на ремонт. " * 20).encode())]
+    run(build_ingest(settings, store, load_embedder(settings), Metrics()).ingest("s", docs))
+    store.close()
+    return settings
+
+
+def test_a_second_process_is_refused_at_once(indexed: Settings) -> None:
+    holder = EdgeEngine(indexed.qdrant_path)
+    try:
+        with pytest.raises(StoreLockedError, match="open in another process"):
+            VectorStore(path=indexed.qdrant_path)
+    finally:
+        holder.close()
+    VectorStore(path=indexed.qdrant_path).close()  # released with the holder
+
+
+@pytest.mark.parametrize("damage", ["config", "segments"])
+def test_a_damaged_shard_stops_start_up_naming_its_folder_and_the_fix(
+    indexed: Settings, damage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shard = indexed.qdrant_path / "shards" / "rag-chunks-s"
+    if damage == "config":
+        (shard / "edge_config.json").write_text("{ not json")
+    else:
+        for f in (shard / "segments").rglob("*"):
+            if f.is_file():
+                f.write_bytes(b"\0" * 16)
+    with pytest.raises(StoreError) as err, TestClient(create_app(indexed)):
+        pass
+    assert str(shard) in str(err.value) and "--recreate" in str(err.value)
+
+    # The step the message names brings the space back.
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("Насосная станция номер три остановлена на ремонт. " * 20)
+    for key, value in {"QDRANT_PATH": str(indexed.qdrant_path), "PORT": str(free_port()), "AUTH_DISABLED": "true",
+                       "LLM_BASE_URL": indexed.llm_base_url}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    assert index_cli.main(["--dir", str(corpus), "--space", "s", "--recreate"]) == 0
+    with TestClient(create_app(indexed)) as client:
+        found = client.post("/search", json={"q": "насосная станция", "space_id": "s"}).json()
+    assert [s["path"] for s in found["sources"]][:1] == ["a.txt"]
