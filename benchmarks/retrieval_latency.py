@@ -1,12 +1,14 @@
 """Search latency per retrieval mode and space size, in embedded Qdrant (docs/performance.md).
 
-    .venv/bin/python -m benchmarks.retrieval_latency --sizes 1000,5000,10000 --queries 30
+    .venv/bin/python -m benchmarks.retrieval_latency --sizes 1000,10000,100000 --queries 100
 
 Builds spaces of N chunks from the XQuAD paragraphs (repeated with numbered variations when N is
 larger) with real lexical vectors (windows, as ingestion builds them) and random unit dense vectors
 (embedding is not what this measures), then times the store and fusion part of
 RetrievalService.retrieve for each mode, with and without a filter. Query embedding (about 10-20 ms on
-CPU) comes on top. Qdrant server mode is not measured here (no server on this machine).
+CPU) comes on top. The embedded store is Qdrant Edge; searches scan (the HNSW index is built only by
+index_cli after a run, VectorStore.build_index_if_due): `--indexed` builds it before measuring. Qdrant
+server mode is not measured here (no server on this machine).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,7 @@ from backend.services.ingest import path_metadata, sparse_vectors
 from backend.services.text_analysis import ANALYZER_VERSION, is_cyrillic, query_vector
 
 DIM = 384
+UPSERT_SECONDS: dict[str, float] = {}  # per space: time spent in the store's upserts while building
 
 
 def paragraphs(eval_dir: Path) -> tuple[list[str], list[str]]:
@@ -71,7 +75,9 @@ async def build(
             )
             for i, (c, terms) in enumerate(zip(chunks, sparse_vectors(chunks, 200), strict=True))
         ]
+        t = time.perf_counter()
         await store.upsert_chunks(space, points)
+        UPSERT_SECONDS[space] = UPSERT_SECONDS.get(space, 0.0) + time.perf_counter() - t
         written += len(points)
         doc += 1
 
@@ -98,7 +104,8 @@ async def measure(store: VectorStore, space: str, questions: list[str], rng: ran
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
             out[f"{mode}, {label}"] = {"p50": round(statistics.median(times), 1),
-                                        "p95": round(times[int(0.95 * (len(times) - 1))], 1)}  # fmt: skip
+                                        "p95": round(times[int(0.95 * (len(times) - 1))], 1),
+                                        "p99": round(times[int(0.99 * (len(times) - 1))], 1)}  # fmt: skip
     return out
 
 
@@ -106,16 +113,34 @@ async def run(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
     texts, questions = paragraphs(args.eval_dir)
     rng = random.Random(7)
     asked = rng.sample(questions, args.queries)
-    results = {}
+    results: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = VectorStore(path=Path(tmp) / "qdrant")
         try:
             for size in args.sizes:
                 await build(store, f"s{size}", texts, size, rng)
+                upsert_s = UPSERT_SECONDS[f"s{size}"]
+                sys.stderr.write(f"{size} chunks: upserts {upsert_s:.1f} s ({size / upsert_s:.0f} chunks/s)\n")
+                if args.indexed:
+                    store.index_after = 1
+                    took = await store.build_index_if_due(f"s{size}")
+                    sys.stderr.write(f"{size} chunks: index built in {took:.1f} s\n")
                 results[size] = await measure(store, f"s{size}", asked, rng)
+                results[size]["upsert chunks/s"] = round(size / upsert_s)
                 sys.stderr.write(f"{size} chunks done\n")
         finally:
             store.close()
+        # Re-opening: the folder, then the largest space's first search (its shards are loaded on first use).
+        biggest = f"s{max(args.sizes)}"
+        t = time.perf_counter()
+        store = VectorStore(path=Path(tmp) / "qdrant")
+        await store.search_dense(biggest, unit(rng), 5)
+        reopen_s = time.perf_counter() - t
+        store.close()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        sys.stderr.write(f"re-open and first search of {biggest}: {reopen_s:.2f} s; peak RSS {rss_mb:.0f} MB\n")
+        results[max(args.sizes)]["reopen_s"] = round(reopen_s, 2)
+        results[max(args.sizes)]["peak_rss_mb"] = round(rss_mb)
     return results
 
 
@@ -123,17 +148,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
     p.add_argument("--queries", type=int, default=30)
+    p.add_argument("--indexed", action="store_true", help="build each space's HNSW index before measuring")
     p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     p.add_argument("--out", type=Path, default=Path("bench-out/retrieval-latency.json"))
     args = p.parse_args()
     results = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
-    rows = list(next(iter(results.values())))
-    lines = ["| mode | " + " | ".join(f"{n} chunks p50 / p95 ms" for n in results) + " |",
+    rows = [r for r in next(iter(results.values())) if isinstance(results[args.sizes[0]][r], dict)]
+    lines = ["| mode | " + " | ".join(f"{n} chunks p50 / p95 / p99 ms" for n in results) + " |",
              "|---|" + "---|" * len(results)]  # fmt: skip
     for row in rows:
-        cells = [f"{results[n][row]['p50']} / {results[n][row]['p95']}" for n in results]
+        cells = [f"{results[n][row]['p50']} / {results[n][row]['p95']} / {results[n][row]['p99']}" for n in results]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
