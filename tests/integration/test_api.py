@@ -176,6 +176,9 @@ def test_delete_document(client: TestClient) -> None:
     assert [s["path"] for s in found] == ["y.txt"]
     again = client.delete(f"/documents/{doc_id}", params={"space_id": "s2"})
     assert again.status_code == 404 and again.json()["error"]["code"] == "document_not_found"
+    # An id that is not a UUID is the caller's mistake (422), never a store error (was a 503 on Qdrant Edge).
+    malformed = client.delete(f"/documents/{'0' * 36}", params={"space_id": "s2"})
+    assert malformed.status_code == 422 and "document_id" in malformed.text
 
 
 def test_upload_reports_broken_files_and_indexes_the_rest(client: TestClient) -> None:

@@ -23,6 +23,8 @@ from backend.config import SPACE_PATTERN
 from backend.services.ingest import SourceFile
 from backend.services.parsing import SUPPORTED_EXTENSIONS
 
+DOCUMENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
 router = APIRouter(prefix="/documents", tags=["documents"])
 
 SpaceQuery = Annotated[str, Query(pattern=SPACE_PATTERN, description="Space name.")]
@@ -132,7 +134,9 @@ async def list_documents(space_id: SpaceQuery, ingest: IngestDep, principal: Pri
 
 @router.delete("/{document_id}", response_model=DocumentOut, responses=ERROR_RESPONSES)
 async def delete_document(
-    document_id: Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="Document id (from GET /documents).")],
+    # A UUID as GET /documents lists it: anything else is a 422 here, never a store error (a Qdrant server
+    # and Qdrant Edge both refuse an id that is not a UUID).
+    document_id: Annotated[str, Path(pattern=DOCUMENT_ID_PATTERN, description="Document id (from GET /documents).")],
     space_id: SpaceQuery,
     ingest: IngestDep,
     principal: PrincipalDep,
