@@ -343,15 +343,19 @@ class VectorStore:
         self._client.close()
 
     # --- the embedded engine's index -----------------------------------------------------------
-    # Qdrant Edge keeps new chunks in plain segments that searches scan (about 10 ms at 100k chunks on 2
-    # cores) until `optimize` builds the HNSW index. That build holds Python's GIL from start to end
-    # (qdrant-edge-py 0.9.0; measured: not one tick of another Python thread in a 17 s build), so it
-    # would stop a serving process outright: only index_cli builds it, after a run, when nothing waits.
+    # Qdrant Edge keeps new chunks in plain segments that dense search scans (12.5 ms at 100k chunks on 2
+    # cores, docs/performance.md) until `optimize` builds the HNSW index (1.9 ms). That build holds
+    # Python's GIL from start to end (qdrant-edge-py 0.9.0; measured: not one tick of another Python
+    # thread in a 17 s build), so it would stop a serving process outright: only index_cli builds it,
+    # after a run, when nothing waits.
     async def build_index_if_due(self, space: str) -> float | None:
-        """Build the space's index when `index_after` of its chunks are outside it; the seconds it took."""
+        """Build the space's index once it has gained `index_after` chunks since the last build; returns the
+        seconds the build took, None when none was due (or the store is a server, which indexes by itself)."""
         client = self._client
         name = self._chunks(space)
-        if not isinstance(client, EdgeEngine) or self.index_after <= 0 or not client.collection_exists(name):
+        if not isinstance(client, EdgeEngine) or self.index_after <= 0:
+            return None
+        if not await self._run(client.collection_exists, name):
             return None
         points, indexed = await self._run(client.indexing_state, name)
         if points - indexed < self.index_after:
