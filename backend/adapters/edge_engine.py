@@ -331,12 +331,13 @@ class EdgeEngine:
         )
         sparse = {n: models.SparseVectorParams.model_validate(p) for n, p in col.info.get("sparse_vectors", {}).items()}
         count = col.shard.count(edge.CountRequest(exact=True))
+        shard_info = col.shard.info()
         return models.CollectionInfo(
             status=models.CollectionStatus.GREEN,
             optimizer_status=models.OptimizersStatusOneOf.OK,
             points_count=count,
-            indexed_vectors_count=col.shard.info().indexed_vectors_count,
-            segments_count=col.shard.info().segments_count,
+            indexed_vectors_count=shard_info.indexed_vectors_count,
+            segments_count=shard_info.segments_count,
             config=models.CollectionConfig(
                 params=models.CollectionParams(vectors=vectors, sparse_vectors=sparse or None),
                 hnsw_config=models.HnswConfig(m=16, ef_construct=100, full_scan_threshold=10000),
