@@ -10,9 +10,6 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.adapters.embedder import EmbedderError
-from backend.adapters.reranker import RerankerError
-from backend.adapters.store import StoreError
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
 from backend.api.routes import ask, documents, health, openai_api, plan, search, spaces, web
@@ -20,6 +17,7 @@ from backend.api.security import KeyRing, RateLimiter
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import Metrics, configure_logging
+from backend.services.errors import EmbedderError, RerankerError, StoreError
 
 log = logging.getLogger(__name__)
 

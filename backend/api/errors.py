@@ -13,10 +13,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.adapters.embedder import EmbedderError
-from backend.adapters.store import EmbeddingMismatchError, SpaceNeedsMigrationError, StoreError, StoreUnavailableError
 from backend.services.answering import LLMUnavailableError
-from backend.services.errors import SpaceNotFoundError
+from backend.services.errors import (
+    EmbedderError,
+    EmbeddingMismatchError,
+    SpaceNeedsMigrationError,
+    SpaceNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,18 @@
-"""Errors services raise for the caller's mistakes (the API maps them to 4xx)."""
+"""The errors the API maps to a status: the services' own, and those of the parts below them.
+
+The adapters' error types are re-exported here so that the API depends on the services only
+(API -> services -> adapters; tests/unit/test_layers.py holds every module to it).
+"""
 
 from __future__ import annotations
+
+from backend.adapters.embedder import EmbedderError as EmbedderError
+from backend.adapters.llm import LLMError as LLMError
+from backend.adapters.reranker import RerankerError as RerankerError
+from backend.adapters.store import EmbeddingMismatchError as EmbeddingMismatchError
+from backend.adapters.store import SpaceNeedsMigrationError as SpaceNeedsMigrationError
+from backend.adapters.store import StoreError as StoreError
+from backend.adapters.store import StoreUnavailableError as StoreUnavailableError
 
 
 class SpaceNotFoundError(Exception):

@@ -21,7 +21,8 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import ChunkPoint, DocumentRecord, SparseTerms, VectorStore, chunk_id, document_id
+from backend.adapters.store import ChunkPoint, SparseTerms, VectorStore, chunk_id, document_id
+from backend.adapters.store import DocumentRecord as DocumentRecord  # what the service returns; the API reads it
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
 from backend.services.errors import SpaceNotFoundError

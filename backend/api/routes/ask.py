@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from backend.adapters.llm import LLMError
 from backend.api.deps import AnswerDep, PrincipalDep, SettingsDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.schemas import AskRequest, AskResponse, QueryBase
 from backend.config import Settings
 from backend.services.answering import AnswerStream
+from backend.services.errors import LLMError
 from backend.services.retrieval import ChunkFilter, SearchOptions
 
 router = APIRouter(tags=["ask"])

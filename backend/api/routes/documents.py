@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 
-from backend.adapters.store import DocumentRecord
 from backend.api.deps import IngestDep, PrincipalDep, SettingsDep, require_admin, require_read, require_write
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.schemas import (
@@ -20,7 +19,7 @@ from backend.api.schemas import (
     UploadResponse,
 )
 from backend.config import SPACE_PATTERN
-from backend.services.ingest import SourceFile
+from backend.services.ingest import DocumentRecord, SourceFile
 from backend.services.parsing import SUPPORTED_EXTENSIONS
 
 DOCUMENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"

@@ -22,13 +22,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.adapters.llm import LLMError
 from backend.api.deps import AnswerDep, ConversationDep, PrincipalDep, SettingsDep, StatusDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.routes.ask import check_question
 from backend.config import SPACE_RE
 from backend.services.answering import AnswerStream
 from backend.services.conversation import StandaloneQuestion, Turn, references
+from backend.services.errors import LLMError
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
