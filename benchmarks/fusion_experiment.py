@@ -69,6 +69,9 @@ class Lexical:
     window_words: int = 200
     k1: float = ta.K1
     b: float = ta.B
+    # Qdrant Edge's built-in BM25 (`qdrant_edge.Bm25`, Snowball for the corpus's language) instead of
+    # our analyzer; k1, b and the window still apply, the IDF formula is the same (Modifier.Idf).
+    edge_bm25: bool = False
 
 
 @dataclass
@@ -77,17 +80,32 @@ class Variant:
     lexical: Lexical
     dense_weight: float = 0.6  # Latin-script question
     dense_weight_cyrillic: float = 0.2
-    fusion: str = "weighted"  # or rrf, dbsf, sparse, dense
+    fusion: str = "weighted"  # or rrf, dbsf, sparse, dense, formula<k>
 
 
 DEFAULT = Lexical()
 PLAIN = Lexical(terms=stems_only, window_words=0)
+EDGE_PLAIN = Lexical(window_words=0, edge_bm25=True)
+EDGE = Lexical(edge_bm25=True)
 VARIANTS = [
     Variant("dense only", DEFAULT, fusion="dense"),
     Variant("sparse only: chunk-level BM25, Snowball stems", PLAIN, fusion="sparse"),
     Variant("sparse only: default analyzer (window 200 words, Cyrillic prefix-3)", DEFAULT, fusion="sparse"),
     Variant("RRF k=60, default analyzer (approximation of Qdrant's)", DEFAULT, fusion="rrf"),
     Variant("DBSF, default analyzer (approximation of Qdrant's)", DEFAULT, fusion="dbsf"),
+    Variant("formula w*cos + (1-w)*s/(s+2), gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "formula2"),
+    Variant("formula w*cos + (1-w)*s/(s+5), gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "formula5"),
+    Variant("formula w*cos + (1-w)*s/(s+10), gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "formula10"),
+    Variant("sparse only: Qdrant Edge BM25 (corpus language Snowball), chunk-level", EDGE_PLAIN, fusion="sparse"),
+    Variant("sparse only: Qdrant Edge BM25, window 200 words", EDGE, fusion="sparse"),
+    Variant("Qdrant Edge BM25 chunk-level, gated 0.7 / 0.6", EDGE_PLAIN, 0.7, 0.6),
+    Variant("Qdrant Edge BM25 window 200 words, gated 0.7 / 0.6", EDGE, 0.7, 0.6),
+    Variant(
+        "Qdrant Edge BM25 k1 1.2 b 0.75 (its defaults), chunk-level, gated 0.7 / 0.6",
+        Lexical(window_words=0, k1=1.2, b=0.75, edge_bm25=True),
+        0.7,
+        0.6,
+    ),
     Variant("chunk-level BM25, gated 0.6 / 0.1", PLAIN, 0.6, 0.1),
     Variant("chunk-level BM25 k1 1.2 b 0.75, gated 0.6 / 0.1", Lexical(stems_only, 0, 1.2, 0.75), 0.6, 0.1),
     Variant("chunk-level BM25 b 0, gated 0.6 / 0.1", Lexical(stems_only, 0, 0.9, 0.0), 0.6, 0.1),
@@ -133,7 +151,23 @@ def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
     return Corpus(docs, texts, evalset.questions, questions @ chunks.T)
 
 
-def lexical_scores(corpus: Corpus, lex: Lexical) -> np.ndarray:
+def _edge_terms(lang: str) -> Terms:
+    """Qdrant Edge's BM25 analysis (tokenizer, stop words, Snowball stemmer) as term ids (its hashes).
+
+    Each word is analysed alone, so that repeated terms are counted and the TF formula below is the
+    same for both analyzers: the rows then differ by the analysis only.
+    """
+    from qdrant_edge import Bm25, Bm25Config
+
+    model = Bm25(Bm25Config(language={"ru": "russian", "en": "english"}[lang]))
+
+    def terms(text: str) -> list[str]:
+        return [str(i) for w in text.split() for i in model.embed_query(w).indices]
+
+    return terms
+
+
+def lexical_scores(corpus: Corpus, lex: Lexical, lang: str = "en") -> np.ndarray:
     """BM25 of every chunk (over its window) for every question, with Qdrant's IDF formula."""
     windows: list[str] = []
     start = 0
@@ -145,16 +179,17 @@ def lexical_scores(corpus: Corpus, lex: Lexical) -> np.ndarray:
         windows += ta.lexical_windows(texts, lex.window_words) if lex.window_words else texts
         start = end
     avg = max(lex.window_words, 60)
+    analyze = _edge_terms(lang) if lex.edge_bm25 else lex.terms
     vectors = []
     for w in windows:
-        counts = Counter(lex.terms(w))
+        counts = Counter(analyze(w))
         norm = lex.k1 * (1 - lex.b + lex.b * sum(counts.values()) / avg)
         vectors.append({t: tf * (lex.k1 + 1) / (tf + norm) for t, tf in counts.items()})
     df = Counter(t for v in vectors for t in v)
     idf = {t: math.log(1 + (len(vectors) - c + 0.5) / (c + 0.5)) for t, c in df.items()}
     scores = np.zeros_like(corpus.dense)
     for qi, q in enumerate(corpus.questions):
-        query = set(lex.terms(q.question))
+        query = set(analyze(q.question))
         for ci, v in enumerate(vectors):
             scores[qi, ci] = sum(idf[t] * v[t] for t in query if t in v)
     return scores
@@ -195,6 +230,10 @@ def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -
             dn = dict(zip(top_d.tolist(), _dbsf(d[top_d]).tolist(), strict=True))
             sn = dict(zip(top_s, _dbsf(s[top_s]).tolist(), strict=True)) if top_s else {}
             fused = np.array([dn.get(i, 0.0) + sn.get(i, 0.0) for i in union])
+        elif v.fusion.startswith("formula"):  # what one Qdrant formula query can do: per point, no set statistics
+            w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
+            k = float(v.fusion.removeprefix("formula"))
+            fused = w * d[union] + (1 - w) * s[union] / (s[union] + k)
         else:
             w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
             fused = w * _minmax(d[union]) + (1 - w) * _minmax(s[union])
@@ -218,7 +257,7 @@ def main() -> int:
         for lang, corpus in corpora.items():
             key = (lang, id(v.lexical))
             if key not in cache:
-                cache[key] = lexical_scores(corpus, v.lexical)
+                cache[key] = lexical_scores(corpus, v.lexical, lang)
             row.append(ndcg(corpus, cache[key], v))
         lines.append(f"| {v.name} | {row[0]:.3f} | {row[1]:.3f} |")
         sys.stdout.write(lines[-1] + "\n")

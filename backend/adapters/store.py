@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -76,8 +75,6 @@ class SpaceNeedsMigrationError(StoreError):
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
-# Lexical scores fetched per hybrid query, so that dense candidates get their exact lexical score.
-LEXICAL_SCORES = 1000
 
 # Every payload field a filter uses (ChunkFilter, and deletes by document): both engines honour them.
 PAYLOAD_INDEXES = {
@@ -558,47 +555,63 @@ class VectorStore:
     ) -> list[ScoredChunk]:
         """The union of each side's best `candidates`, every one scored by both sides (0: no shared term).
 
-        One batch of two queries: the dense top `candidates` (with payload), and the lexical scores of
-        up to LEXICAL_SCORES chunks (ids only), which covers every chunk sharing a term with the
-        question in all but huge spaces. Lexical candidates the dense query missed are fetched by id and
-        their cosine computed here. (Designed when the embedded engine scored sparse vectors in a Python
-        loop, so that the lexical query ran once; whether Edge's prefetch + formula query matches this
-        weighted fusion is issue #15's open item 4.)
+        Two round trips, all scoring in the engine: each side's top `candidates` (one batch), then each
+        side scores the other side's candidates it did not find, restricted to their ids (a `HasId`
+        filter: exact, and as cheap as the few points it names). Our weighted fusion needs both scores
+        of every candidate, which no single prefetch + fusion/formula query gives (a formula sees a
+        point's score only from the prefetches that found it; docs/evaluation.md measures the rank
+        fusions and a formula against it).
         """  # fmt: skip
         await self._require(space, lexical=True)
         if not terms[0]:
             return await self.search_dense(space, vector, candidates, flt, with_vectors=with_vectors)
         qfilter = flt.to_qdrant() if flt else None
         sparse = models.SparseVector(indices=terms[0], values=terms[1])
-        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        unit = [x / norm for x in vector]
+        vectors: list[str] | bool = [DENSE] if with_vectors else False
+
+        def only(ids: list[str]) -> models.Filter:
+            has_id = models.HasIdCondition(has_id=list(ids))
+            return models.Filter(must=[qfilter, has_id] if qfilter else [has_id])
 
         def query() -> list[ScoredChunk]:
             by_dense, by_sparse = self._client.query_batch_points(
                 self._chunks(space),
                 [
                     models.QueryRequest(query=vector, using=DENSE, limit=candidates, filter=qfilter, with_payload=True,
-                                        with_vector=[DENSE] if with_vectors else False),
-                    models.QueryRequest(query=sparse, using=SPARSE, limit=max(LEXICAL_SCORES, candidates),
-                                        filter=qfilter, with_payload=False),
+                                        with_vector=vectors),
+                    models.QueryRequest(query=sparse, using=SPARSE, limit=candidates, filter=qfilter,
+                                        with_payload=True, with_vector=vectors),
                 ],
             )  # fmt: skip
-            sparse_scores = {str(p.id): float(p.score) for p in by_sparse.points}
-            out: dict[str, ScoredChunk] = {}
-            for p in by_dense.points:
-                chunk = self._scored(p, dense=True)
-                chunk.sparse_score = sparse_scores.get(chunk.id, 0.0)
-                out[chunk.id] = chunk
-            missing = [str(p.id) for p in by_sparse.points[:candidates] if str(p.id) not in out]
-            if missing:
-                for r in self._client.retrieve(self._chunks(space), missing, with_payload=True, with_vectors=[DENSE]):
-                    dense_vec = _dense_of(r.vector)
-                    length = math.sqrt(sum(x * x for x in dense_vec)) or 1.0
-                    cosine = sum(a * b for a, b in zip(unit, dense_vec, strict=True)) / length
-                    out[str(r.id)] = ScoredChunk(
-                        str(r.id), cosine, r.payload or {}, dense_score=cosine, sparse_score=sparse_scores[str(r.id)],
-                        vector=dense_vec if with_vectors else None,
-                    )  # fmt: skip
+            out = {str(p.id): self._scored(p, dense=True) for p in by_dense.points}
+            sparse_missing = list(out)
+            dense_missing: list[str] = []
+            for p in by_sparse.points:
+                if (found := out.get(str(p.id))) is not None:
+                    found.sparse_score = float(p.score)
+                    sparse_missing.remove(found.id)
+                else:
+                    out[str(p.id)] = self._scored(p, sparse=True)
+                    dense_missing.append(str(p.id))
+            for chunk_id in sparse_missing:
+                out[chunk_id].sparse_score = 0.0  # unless the rescoring below finds a shared term
+            rescore = []
+            if sparse_missing:
+                rescore.append(models.QueryRequest(query=sparse, using=SPARSE, filter=only(sparse_missing),
+                                                   limit=len(sparse_missing), with_payload=False))  # fmt: skip
+            if dense_missing:
+                rescore.append(models.QueryRequest(query=vector, using=DENSE, filter=only(dense_missing),
+                                                   limit=len(dense_missing), with_payload=False))  # fmt: skip
+            if rescore:
+                for request, res in zip(rescore, self._client.query_batch_points(self._chunks(space), rescore),
+                                        strict=True):  # fmt: skip
+                    dense = request.using == DENSE
+                    for p in res.points:
+                        chunk = out[str(p.id)]
+                        if dense:
+                            chunk.dense_score = chunk.score = float(p.score)
+                        else:
+                            chunk.sparse_score = float(p.score)
             return list(out.values())
 
         return await self._run(query)
