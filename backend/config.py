@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         description="Embedded store: chunks a space has gained since its HNSW index was last built after which "
         "index_cli, run without the service, builds it at the end of its run (0: never; searches then scan).",
     )  # fmt: skip
+    qdrant_min_free_mb: int = Field(
+        default=256, ge=0,
+        description="Embedded store: free disk space (MB) below which writes are refused with a message (0: "
+        "never). Qdrant Edge writes through memory-mapped files, so a full disk would kill the process instead.",
+    )  # fmt: skip
     collection_prefix: str = Field(
         default="rag", pattern=r"^[a-z][a-z0-9_]{0,20}$", description="Prefix of every collection name."
     )

@@ -37,6 +37,7 @@ def open_store(settings: Settings) -> VectorStore:
         breaker_failures=settings.qdrant_breaker_failures,
         breaker_cooldown_s=settings.qdrant_breaker_cooldown_s,
         index_after=settings.qdrant_index_after,
+        min_free_mb=settings.qdrant_min_free_mb,
     )
 
 

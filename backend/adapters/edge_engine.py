@@ -237,6 +237,12 @@ class EdgeEngine:
                 info = json.loads(info_path.read_text(encoding="utf-8"))
                 shard = edge.EdgeShard.load(str(folder))
             except Exception as exc:
+                if "No space left on device" in str(exc) or "os error 28" in str(exc):
+                    raise EdgeShardError(
+                        f"the shard folder {folder} cannot be opened: the disk is full ({exc}); opening replays "
+                        "its write-ahead log, which needs space. Nothing is lost: free space on that disk and "
+                        "start again."
+                    ) from exc
                 raise EdgeShardError(
                     f"the shard folder {folder} cannot be opened ({exc}). If a newer version of this service "
                     f"wrote it, run that version again. Otherwise it is damaged (a disk that filled up, a "
@@ -478,6 +484,11 @@ class EdgeEngine:
             col.info["indexed_points"] = points
             _write_atomically(col.folder / INFO_FILE, col.info)
         return changed
+
+    def disk_bytes(self, collection_name: str) -> int:
+        """Bytes the collection's shard takes on disk (allocated blocks: its files are sparse)."""
+        folder = self._folder(collection_name)
+        return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
     def indexing_state(self, collection_name: str) -> tuple[int, int]:
         """(points now, points when the index was last built). The engine's own indexed-vector count cannot

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +63,10 @@ class StoreLockedError(StoreError):
 
 class EmbeddingMismatchError(StoreError):
     """A space was indexed with a different embedding model or dimension."""
+
+
+class StoreFullError(StoreError):
+    """The disk holding the embedded store has less free space than it needs to write safely."""
 
 
 class StoreFormatError(StoreError):
@@ -228,6 +233,11 @@ def _unreachable(exc: Exception) -> bool:
     return isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)
 
 
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc)
+    return "No space left on device" in text or "os error 28" in text or getattr(exc, "errno", None) == 28
+
+
 def _reason(exc: Exception) -> str:
     source = exc.source if isinstance(exc, ResponseHandlingException) else exc
     text = str(source) or type(source).__name__
@@ -257,6 +267,7 @@ class VectorStore:
         breaker_failures: int = 3,
         breaker_cooldown_s: float = 5.0,
         index_after: int = 20_000,
+        min_free_mb: int = 256,
     ) -> None:
         self.prefix = prefix
         self.embedded = url is None
@@ -287,6 +298,10 @@ class VectorStore:
         self._executor = ThreadPoolExecutor(max_workers=4 if self.embedded else 8, thread_name_prefix="qdrant")
         self._schemas: dict[str, SpaceSchema] = {}
         self.index_after = index_after  # embedded: see build_index_if_due
+        self.min_free_mb = min_free_mb  # embedded: see _write
+        if self.embedded and (free := self._free_mb()) is not None and free < min_free_mb:
+            log.warning("the disk holding %s has %d MB free, below QDRANT_MIN_FREE_MB=%d: searches work, "
+                        "writes are refused until space is freed", self.location, free, min_free_mb)  # fmt: skip
         # Embedded Qdrant is a library call: nothing to wait out, nothing to break.
         self.breaker = None if self.embedded else CircuitBreaker(breaker_failures, breaker_cooldown_s)
 
@@ -316,6 +331,11 @@ class VectorStore:
                 ) from exc
             if breaker is not None:
                 breaker.record_success()
+            if _disk_full(exc):
+                raise StoreFullError(
+                    f"the disk holding the vector store at {self.location} is full ({exc}). Nothing written so "
+                    "far is lost: free space on that disk, then run the same command again."
+                ) from exc
             setting = "QDRANT_PATH" if self.embedded else "QDRANT_URL"
             raise StoreError(f"vector store error at {self.location} ({setting}): {exc}") from exc
         except BaseException:  # cancelled: a half-open probe without a verdict must not block the circuit
@@ -325,6 +345,31 @@ class VectorStore:
         if breaker is not None:
             breaker.record_success()
         return result
+
+    # Qdrant Edge writes through memory-mapped files: on a full disk a write kills the process (SIGBUS,
+    # no message) and the folder cannot even be opened until space is freed (its log is replayed). The
+    # journal makes the next run complete what was cut off; refusing writes while some space is left
+    # turns the crash into a message (tests/integration/test_disk_full.py).
+    def _free_mb(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.location).free // 2**20
+        except OSError:
+            return None
+
+    def _full_error(self, free_mb: int, needed_mb: int, what: str) -> StoreFullError:
+        return StoreFullError(
+            f"the disk holding the embedded store {self.location} (QDRANT_PATH) has {free_mb} MB free; {what} "
+            f"needs {needed_mb} MB (QDRANT_MIN_FREE_MB={self.min_free_mb}). Nothing written so far is lost: free "
+            "space on that disk (or move QDRANT_PATH), then run the same command again to index the rest."
+        )
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """_run for an operation that adds data: refused while the embedded store's disk is nearly full."""
+        if self.embedded and self.min_free_mb > 0:
+            free = self._free_mb()
+            if free is not None and free < self.min_free_mb:
+                raise self._full_error(free, self.min_free_mb, "writing safely")
+        return await self._run(fn, *args)
 
     def _chunks(self, space: str) -> str:
         return f"{self.prefix}-chunks-{space}"
@@ -356,6 +401,12 @@ class VectorStore:
             return None
         points, indexed = await self._run(client.indexing_state, name)
         if points - indexed < self.index_after:
+            return None
+        needed = self.min_free_mb + await self._run(client.disk_bytes, name) // 2**20  # it rewrites the segments
+        if self.min_free_mb > 0 and (free := self._free_mb()) is not None and free < needed:
+            log.warning("space %s: search index not built: the disk has %d MB free, the build needs about %d MB "
+                        "(a copy of the space, plus QDRANT_MIN_FREE_MB); searches keep scanning",
+                        space, free, needed)  # fmt: skip
             return None
         log.info("space %s: %d chunks written since the search index was built; building it", space, points - indexed)
         started = time.perf_counter()
@@ -467,7 +518,7 @@ class VectorStore:
                 self._client.create_collection(self._docs(space), vectors_config={})
 
         self._schemas.pop(space, None)
-        await self._run(ensure)
+        await self._write(ensure)
 
     def _check_embedding(self, space: str, model: str, dimension: int) -> None:
         col = self._client.get_collection(self._chunks(space))
@@ -500,7 +551,7 @@ class VectorStore:
     # --- chunks ------------------------------------------------------------------------------------
     async def upsert_chunks(self, space: str, points: Sequence[ChunkPoint]) -> None:
         structs = [p.to_struct() for p in points]
-        await self._run(lambda: self._client.upsert(self._chunks(space), structs, wait=True))
+        await self._write(lambda: self._client.upsert(self._chunks(space), structs, wait=True))
 
     async def delete_chunks(self, space: str, ids: Iterable[str]) -> None:
         id_list: list[models.ExtendedPointId] = list(ids)
@@ -686,12 +737,12 @@ class VectorStore:
                 self._client.delete_collection(self._staging(space))  # an unfinished copy: start over
             self._create_chunks(self._staging(space), space, model, dimension, lexical)
 
-        await self._run(create)
+        await self._write(create)
 
     async def complete_staging(self, space: str, model: str, dimension: int, lexical: str) -> None:
         meta = {"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
                 "lexical": lexical, "migration": "complete"}  # fmt: skip
-        await self._run(lambda: self._client.update_collection(self._staging(space), metadata=meta))
+        await self._write(lambda: self._client.update_collection(self._staging(space), metadata=meta))
 
     async def chunk_ids(self, space: str, *, staging: bool = False) -> list[str]:
         name = self._staging(space) if staging else self._chunks(space)
@@ -719,7 +770,7 @@ class VectorStore:
 
     async def upsert_staging(self, space: str, points: Sequence[ChunkPoint]) -> None:
         structs = [p.to_struct() for p in points]
-        await self._run(lambda: self._client.upsert(self._staging(space), structs, wait=True))
+        await self._write(lambda: self._client.upsert(self._staging(space), structs, wait=True))
 
     async def swap_in_staging(self, space: str, model: str, dimension: int, lexical: str, batch: int = 512) -> int:
         """Replace the space's chunk collection by the complete staging copy; returns the points moved."""
@@ -744,7 +795,7 @@ class VectorStore:
             self._client.delete_collection(staging)
             return moved
 
-        return await self._run(swap)
+        return await self._write(swap)
 
     # --- document registry -------------------------------------------------------------------
     async def list_documents(self, space: str) -> list[DocumentRecord]:
@@ -768,7 +819,7 @@ class VectorStore:
 
     async def put_document(self, record: DocumentRecord) -> None:
         point = models.PointStruct(id=record.id, vector={}, payload=record.to_payload())
-        await self._run(lambda: self._client.upsert(self._docs(record.space), [point], wait=True))
+        await self._write(lambda: self._client.upsert(self._docs(record.space), [point], wait=True))
 
     async def remove_document(self, space: str, doc_id: str) -> None:
         selector = models.PointIdsList(points=[doc_id])

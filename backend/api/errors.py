@@ -20,6 +20,7 @@ from backend.services.errors import (
     SpaceNeedsMigrationError,
     SpaceNotFoundError,
     StoreError,
+    StoreFullError,
     StoreUnavailableError,
 )
 
@@ -70,6 +71,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Request validation failed"},
     429: {"model": ErrorBody, "description": "Too many requests for this key; see Retry-After"},
     503: {"model": ErrorBody, "description": "A dependency (LLM, vector store) is unavailable"},
+    507: {"model": ErrorBody, "description": "The embedded store's disk is nearly full: writes refused"},
 }
 
 
@@ -87,6 +89,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SpaceNotFoundError: (404, "space_not_found"),
     EmbeddingMismatchError: (409, "embedding_mismatch"),
     SpaceNeedsMigrationError: (409, "space_needs_migration"),
+    StoreFullError: (507, "storage_full"),
     StoreError: (503, "store_unavailable"),
     EmbedderError: (503, "embedder_unavailable"),
 }

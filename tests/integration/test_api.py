@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,24 @@ def test_oversized_upload_is_refused_with_413(make_settings: Callable[..., Setti
         assert resp.status_code == 413
         assert "MAX_UPLOAD_MB" in resp.json()["error"]["message"]
         assert client.get("/spaces").json()["spaces"] == []
+
+
+def test_a_nearly_full_disk_refuses_uploads_with_507_and_keeps_answering(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(create_app(make_settings())) as client:
+        assert upload(client, "docs", {"pump.txt": b"The Glimmer pump runs at 9 bar."}).status_code == 200
+    disk_mb = shutil.disk_usage(make_settings().qdrant_path).total // 2**20
+    with TestClient(create_app(make_settings(qdrant_min_free_mb=disk_mb + 1))) as client:  # never enough room
+        resp = upload(client, "docs", {"valve.txt": b"The Zephyr valve closes at 4 bar."})
+        assert resp.status_code == 507, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "storage_full"
+        assert f"QDRANT_MIN_FREE_MB={disk_mb + 1}" in error["message"] and "free space" in error["message"]
+        found = client.post("/search", json={"q": "Glimmer pump pressure", "space_id": "docs"})
+        assert found.status_code == 200 and found.json()["sources"][0]["path"] == "pump.txt"
+        listed = client.get("/documents", params={"space_id": "docs"}).json()["documents"]
+        assert [d["path"] for d in listed] == ["pump.txt"]
 
 
 @pytest.mark.parametrize(
