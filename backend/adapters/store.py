@@ -504,13 +504,18 @@ class VectorStore:
             chunks = self._chunks(space)
             if self._client.collection_exists(chunks):
                 self._check_embedding(space, model, dimension)
-                schema = self._schema_of(self._client.get_collection(chunks))
+                info = self._client.get_collection(chunks)
+                schema = self._schema_of(info)
                 if schema.version != SCHEMA or schema.lexical != lexical:
                     raise SpaceNeedsMigrationError(
                         f"space {space!r} was built with schema {schema.version} and lexical analyzer "
                         f"{schema.lexical!r}; this version writes schema {SCHEMA} with {lexical!r}. Bring "
                         f"it up to date without re-embedding (nothing is lost): {migrate_hint(space)}"
                     )
+                # a space from before an index was added, or whose creation was cut off after the collection
+                for key in PAYLOAD_INDEXES.keys() - (info.payload_schema or {}).keys():
+                    self._client.create_payload_index(chunks, key, PAYLOAD_INDEXES[key])
+                    log.info("space %s: payload index on %s created", space, key)
             else:
                 self._create_chunks(chunks, space, model, dimension, lexical)
                 log.info("created space %s", space)

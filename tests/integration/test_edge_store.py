@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from qdrant_client.http import models
 
 from backend.adapters.edge_engine import EdgeEngine
-from backend.adapters.store import StoreError, StoreLockedError, VectorStore
+from backend.adapters.store import PAYLOAD_INDEXES, SCHEMA, StoreError, StoreLockedError, VectorStore
 from backend.config import Settings
 from backend.container import build_ingest, load_embedder, open_store
 from backend.main import create_app
@@ -70,3 +71,21 @@ def test_a_damaged_shard_stops_start_up_naming_its_folder_and_the_fix(
     with TestClient(create_app(indexed)) as client:
         found = client.post("/search", json={"q": "насосная станция", "space_id": "s"}).json()
     assert [s["path"] for s in found["sources"]][:1] == ["a.txt"]
+
+
+def test_a_space_without_its_payload_indexes_gets_them_at_the_next_write(settings: Settings) -> None:
+    """A space whose creation was cut off after the collection (or made before an index was added)."""
+    store = open_store(settings)
+    try:
+        name = store._chunks("s")
+        store._client.create_collection(
+            name,
+            vectors_config={"dense": models.VectorParams(size=384, distance=models.Distance.COSINE)},
+            sparse_vectors_config={"bm25": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata={"embedding_model": "m", "dimension": 384, "space": "s", "schema": SCHEMA, "lexical": "lx"},
+        )
+        assert not store._client.get_collection(name).payload_schema
+        run(store.ensure_space("s", "m", 384, "lx"))
+        assert set(store._client.get_collection(name).payload_schema or {}) == set(PAYLOAD_INDEXES)
+    finally:
+        store.close()
