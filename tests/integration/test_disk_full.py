@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,10 @@ def test_without_the_margin_a_full_disk_kills_the_run_and_the_next_run_still_com
     crashed = index(corpus, store, 0)
     assert crashed.returncode != 0, crashed.stdout[-1000:]  # SIGBUS, or an error if the log write failed first
     log.info("without the margin, index_cli ended with %d: %s", crashed.returncode, crashed.stderr[-300:])
+    stuck = index(corpus, store, 0)  # the disk is still full, and opening the store replays its log
+    assert stuck.returncode == -signal.SIGBUS or "the disk is full" in stuck.stderr, stuck.stderr[-1000:]
+    assert "--recreate" not in stuck.stderr, f"a full disk is not a damaged shard: {stuck.stderr[-1000:]}"
+    log.info("on the full disk, index_cli ended with %d: %s", stuck.returncode, stuck.stderr[-300:])
 
     filler.unlink()
     complete(corpus, store)
