@@ -356,19 +356,17 @@ class VectorStore:
         except OSError:
             return None
 
-    def _full_error(self, free_mb: int, needed_mb: int, what: str) -> StoreFullError:
-        return StoreFullError(
-            f"the disk holding the embedded store {self.location} (QDRANT_PATH) has {free_mb} MB free; {what} "
-            f"needs {needed_mb} MB (QDRANT_MIN_FREE_MB={self.min_free_mb}). Nothing written so far is lost: free "
-            "space on that disk (or move QDRANT_PATH), then run the same command again to index the rest."
-        )
-
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         """_run for an operation that adds data: refused while the embedded store's disk is nearly full."""
         if self.embedded and self.min_free_mb > 0:
             free = self._free_mb()
             if free is not None and free < self.min_free_mb:
-                raise self._full_error(free, self.min_free_mb, "writing safely")
+                raise StoreFullError(
+                    f"the disk holding the embedded store {self.location} (QDRANT_PATH) has {free} MB free; "
+                    f"writing safely needs {self.min_free_mb} MB (QDRANT_MIN_FREE_MB={self.min_free_mb}). Nothing "
+                    "written so far is lost: free space on that disk (or move QDRANT_PATH), then run the same "
+                    "command again to index the rest."
+                )
         return await self._run(fn, *args)
 
     def _chunks(self, space: str) -> str:
