@@ -38,9 +38,10 @@ class StatusService:
     async def readiness(self) -> tuple[Readiness, dict[str, Check]]:
         """ready: everything answers; degraded: an LLM backend is down but another answers."""
         names = ["qdrant", "embedder", *(f"llm_{m.role}" for m in self.llm.members)]
+        setting = "QDRANT_PATH" if self.store.embedded else "QDRANT_URL"
         probes = [
-            self._check(self.store.ping()),
-            self._check(self.embedder.embed_query("ping")),
+            self._check(self.store.ping(), f"the vector store at {self.store.location} ({setting})"),
+            self._check(self.embedder.embed_query("ping"), f"the embedder {self.embedder.model_name}"),
             *(self._llm_check(m) for m in self.llm.members),
         ]
         checks = dict(zip(names, await asyncio.gather(*probes), strict=True))
@@ -53,7 +54,7 @@ class StatusService:
         """A backend that does not answer the probe in time but is streaming an answer that made progress
         within the first-token timeout is busy, not down: llama-cpp-python's server makes every other
         request wait while it writes one answer, and a 503 then would have a healthy service restarted."""
-        check = await self._check(self._llm_serves(member.llm))
+        check = await self._check(self._llm_serves(member.llm), f"{member.llm.backend} at {member.llm.base_url}")
         in_flight, idle_s = member.activity.in_flight(), member.activity.idle_s()
         window_s = self.llm.first_token_timeout_s
         if check.timed_out and in_flight and idle_s is not None and idle_s <= window_s:
@@ -72,12 +73,14 @@ class StatusService:
             raise RuntimeError(f"{llm.backend} at {llm.base_url} does not serve {wanted!r}; it has {served}")
         return f"{llm.backend} {wanted} at {llm.base_url}"
 
-    async def _check(self, probe: Awaitable[object]) -> Check:
+    async def _check(self, probe: Awaitable[object], what: str) -> Check:
+        """`what` names the probed part in a timeout's detail (an error's message names it already)."""
         start = time.perf_counter()
         try:
             result = await asyncio.wait_for(probe, self.timeout_s)
         except TimeoutError:
-            return Check(False, (time.perf_counter() - start) * 1000, f"no answer within {self.timeout_s:g} s", True)
+            detail = f"{what}: no answer within {self.timeout_s:g} s"
+            return Check(False, (time.perf_counter() - start) * 1000, detail, True)
         except Exception as exc:
             return Check(False, (time.perf_counter() - start) * 1000, str(exc))
         return Check(True, (time.perf_counter() - start) * 1000, result if isinstance(result, str) else None)
