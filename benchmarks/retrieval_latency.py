@@ -82,7 +82,9 @@ async def build(
         doc += 1
 
 
-async def measure(store: VectorStore, space: str, questions: list[str], rng: random.Random) -> dict[str, Any]:
+async def measure(
+    store: VectorStore, space: str, questions: list[str], rng: random.Random, pause_s: float = 0.0
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cases: list[tuple[str, ChunkFilter | None]] = [
         ("no filter", None),
@@ -93,6 +95,7 @@ async def measure(store: VectorStore, space: str, questions: list[str], rng: ran
             times = []
             for q in questions:
                 vector, terms = unit(rng), query_vector(q)
+                await asyncio.sleep(pause_s)  # a service idles between questions: caches go cold
                 t = time.perf_counter()
                 if mode == "dense":
                     await store.search_dense(space, vector, 5, flt)
@@ -125,7 +128,7 @@ async def run(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
                     store.index_after = 1
                     took = await store.build_index_if_due(f"s{size}")
                     sys.stderr.write(f"{size} chunks: index built in {took:.1f} s\n")
-                results[size] = await measure(store, f"s{size}", asked, rng)
+                results[size] = await measure(store, f"s{size}", asked, rng, args.pause)
                 results[size]["upsert chunks/s"] = round(size / upsert_s)
                 sys.stderr.write(f"{size} chunks done\n")
         finally:
@@ -149,6 +152,7 @@ def main() -> int:
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 10000])
     p.add_argument("--queries", type=int, default=30)
     p.add_argument("--indexed", action="store_true", help="build each space's HNSW index before measuring")
+    p.add_argument("--pause", type=float, default=0.0, help="seconds idle before each query (default: back to back)")
     p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
     p.add_argument("--out", type=Path, default=Path("bench-out/retrieval-latency.json"))
     args = p.parse_args()
