@@ -63,6 +63,12 @@ class EdgeShardError(RuntimeError):
     """A shard folder cannot be opened: corrupt, half-written, or written by a newer engine."""
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC, as an OSError or as the text of an engine error (Edge reports "os error 28")."""
+    text = str(exc)
+    return getattr(exc, "errno", None) == 28 or "No space left on device" in text or "os error 28" in text
+
+
 def is_local_mode_folder(path: Path) -> bool:
     """Does `path` hold data of qdrant-client's local mode (the embedded store before Qdrant Edge)?"""
     return (path / "collection").is_dir() and any((path / "collection").iterdir())
@@ -237,7 +243,7 @@ class EdgeEngine:
                 info = json.loads(info_path.read_text(encoding="utf-8"))
                 shard = edge.EdgeShard.load(str(folder))
             except Exception as exc:
-                if "No space left on device" in str(exc) or "os error 28" in str(exc):
+                if is_disk_full(exc):
                     raise EdgeShardError(
                         f"the shard folder {folder} cannot be opened: the disk is full ({exc}); opening replays "
                         "its write-ahead log, which needs space. Nothing is lost: free space on that disk and "

@@ -35,7 +35,13 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from backend.adapters.circuit import CircuitBreaker
-from backend.adapters.edge_engine import SHARDS, EdgeEngine, EdgeFolderLockedError, is_local_mode_folder
+from backend.adapters.edge_engine import (
+    SHARDS,
+    EdgeEngine,
+    EdgeFolderLockedError,
+    is_disk_full,
+    is_local_mode_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +239,6 @@ def _unreachable(exc: Exception) -> bool:
     return isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)
 
 
-def _disk_full(exc: BaseException) -> bool:
-    text = str(exc)
-    return "No space left on device" in text or "os error 28" in text or getattr(exc, "errno", None) == 28
-
-
 def _reason(exc: Exception) -> str:
     source = exc.source if isinstance(exc, ResponseHandlingException) else exc
     text = str(source) or type(source).__name__
@@ -331,7 +332,7 @@ class VectorStore:
                 ) from exc
             if breaker is not None:
                 breaker.record_success()
-            if _disk_full(exc):
+            if is_disk_full(exc):
                 raise StoreFullError(
                     f"the disk holding the vector store at {self.location} is full ({exc}). Nothing written so "
                     "far is lost: free space on that disk, then run the same command again."
@@ -623,7 +624,7 @@ class VectorStore:
         sparse = models.SparseVector(indices=terms[0], values=terms[1])
         vectors: list[str] | bool = [DENSE] if with_vectors else False
 
-        def only(ids: list[str]) -> models.Filter:
+        def only(ids: Iterable[str]) -> models.Filter:
             has_id = models.HasIdCondition(has_id=list(ids))
             return models.Filter(must=[qfilter, has_id] if qfilter else [has_id])
 
@@ -638,12 +639,12 @@ class VectorStore:
                 ],
             )  # fmt: skip
             out = {str(p.id): self._scored(p, dense=True) for p in by_dense.points}
-            sparse_missing = list(out)
+            sparse_missing = set(out)
             dense_missing: list[str] = []
             for p in by_sparse.points:
                 if (found := out.get(str(p.id))) is not None:
                     found.sparse_score = float(p.score)
-                    sparse_missing.remove(found.id)
+                    sparse_missing.discard(found.id)
                 else:
                     out[str(p.id)] = self._scored(p, sparse=True)
                     dense_missing.append(str(p.id))
