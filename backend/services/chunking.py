@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from backend.services.parsing import Section
 
@@ -36,6 +37,7 @@ class Chunk:
     heading: str | None
     page: int | None
     tokens: int
+    meta: dict[str, Any] | None = None  # payload fields beyond the text's place (conversations: who, when)
 
 
 @dataclass

@@ -8,10 +8,14 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from backend.services.conversations import ConversationDocument
 
 
 class ParseError(Exception):
@@ -29,6 +33,8 @@ class Section:
 class ParsedDocument:
     title: str
     sections: list[Section]
+    conversation: ConversationDocument | None = None  # mail, chat exports: messages instead of sections
+    warnings: list[str] = field(default_factory=list)  # problems that cost part of the file, not all of it
 
 
 # --- text decoding -----------------------------------------------------------------------------
@@ -391,11 +397,15 @@ PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
     ".json": parse_json,
     ".jsonl": parse_jsonl,
 }
-SUPPORTED_EXTENSIONS = tuple(sorted(PARSERS))
+# Formats recognised by content as well (services/conversations): these extensions are mail only.
+MAIL_EXTENSIONS = (".eml", ".mbox", ".mbx")
+SUPPORTED_EXTENSIONS = tuple(sorted([*PARSERS, *MAIL_EXTENSIONS]))
+# Text formats whose content may turn out to be a conversation export.
+_MAYBE_CONVERSATION = (".txt", ".text", ".json", *MAIL_EXTENSIONS)
 
 
 def is_supported(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in PARSERS
+    return PurePosixPath(name).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
 # What a file is by its first bytes, whatever its name says.
@@ -431,12 +441,14 @@ def _check_content(data: bytes, suffix: str) -> None:
         raise ParseError(f"named {suffix} but its content is {found}; give it its real extension")
 
 
-def parse(data: bytes, name: str) -> ParsedDocument:
-    """Parse by extension, after checking the content agrees. Raises ParseError for unsupported, empty,
-    mislabelled or broken files."""
+def parse(data: bytes, name: str, *, default_tz: tzinfo = UTC) -> ParsedDocument:
+    """Parse by extension, after checking the content agrees; mail and chat exports are recognised by
+    content. Raises ParseError for unsupported, empty, mislabelled or broken files.
+
+    `default_tz`: the zone of message times an export writes without one (WhatsApp, chat logs)."""
     suffix = PurePosixPath(name).suffix.lower()
     parser = PARSERS.get(suffix)
-    if parser is None:
+    if parser is None and suffix not in MAIL_EXTENSIONS:
         found = sniff(data)
         what = f" (its content is {found})" if found else ""
         raise ParseError(
@@ -445,11 +457,29 @@ def parse(data: bytes, name: str) -> ParsedDocument:
     if not data.strip():
         raise ParseError("empty file")
     _check_content(data, suffix)
+    if suffix in _MAYBE_CONVERSATION:
+        conversation = _conversation(data, suffix, name, default_tz)
+        if conversation is not None:
+            return conversation
+    assert parser is not None
     doc = parser(data, name)
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:
         raise ParseError("no text found in the file")
     return doc
+
+
+def _conversation(data: bytes, suffix: str, name: str, default_tz: tzinfo) -> ParsedDocument | None:
+    from backend.services.conversations import detect_and_parse
+
+    text = decode_text(data) if suffix in (".txt", ".text", ".json") else None
+    found = detect_and_parse(data, ".txt" if suffix == ".text" else suffix, name, text, default_tz)
+    if found is None:
+        return None
+    if not found.message_count and not found.attachments:
+        problems = f" ({'; '.join(found.warnings[:3])})" if found.warnings else ""
+        raise ParseError(f"a {found.format} export with no messages in it{problems}")
+    return ParsedDocument(found.title, [], conversation=found, warnings=found.warnings)
 
 
 def _stem(name: str) -> str:
