@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         "545 of English); five such chunks keep a small local model's first token within 8 s on 2 cores.",
     )  # fmt: skip
     chunk_overlap_tokens: int = Field(default=24, ge=0, description="Tokens repeated between chunks.")
+    conversation_timezone: str = Field(
+        default="UTC",
+        description="Time zone of message times that a chat export writes without one (WhatsApp, plain chat "
+        "logs): an IANA name such as Europe/Moscow. Mail and Telegram exports carry their own.",
+    )
 
     # --- local LLM server (make run / cli.run_local only; the service itself talks to LLM_BASE_URL) ---
     local_model: str = Field(
@@ -266,6 +271,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_off(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("conversation_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name; use an IANA name like Europe/Moscow or UTC") from None
+        return value.strip()
 
     @field_validator("llm_base_url", "qdrant_url", "service_url", "llm_fallback_base_url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import SecretStr
@@ -61,6 +62,7 @@ def build_ingest(settings: Settings, store: VectorStore, embedder: Embedder, met
         overlap_tokens=settings.chunk_overlap_tokens,
         batch_size=settings.upsert_batch_size,
         lexical_window_words=settings.lexical_window_words,
+        conversation_tz=ZoneInfo(settings.conversation_timezone),
     )
 
 

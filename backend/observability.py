@@ -138,6 +138,12 @@ class Metrics:
             ["space"],
             registry=r,
         )
+        self.ingest_reused_chunks = Counter(
+            "rag_ingest_reused_chunks_total",
+            "Chunks written with the vector their text already had (the unchanged part of a changed document).",
+            ["space"],
+            registry=r,
+        )
         self.ingest_deleted_documents = Counter(
             "rag_ingest_deleted_documents_total",
             "Documents deleted or pruned.",

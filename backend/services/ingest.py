@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -25,6 +26,7 @@ from backend.adapters.store import ChunkPoint, SparseTerms, VectorStore, chunk_i
 from backend.adapters.store import DocumentRecord as DocumentRecord  # what the service returns; the API reads it
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
+from backend.services.conversations.chunking import chunk_conversations
 from backend.services.errors import SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
 from backend.services.text_analysis import ANALYZER_VERSION, document_vector, lexical_windows
@@ -65,6 +67,8 @@ class FileResult:
     document_id: str
     chunks: int = 0
     reason: str | None = None
+    warnings: list[str] = field(default_factory=list)  # parts of the file left out (a broken message), and why
+    reused: int = 0  # chunks whose text was already indexed: their vectors were kept, not computed again
 
 
 @dataclass
@@ -85,9 +89,20 @@ class _Pending:
     sparse: list[SparseTerms]
     title: str
     file_hash: str
+    warnings: list[str]
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _all_set(vectors: list[list[float] | None]) -> list[list[float]]:
+    out = [v for v in vectors if v is not None]
+    assert len(out) == len(vectors)
+    return out
 
 
 class IngestService:
@@ -101,6 +116,7 @@ class IngestService:
         overlap_tokens: int,
         batch_size: int,
         lexical_window_words: int = 200,
+        conversation_tz: tzinfo = UTC,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -111,8 +127,13 @@ class IngestService:
         self.chunk_tokens = min(chunk_tokens, embedder.max_tokens)
         self.overlap_tokens = overlap_tokens
         self.batch_size = batch_size
-        # Part of every version: changing the embedder or chunking re-indexes unchanged files too.
+        # Part of every version: changing the embedder or chunking re-indexes unchanged files too (chunks
+        # whose text stays the same keep their vectors). The zone of chat times without one decides their
+        # days and the times chunks show: a non-default one is part of the version too.
+        self.conversation_tz = conversation_tz
         self.chunker_signature = f"{embedder.model_name}|{self.chunk_tokens}|{self.overlap_tokens}"
+        if str(conversation_tz) != "UTC":
+            self.chunker_signature += f"|tz={conversation_tz}"
         # Not part of versions: sparse vectors are recomputed from stored text by cli.migrate, no re-embedding.
         self.lexical_window_words = lexical_window_words
         self.lexical_signature = f"{ANALYZER_VERSION}/window={lexical_window_words}"
@@ -194,7 +215,7 @@ class IngestService:
                 continue
             status: FileStatus = "changed" if existing and existing.version else "new"
             if dry_run:
-                results.append(FileResult(source.path, status, doc_id, len(chunks)))
+                results.append(FileResult(source.path, status, doc_id, len(chunks), warnings=parsed.warnings))
                 continue
             record = existing or DocumentRecord(
                 id=doc_id,
@@ -206,7 +227,9 @@ class IngestService:
                 size=len(source.data),
                 indexed_at=0.0,
             )
-            pending.append(_Pending(source, record, status, version, chunks, sparse, parsed.title, file_hash))
+            pending.append(
+                _Pending(source, record, status, version, chunks, sparse, parsed.title, file_hash, parsed.warnings)
+            )
         if pending:
             results.extend(await self._write(space, pending, on_progress))
         order = {f.path: i for i, f in enumerate(files)}
@@ -214,17 +237,21 @@ class IngestService:
 
     def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, list[Chunk], list[SparseTerms]]:
         try:
-            parsed = parse(source.data, source.path)
+            parsed = parse(source.data, source.path, default_tz=self.conversation_tz)
         except ParseError:
             raise
         except Exception as exc:  # a parser library choking on hostile input is still a bad file
             raise ParseError(f"cannot parse: {type(exc).__name__}: {exc}") from exc
-        chunks = chunk_sections(
-            parsed.sections,
-            self.embedder.tokenize,
-            max_tokens=self.chunk_tokens,
-            overlap_tokens=self.overlap_tokens,
-        )
+        if parsed.conversation is not None:
+            chunks = chunk_conversations(
+                parsed.conversation, self.embedder.tokenize, max_tokens=self.chunk_tokens,
+                overlap_tokens=self.overlap_tokens,
+            )  # fmt: skip
+        else:
+            chunks = chunk_sections(
+                parsed.sections, self.embedder.tokenize, max_tokens=self.chunk_tokens,
+                overlap_tokens=self.overlap_tokens,
+            )  # fmt: skip
         if not chunks:
             raise ParseError("no text found in the file")
         return parsed, chunks, sparse_vectors([c.text for c in chunks], self.lexical_window_words)
@@ -240,12 +267,23 @@ class IngestService:
 
         # 2. embed and upsert all chunks of the group in batches; the next batch is embedded while
         #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
+        #    A chunk whose text the document's indexed version already holds keeps its vector.
+        known = await self._known_vectors(space, pending)
+        reused: dict[str, int] = {}
         points = [(p, c) for p in pending for c in p.chunks]
         write_task: asyncio.Task[None] | None = None
         try:
             for start in range(0, len(points), self.batch_size):
                 batch = points[start : start + self.batch_size]
-                vectors = await self.embedder.embed_passages([c.text for _, c in batch])
+                hashes = [_text_hash(c.text) for _, c in batch]
+                fresh = [i for i, h in enumerate(hashes) if h not in known]
+                computed = await self.embedder.embed_passages([batch[i][1].text for i in fresh]) if fresh else []
+                vectors = [known.get(h) for h in hashes]
+                for i, vec in zip(fresh, computed, strict=True):
+                    vectors[i] = vec
+                for (p, _), h in zip(batch, hashes, strict=True):
+                    if h in known:
+                        reused[p.record.id] = reused.get(p.record.id, 0) + 1
                 if write_task is not None:
                     await write_task
                 now = time.time()
@@ -256,7 +294,7 @@ class IngestService:
                         self._payload(space, p, c, now),
                         p.sparse[c.index],
                     )
-                    for (p, c), vec in zip(batch, vectors, strict=True)
+                    for (p, c), vec in zip(batch, _all_set(vectors), strict=True)
                 ]
                 write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
             if write_task is not None:
@@ -280,15 +318,35 @@ class IngestService:
             rec.content_sha256 = p.file_hash
             await self.store.put_document(rec)
             await self._collect_garbage(space, rec)
-            results.append(FileResult(p.source.path, p.status, rec.id, len(p.chunks)))
+            kept = reused.get(rec.id, 0)
+            results.append(FileResult(p.source.path, p.status, rec.id, len(p.chunks), warnings=p.warnings, reused=kept))
             self.metrics.ingest_files.labels(space, p.status).inc()
             self.metrics.ingest_chunks.labels(space).inc(len(p.chunks))
+            self.metrics.ingest_reused_chunks.labels(space).inc(kept)
             if on_progress:
                 on_progress(1, len(p.chunks))
         return results
 
+    async def _known_vectors(self, space: str, pending: list[_Pending]) -> dict[str, list[float]]:
+        """{text hash: vector} of the chunks of the indexed versions of `pending` documents whose text comes
+        again in the new version (a grown chat export: all but its last day), read in batches."""
+        wanted = {_text_hash(c.text) for p in pending if p.record.version for c in p.chunks}
+        known: dict[str, list[float]] = {}
+        for p in pending:
+            rec = p.record
+            if not rec.version or not rec.chunk_count:
+                continue
+            ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
+            for start in range(0, len(ids), 1024):
+                for point in await self.store.read_chunks(space, ids[start : start + 1024]):
+                    h = point.payload.get("chunk_hash")
+                    if isinstance(h, str) and h in wanted and point.vector:
+                        known[h] = point.vector
+        return known
+
     def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
         return {
+            **(c.meta or {}),
             **path_metadata(p.source.path),
             "modified_at": p.source.modified_at,
             "indexed_at": now,
@@ -303,7 +361,7 @@ class IngestService:
             "text": c.text,
             "version": p.version,
             "content_sha256": p.file_hash,
-            "chunk_hash": hashlib.sha256(c.text.encode()).hexdigest()[:16],
+            "chunk_hash": _text_hash(c.text),
         }
 
     async def _collect_garbage(self, space: str, rec: DocumentRecord) -> None:
