@@ -95,6 +95,12 @@ PAYLOAD_INDEXES = {
     "modified_at": models.PayloadSchemaType.FLOAT,
     "indexed_at": models.PayloadSchemaType.FLOAT,
     "document_id": models.PayloadSchemaType.KEYWORD,
+    # conversations (services/conversations): who took part, which chat or thread, when
+    "participant_keys": models.PayloadSchemaType.KEYWORD,
+    "conversation": models.PayloadSchemaType.KEYWORD,
+    "conversation_key": models.PayloadSchemaType.KEYWORD,
+    "sent_first": models.PayloadSchemaType.FLOAT,
+    "sent_last": models.PayloadSchemaType.FLOAT,
 }
 
 SparseTerms = tuple[list[int], list[float]]  # (term ids, weights)
@@ -159,6 +165,12 @@ class ChunkFilter:
     modified_before: float | None = None
     indexed_after: float | None = None
     indexed_before: float | None = None
+    # Conversations: only chunks of messages match these (a plain document has no participants or times).
+    participants: list[str] = field(default_factory=list)  # normalized keys, any of: "петров", "anna@x.ru"
+    chats: list[str] = field(default_factory=list)  # normalized chat titles, any of
+    threads: list[str] = field(default_factory=list)  # normalized mail thread subjects, any of
+    sent_after: float | None = None  # a chunk matches when one of its messages may lie in the range
+    sent_before: float | None = None
 
     def to_qdrant(self) -> models.Filter | None:
         must: list[models.Condition] = []
@@ -174,6 +186,19 @@ class ChunkFilter:
         ):
             if lo is not None or hi is not None:
                 must.append(models.FieldCondition(key=key, range=models.Range(gte=lo, lt=hi)))
+        if self.participants:
+            must.append(models.FieldCondition(key="participant_keys", match=models.MatchAny(any=self.participants)))
+        if self.chats or self.threads:
+            must.append(
+                models.FieldCondition(key="conversation_key", match=models.MatchAny(any=self.chats + self.threads))
+            )
+            if not (self.chats and self.threads):
+                kind = "chat" if self.chats else "thread"
+                must.append(models.FieldCondition(key="conversation", match=models.MatchValue(value=kind)))
+        if self.sent_after is not None:
+            must.append(models.FieldCondition(key="sent_last", range=models.Range(gte=self.sent_after)))
+        if self.sent_before is not None:
+            must.append(models.FieldCondition(key="sent_first", range=models.Range(lt=self.sent_before)))
         return models.Filter(must=must) if must else None
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.config import SPACE_PATTERN
+from backend.services.conversations import normalized_key
 
 SpaceField = Field(
     pattern=SPACE_PATTERN,
@@ -34,6 +35,37 @@ class FiltersIn(BaseModel):
     modified_before: AwareDatetime | None = None
     indexed_after: AwareDatetime | None = None
     indexed_before: AwareDatetime | None = None
+    participants: list[str] = Field(
+        default_factory=list, max_length=20,
+        description='Conversations: people who wrote or received the messages, any of: a name, a surname or an '
+        'address ("Петров", "Anna Smirnova", "anna@corp.ru"); case and ё/е do not matter.',
+    )  # fmt: skip
+    chat: list[str] = Field(
+        default_factory=list, max_length=20, description="Conversations: chat titles (Telegram, WhatsApp), any of."
+    )
+    thread: list[str] = Field(
+        default_factory=list, max_length=20, description='Conversations: mail thread subjects without "Re:", any of.'
+    )
+    sent_after: AwareDatetime | None = Field(
+        default=None, description="Conversations: messages sent at or after this time (ISO 8601 with time zone)."
+    )
+    sent_before: AwareDatetime | None = None
+
+    @field_validator("participants", "chat", "thread", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("participants", "chat", "thread")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            key = normalized_key(v)
+            if not key or len(key) > 200 or any(ord(ch) < 32 for ch in v):
+                raise ValueError(f"{v[:50]!r} is not a name, chat or subject (1-200 characters of text)")
+            out.append(key)
+        return out
 
     @field_validator("file_types")
     @classmethod
@@ -62,6 +94,7 @@ class FiltersIn(BaseModel):
         for name, lo, hi in (
             ("modified", self.modified_after, self.modified_before),
             ("indexed", self.indexed_after, self.indexed_before),
+            ("sent", self.sent_after, self.sent_before),
         ):
             if lo is not None and hi is not None and lo >= hi:
                 raise ValueError(f"{name}_after must be earlier than {name}_before")
@@ -104,6 +137,22 @@ class SearchRequest(QueryBase):
     pass
 
 
+class MessageRef(BaseModel):
+    id: str = Field(description="Message-ID of a mail, the message id of a Telegram chat, or the line of a chat log.")
+    sender: str
+    sent_at: float | None = Field(description="Unix seconds; None when the export's date did not parse.")
+
+
+class ConversationOut(BaseModel):
+    kind: Literal["chat", "thread"]
+    title: str
+    participants: list[str]
+    sent_first: float | None
+    sent_last: float | None
+    messages: list[MessageRef]
+    attachment: str | None = Field(default=None, description="The attached file this chunk comes from, if any.")
+
+
 class SourceOut(BaseModel):
     n: int
     document: str | None
@@ -116,6 +165,9 @@ class SourceOut(BaseModel):
     text: str
     modified_at: float | None = Field(default=None, description="The file's modification time (unix seconds).")
     cited: bool = False
+    conversation: ConversationOut | None = Field(
+        default=None, description="For a chunk of a mail thread or chat: who wrote its messages, and when."
+    )
 
 
 class UsageOut(BaseModel):
@@ -182,6 +234,8 @@ class FileResultOut(BaseModel):
     document_id: str
     chunks: int
     reason: str | None = None
+    warnings: list[str] = Field(default_factory=list, description="Parts left out (a broken message), and why.")
+    reused: int = Field(default=0, description="Chunks already indexed with the same text: vectors kept.")
 
 
 class UploadResponse(BaseModel):

@@ -67,7 +67,24 @@ class Source:
             "text": p.get("text", ""),
             "modified_at": p.get("modified_at"),
             "cited": self.cited,
+            "conversation": conversation_of(p),
         }
+
+
+def conversation_of(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """Who wrote the messages of a conversation chunk, and when (None for a chunk of a plain document)."""
+    kind = payload.get("conversation")
+    if kind not in ("chat", "thread"):
+        return None
+    return {
+        "kind": kind,
+        "title": payload.get("chat") or payload.get("thread") or "",
+        "participants": payload.get("participants") or [],
+        "sent_first": payload.get("sent_first"),
+        "sent_last": payload.get("sent_last"),
+        "messages": payload.get("messages") or [],
+        "attachment": payload.get("attachment"),
+    }
 
 
 @dataclass

@@ -68,6 +68,11 @@ FIELDS: list[dict[str, Any]] = [
     {"filters": {"modified_after": "2030-01-01T00:00:00Z", "modified_before": "2020-01-01T00:00:00Z"}},
     {"filters": {"unknown": 1}}, {"filters": {"file_types": ["exe"]}}, {"filters": {"file_types": [".md"] * 500}},
     {"extra_field": 1}, {"include_reasoning": "no"},
+    {"filters": {"participants": [""]}}, {"filters": {"participants": ["x" * 300]}}, {"filters": {"chat": [1]}},
+    {"filters": {"participants": ["a\x00b"]}}, {"filters": {"thread": {"a": 1}}},
+    {"filters": {"sent_after": "monday"}},
+    {"filters": {"sent_after": "2030-01-01T00:00:00Z", "sent_before": "2020-01-01T00:00:00Z"}},
+    {"filters": {"participants": ["Петров"] * 21}}, {"filters": {"participants": "Пётр Петров"}},
 ]  # fmt: skip
 
 
@@ -120,6 +125,16 @@ def test_hostile_requests_on_other_routes(hostile: TestClient, method: str, path
 # --- files -------------------------------------------------------------------------------------------
 
 
+TELEGRAM = json.dumps({"name": "Чат", "type": "private_group", "id": 1, "messages": [
+    {"id": i, "type": "message", "date": "2024-03-15T10:00:00", "date_unixtime": "1710496800", "from": "Анна",
+     "text": f"Сообщение номер {i}"} for i in range(1, 30)]}, ensure_ascii=False).encode()  # fmt: skip
+MBOX_BROKEN = b"From x Fri Mar 15 10:00:00 2024\n" + b"\x00\xff\xfe garbage \x00" * 20 + b"\n\n"
+SERVICE_ONLY = json.dumps({"name": "x", "messages": [{"id": 1, "type": "service", "action": "create_group"}]}).encode()
+WHATSAPP = "15.03.2024, 10:00 - Анна: да\n15.03.2024, 10:01 - Пётр: нет\n"
+MAIL_TEXT = "Текст письма о поставке"
+MBOX_GOOD = (b"From a@x Fri Mar 15 10:00:00 2024\nFrom: a@x\nSubject: s\nDate: Fri, 15 Mar 2024 10:00:00 +0000\n"
+             b"Content-Type: text/plain; charset=utf-8\n\n" + MAIL_TEXT.encode() + b"\n\n")  # fmt: skip
+
 # (name, bytes, indexed?) -- indexed files must be found by their text; the others reported as failed.
 FILES: list[tuple[str, bytes, bool]] = [
     ("empty.txt", b"", False), ("spaces.txt", b"   \n\t  ", False), ("zero.md", b"", False),
@@ -142,6 +157,17 @@ FILES: list[tuple[str, bytes, bool]] = [
     ("script-only.html", b"<script>alert(1)</script><style>x{}</style>", False),
     ("mixed.md", "# Заголовок\nText with emoji 🔥 and RTL \u202e here.".encode(), True),
     ("crlf.txt", b"line one\r\nline two\r\n", True),
+    # conversations (docs/conversations.md): the readable messages are indexed, the problems reported
+    ("cut/result.json", TELEGRAM[: len(TELEGRAM) * 2 // 3], True),
+    ("no-messages/result.json", b'{"name": "x", "type": "personal_chat", "messages": []}', False),
+    ("service-only/result.json", SERVICE_ONLY, False),
+    ("broken-middle.mbox", MBOX_GOOD + MBOX_BROKEN + MBOX_GOOD, True),
+    ("wrong-charset.eml", MBOX_GOOD.split(b"\n", 1)[1].replace(MAIL_TEXT.encode(), MAIL_TEXT.encode("cp1251")), True),
+    ("not-mail.eml", bytes(range(256)) * 4, False), ("empty.mbox", b"From nobody Mon Jan  1 00:00:00 2024\n\n", False),
+    ("bad-dates.txt", "31.02.2024, 10:00 - Пётр: первое\n99.99.2024, 25:61 - Анна: второе\n".encode(), True),
+    ("system-only.txt", "15.03.2024, 10:00 - Сообщения защищены.\n15.03.2024, 10:01 - Анна добавила Петра\n".encode(),
+     False),
+    ("whatsapp-16le.txt", codecs.BOM_UTF16_LE + WHATSAPP.encode("utf-16-le"), True),
 ]  # fmt: skip
 
 

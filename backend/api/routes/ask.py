@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from backend.api.deps import AnswerDep, PrincipalDep, SettingsDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
-from backend.api.schemas import AskRequest, AskResponse, QueryBase
+from backend.api.schemas import AskRequest, AskResponse, FiltersIn, QueryBase
 from backend.config import Settings
 from backend.services.answering import AnswerStream
 from backend.services.errors import LLMError
@@ -40,7 +40,10 @@ def check_question(q: str, settings: Settings) -> None:
 
 
 def search_options(body: QueryBase) -> SearchOptions:
-    f = body.filters
+    return SearchOptions(mode=body.mode, fusion=body.fusion, filters=chunk_filter(body.filters))
+
+
+def chunk_filter(f: FiltersIn | None) -> ChunkFilter | None:
     filters = None
     if f is not None:
         filters = ChunkFilter(
@@ -49,8 +52,11 @@ def search_options(body: QueryBase) -> SearchOptions:
             modified_before=f.modified_before.timestamp() if f.modified_before else None,
             indexed_after=f.indexed_after.timestamp() if f.indexed_after else None,
             indexed_before=f.indexed_before.timestamp() if f.indexed_before else None,
+            participants=f.participants, chats=f.chat, threads=f.thread,
+            sent_after=f.sent_after.timestamp() if f.sent_after else None,
+            sent_before=f.sent_before.timestamp() if f.sent_before else None,
         )  # fmt: skip
-    return SearchOptions(mode=body.mode, fusion=body.fusion, filters=filters)
+    return filters
 
 
 @router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})

@@ -24,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import AnswerDep, ConversationDep, PrincipalDep, SettingsDep, StatusDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
-from backend.api.routes.ask import check_question
+from backend.api.routes.ask import check_question, chunk_filter
+from backend.api.schemas import FiltersIn
 from backend.config import SPACE_RE
 from backend.services.answering import AnswerStream
 from backend.services.conversation import StandaloneQuestion, Turn, references
 from backend.services.errors import LLMError
+from backend.services.retrieval import SearchOptions
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -66,6 +68,9 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1, description="Only one choice is produced.")
     top_k: int | None = Field(default=None, ge=1, le=50, description="Extension: chunks to retrieve (1-50).")
+    filters: FiltersIn | None = Field(
+        default=None, description="Extension (extra body): metadata conditions, as `filters` on /ask."
+    )
 
 
 def space_of(model: str) -> str:
@@ -123,7 +128,8 @@ async def chat_completions(
     turns = conversation(body)
     check_question(turns[-1].content, settings)
     question = await conversations.standalone_question(turns)
-    answer = await answers.start(space, question.text, body.top_k or settings.top_k)
+    options = SearchOptions(filters=chunk_filter(body.filters))
+    answer = await answers.start(space, question.text, body.top_k or settings.top_k, options)
     reply = _Reply(body.model, space, question, answer)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
