@@ -27,7 +27,7 @@ from typing import Any
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import configure_logging
-from backend.services.evaluation import EVAL_MODES, EvalQuestion, Evaluator, load_squad, split_unanswerable
+from backend.services.evaluation import EVAL_MODES, EvalQuestion, Evaluator, load_dataset, split_unanswerable
 from cli import ui
 
 
@@ -68,7 +68,7 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
         try:
             evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
             for i, path in enumerate(args.datasets):
-                evalset = load_squad(path)
+                evalset = load_dataset(path)
                 unanswerable: list[EvalQuestion] = []
                 if args.unanswerable:
                     evalset, unanswerable = split_unanswerable(evalset)
@@ -78,9 +78,13 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                     "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
                     "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
                 }  # fmt: skip
+                conversational = any(q.gold_message for q in evalset.questions)
                 for mode in modes:
-                    report["retrieval"].append(asdict(await evaluator.retrieval_metrics(space, evalset, mode=mode,
-                                                                                        k=args.k)))  # fmt: skip
+                    for filtered in (False, True) if conversational else (False,):
+                        found = await evaluator.retrieval_metrics(
+                            space, evalset, mode=mode, k=args.k, filtered=filtered
+                        )
+                        report["retrieval"].append(asdict(found))
                 if args.answers:
                     asked = evalset.questions[:: max(1, args.stride)]
                     asked = asked[: args.limit] if args.limit else asked
@@ -104,10 +108,12 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
     ]
     for rep in reports:
         for r in rep["retrieval"]:
+            mode = f"{r['mode']}, each question's filter" if r.get("filtered") else r["mode"]
             lines.append(
-                f"| {Path(rep['dataset']).name} | {r['mode']} | {r['ndcg']:.3f} | {r['recall_1']:.3f} "
+                f"| {Path(rep['dataset']).name} | {mode} | {r['ndcg']:.3f} | {r['recall_1']:.3f} "
                 f"| {r['recall_5']:.3f} | {r['recall_k']:.3f} | {r['mrr']:.3f} | {rep['questions']} | {rep['chunks']} |"
             )
+    lines += _by_kind_tables(reports)
     answered = [rep for rep in reports if "answers" in rep]
     if answered:
         lines += [
@@ -140,6 +146,27 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
             )
     lines += _unanswerable_table(reports)
     return "\n".join(lines) + "\n"
+
+
+def _by_kind_tables(reports: list[dict[str, Any]]) -> list[str]:
+    """Conversational sets: R@5 and (with --answers) gold in the answer, per language and question kind."""
+    rows = []
+    for rep in reports:
+        for r in rep["retrieval"]:
+            if r.get("recall_5_by_kind"):
+                mode = f"{r['mode']}, filtered" if r.get("filtered") else r["mode"]
+                kinds = ", ".join(f"{kind} {v:.3f}" for kind, v in r["recall_5_by_kind"].items())
+                rows.append(f"| {Path(rep['dataset']).name} | {mode} | R@5 | {kinds} |")
+        answered = [a for a in rep.get("answers", {}).get("rows", []) if a.get("kind") and "error" not in a]
+        by: dict[str, list[float]] = {}
+        for a in answered:
+            by.setdefault(a["kind"], []).append(a["gold_in_answer_any_form"])
+        for key, values in sorted(by.items()):
+            rows.append(f"| {Path(rep['dataset']).name} | answers | gold in answer (any form) | {key}: "
+                        f"{sum(values) / len(values):.3f} of {len(values)} |")  # fmt: skip
+    if not rows:
+        return []
+    return ["", "| dataset | mode | figure | by question kind |", "|---|---|---|---|", *rows]
 
 
 def _unanswerable_table(reports: list[dict[str, Any]]) -> list[str]:

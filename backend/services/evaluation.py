@@ -7,13 +7,15 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from backend.services import eval_metrics as m
 from backend.services.answering import AnswerService, AnswerStream, LLMUnavailableError, best_similarity
+from backend.services.conversations import normalized_key
 from backend.services.ingest import IngestService, SourceFile
-from backend.services.retrieval import RetrievalService, SearchOptions
+from backend.services.retrieval import ChunkFilter, RetrievalService, SearchOptions
 from backend.services.text_analysis import is_cyrillic
 
 # Names for --compare: a retrieval mode, or hybrid with one of Qdrant's rank fusions.
@@ -32,6 +34,9 @@ class EvalQuestion:
     question: str
     answers: list[str]
     gold_path: str
+    gold_message: str | None = None  # conversations: the message holding the fact (its chunk is the hit)
+    kind: str | None = None  # conversations: who, when, amount
+    filters: ChunkFilter | None = None  # conversations: a filter a user could add (participant or day)
 
 
 @dataclass
@@ -61,6 +66,35 @@ def load_squad(path: Path) -> EvalSet:
     return EvalSet(path.name, documents, questions)
 
 
+CONVERSATION_SET_FORMAT = "rag-conversation-set/1"  # written by cli.conversation_set
+
+
+def load_dataset(path: Path) -> EvalSet:
+    """A SQuAD-format file, or a conversational set from cli.conversation_set."""
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a JSON evaluation file: {exc}") from exc
+    if isinstance(head, dict) and head.get("format") == CONVERSATION_SET_FORMAT:
+        return load_conversation_set(path.name, head)
+    return load_squad(path)
+
+
+def load_conversation_set(name: str, data: dict[str, Any]) -> EvalSet:
+    documents = [SourceFile(d["path"], d["content"].encode("utf-8")) for d in data["documents"]]
+    questions = []
+    for q in data["questions"]:
+        f = q.get("filters") or {}
+        filters = ChunkFilter(
+            participants=[normalized_key(p) for p in f.get("participants", [])],
+            sent_after=datetime.fromisoformat(f["sent_after"]).timestamp() if f.get("sent_after") else None,
+            sent_before=datetime.fromisoformat(f["sent_before"]).timestamp() if f.get("sent_before") else None,
+        )
+        questions.append(EvalQuestion(q["id"], q["question"], q["answers"], q["gold_path"], q["gold_message"],
+                                      f"{q.get('lang', '')} {q.get('kind', '')}".strip(), filters))  # fmt: skip
+    return EvalSet(name, documents, questions)
+
+
 def split_unanswerable(evalset: EvalSet) -> tuple[EvalSet, list[EvalQuestion]]:
     """Keep the even-numbered articles; the questions of the odd-numbered ones, whose paragraphs are then
     not indexed, become questions the documents cannot answer."""
@@ -84,6 +118,8 @@ class RetrievalReport:
     mrr: float
     ranks: dict[str, int] = field(default_factory=dict)  # question id -> rank of its gold document (0: missed)
     seconds: float = 0.0
+    filtered: bool = False  # each question asked with its own filter (conversational sets)
+    recall_5_by_kind: dict[str, float] = field(default_factory=dict)  # conversational sets: who / when / amount
 
 
 @dataclass
@@ -124,20 +160,28 @@ class Evaluator:
         return chunks
 
     async def retrieval_metrics(
-        self, space: str, evalset: EvalSet, *, mode: str = "dense", k: int = 10, depth: int = 50
+        self, space: str, evalset: EvalSet, *, mode: str = "dense", k: int = 10, depth: int = 50, filtered: bool = False
     ) -> RetrievalReport:
-        """`depth` chunks are fetched per question: several chunks of one document count once."""
+        """`depth` chunks are fetched per question: several chunks of one document count once. A question
+        with a gold message is hit by the chunk that holds that message. `filtered`: with each question's
+        own filter."""
         start = time.perf_counter()
         ranks: dict[str, int] = {}
         for q in evalset.questions:
-            found = await self.retrieval.retrieve(space, q.question, depth, EVAL_MODES[mode])
-            ranks[q.id] = m.rank_of(q.gold_path, [str(c.payload.get("path")) for c in found.chunks], k)
+            options = EVAL_MODES[mode]
+            if filtered:
+                options = SearchOptions(mode=options.mode, fusion=options.fusion, filters=q.filters)
+            found = await self.retrieval.retrieve(space, q.question, depth, options)
+            ranks[q.id] = m.rank_of(q.gold_path, [_hit_key(q, c.payload, i) for i, c in enumerate(found.chunks)], k)
         values = list(ranks.values())
+        kinds = sorted({q.kind for q in evalset.questions if q.kind})
+        by_kind = {kind: m.mean([m.recall_at(ranks[q.id], 5) for q in evalset.questions if q.kind == kind])
+                   for kind in kinds}  # fmt: skip
         return RetrievalReport(
             mode=mode, k=k, ndcg=m.mean([m.ndcg_at(r) for r in values]),
             recall_1=m.mean([m.recall_at(r, 1) for r in values]), recall_5=m.mean([m.recall_at(r, 5) for r in values]),
             recall_k=m.mean([m.recall_at(r, k) for r in values]), mrr=m.mean([m.mrr_at(r) for r in values]),
-            ranks=ranks, seconds=time.perf_counter() - start,
+            ranks=ranks, seconds=time.perf_counter() - start, filtered=filtered, recall_5_by_kind=by_kind,
         )  # fmt: skip
 
     async def answer_metrics(
@@ -179,6 +223,16 @@ class Evaluator:
         )  # fmt: skip
 
 
+def _hit_key(q: EvalQuestion, payload: dict[str, Any], position: int) -> str:
+    """What a retrieved chunk counts as: its document, or (a conversational question) the gold itself
+    when it holds the gold message and a chunk of its own otherwise."""
+    path = str(payload.get("path"))
+    if q.gold_message is None:
+        return path
+    held = {str(msg.get("id")) for msg in payload.get("messages") or [] if isinstance(msg, dict)}
+    return q.gold_path if path == q.gold_path and q.gold_message in held else f"{path}#{position}"
+
+
 def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
     texts = {s.n: str(s.chunk.payload.get("text", "")) for s in answer.sources}
     checked = answer.checked
@@ -186,7 +240,8 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
     written = sorted(checked.written) if checked else []
     total_ms = answer.timings()["total_ms"] or 0.0
     return {
-        "id": q.id, "question": q.question, "gold": q.answers, "answer": answer.answer, "model": answer.model,
+        "id": q.id, "kind": q.kind, "question": q.question, "gold": q.answers, "answer": answer.answer,
+        "model": answer.model,
         "raw_answer": answer.raw_answer, "cited": cited, "model_cited": written,
         "em": m.exact_match(answer.answer, q.answers), "f1": m.token_f1(answer.answer, q.answers),
         "gold_in_answer": m.contains_gold(answer.answer, q.answers),
