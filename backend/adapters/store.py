@@ -95,7 +95,7 @@ PAYLOAD_INDEXES = {
     "modified_at": models.PayloadSchemaType.FLOAT,
     "indexed_at": models.PayloadSchemaType.FLOAT,
     "document_id": models.PayloadSchemaType.KEYWORD,
-    # conversations (services/conversations): who took part, which chat or thread, when
+    # conversations (services/correspondence): who took part, which chat or thread, when
     "participant_keys": models.PayloadSchemaType.KEYWORD,
     "conversation": models.PayloadSchemaType.KEYWORD,
     "conversation_key": models.PayloadSchemaType.KEYWORD,
@@ -588,6 +588,23 @@ class VectorStore:
             return
         selector = models.PointIdsList(points=id_list)
         await self._run(lambda: self._client.delete(self._chunks(space), selector, wait=True))
+
+    async def delete_version(self, space: str, doc_id: str, version: str) -> None:
+        """Every chunk of one version of a document (a streamed export whose chunk count was not yet known)."""
+        selector = models.FilterSelector(filter=models.Filter(must=[
+            models.FieldCondition(key="document_id", match=models.MatchValue(value=doc_id)),
+            models.FieldCondition(key="version", match=models.MatchValue(value=version)),
+        ]))  # fmt: skip
+        await self._run(lambda: self._client.delete(self._chunks(space), selector, wait=True))
+
+    async def chunk_hashes(self, space: str, ids: Sequence[str]) -> dict[str, str]:
+        """{chunk id: hash of its text} of the chunks among `ids` that exist (payload field only)."""
+
+        def read() -> dict[str, str]:
+            found = self._client.retrieve(self._chunks(space), list(ids), with_payload=["chunk_hash"])
+            return {str(r.id): str(r.payload["chunk_hash"]) for r in found if r.payload and r.payload.get("chunk_hash")}
+
+        return await self._run(read)
 
     # --- queries: each is one Query API call, the same in embedded and server mode ---------------
     async def search_dense(

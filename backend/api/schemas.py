@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.config import SPACE_PATTERN
-from backend.services.conversations import normalized_key
+from backend.services.correspondence import normalized_key
 
 SpaceField = Field(
     pattern=SPACE_PATTERN,

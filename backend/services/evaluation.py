@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.services import eval_metrics as m
 from backend.services.answering import AnswerService, AnswerStream, LLMUnavailableError, best_similarity
-from backend.services.conversations import normalized_key
+from backend.services.correspondence import normalized_key
 from backend.services.ingest import IngestService, SourceFile
 from backend.services.retrieval import ChunkFilter, RetrievalService, SearchOptions
 from backend.services.text_analysis import is_cyrillic

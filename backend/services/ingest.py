@@ -15,9 +15,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
+from itertools import islice
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -26,7 +27,7 @@ from backend.adapters.store import ChunkPoint, SparseTerms, VectorStore, chunk_i
 from backend.adapters.store import DocumentRecord as DocumentRecord  # what the service returns; the API reads it
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
-from backend.services.conversations.chunking import chunk_conversations
+from backend.services.correspondence.chunking import conversation_chunks
 from backend.services.errors import SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
 from backend.services.text_analysis import ANALYZER_VERSION, document_vector, lexical_windows
@@ -79,17 +80,24 @@ class SyncPlan:
     missing: list[DocumentRecord] = field(default_factory=list)  # indexed, but not in the manifest
 
 
+# A document's chunks in groups (all of a plain document; one chat or thread of an export), each chunk
+# with its lexical vector: produced lazily, in a worker thread, while earlier groups are embedded.
+ChunkGroups = Iterator[list[tuple[Chunk, SparseTerms]]]
+
+
 @dataclass
 class _Pending:
     source: SourceFile
     record: DocumentRecord
     status: FileStatus
     version: str
-    chunks: list[Chunk]
-    sparse: list[SparseTerms]
+    groups: ChunkGroups
+    known_count: int | None  # chunks, when known before writing; None for a streamed export
     title: str
     file_hash: str
     warnings: list[str]
+    written: int = 0
+    reused: int = 0
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
@@ -99,10 +107,15 @@ def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _all_set(vectors: list[list[float] | None]) -> list[list[float]]:
-    out = [v for v in vectors if v is not None]
-    assert len(out) == len(vectors)
-    return out
+def _pairs(pending: list[_Pending]) -> Iterator[tuple[_Pending, Chunk, SparseTerms]]:
+    for p in pending:
+        for group in p.groups:
+            for chunk, sparse in group:
+                yield p, chunk, sparse
+
+
+def _count(groups: ChunkGroups) -> int:
+    return sum(len(g) for g in groups)
 
 
 class IngestService:
@@ -205,7 +218,7 @@ class IngestService:
                     on_progress(1, 0)
                 continue
             try:
-                parsed, chunks, sparse = await asyncio.to_thread(self._parse_and_chunk, source)
+                parsed, groups, known_count = await asyncio.to_thread(self._parse_and_chunk, source)
             except ParseError as exc:
                 results.append(FileResult(source.path, "failed", doc_id, reason=str(exc)))
                 self.metrics.ingest_files.labels(space, "failed").inc()
@@ -215,7 +228,8 @@ class IngestService:
                 continue
             status: FileStatus = "changed" if existing and existing.version else "new"
             if dry_run:
-                results.append(FileResult(source.path, status, doc_id, len(chunks), warnings=parsed.warnings))
+                count = known_count if known_count is not None else await asyncio.to_thread(_count, groups)
+                results.append(FileResult(source.path, status, doc_id, count, warnings=parsed.warnings))
                 continue
             record = existing or DocumentRecord(
                 id=doc_id,
@@ -227,15 +241,16 @@ class IngestService:
                 size=len(source.data),
                 indexed_at=0.0,
             )
-            pending.append(
-                _Pending(source, record, status, version, chunks, sparse, parsed.title, file_hash, parsed.warnings)
-            )
+            pending.append(_Pending(source, record, status, version, groups, known_count, parsed.title, file_hash,
+                                    parsed.warnings))  # fmt: skip
         if pending:
             results.extend(await self._write(space, pending, on_progress))
         order = {f.path: i for i, f in enumerate(files)}
         return sorted(results, key=lambda r: order.get(r.path, 0))
 
-    def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, list[Chunk], list[SparseTerms]]:
+    def _parse_and_chunk(self, source: SourceFile) -> tuple[ParsedDocument, ChunkGroups, int | None]:
+        """The parsed file and its chunk groups; a plain document is chunked here (so that a file without
+        text fails before anything is written), a conversation export group by group as it is written."""
         try:
             parsed = parse(source.data, source.path, default_tz=self.conversation_tz)
         except ParseError:
@@ -243,59 +258,47 @@ class IngestService:
         except Exception as exc:  # a parser library choking on hostile input is still a bad file
             raise ParseError(f"cannot parse: {type(exc).__name__}: {exc}") from exc
         if parsed.conversation is not None:
-            chunks = chunk_conversations(
-                parsed.conversation, self.embedder.tokenize, max_tokens=self.chunk_tokens,
-                overlap_tokens=self.overlap_tokens,
-            )  # fmt: skip
-        else:
-            chunks = chunk_sections(
-                parsed.sections, self.embedder.tokenize, max_tokens=self.chunk_tokens,
-                overlap_tokens=self.overlap_tokens,
-            )  # fmt: skip
+            groups = conversation_chunks(parsed.conversation, self.embedder.tokenize, max_tokens=self.chunk_tokens,
+                                         overlap_tokens=self.overlap_tokens)  # fmt: skip
+            return parsed, (self._with_sparse(g) for g in groups), None
+        chunks = chunk_sections(parsed.sections, self.embedder.tokenize, max_tokens=self.chunk_tokens,
+                                overlap_tokens=self.overlap_tokens)  # fmt: skip
         if not chunks:
             raise ParseError("no text found in the file")
-        return parsed, chunks, sparse_vectors([c.text for c in chunks], self.lexical_window_words)
+        return parsed, iter([self._with_sparse(chunks)]), len(chunks)
+
+    def _with_sparse(self, chunks: list[Chunk]) -> list[tuple[Chunk, SparseTerms]]:
+        sparse = sparse_vectors([c.text for c in chunks], self.lexical_window_words)
+        return list(zip(chunks, sparse, strict=True))
 
     async def _write(
         self, space: str, pending: list[_Pending], on_progress: ProgressCallback | None
     ) -> list[FileResult]:
-        # 1. journal the versions about to be written
+        # 1. journal the versions about to be written (-1: a streamed export, deleted by version if cut off)
         for p in pending:
-            if p.record.version != p.version and (p.version, len(p.chunks)) not in p.record.garbage:
-                p.record.garbage.append((p.version, len(p.chunks)))
+            entry = (p.version, p.known_count if p.known_count is not None else -1)
+            if p.record.version != p.version and entry not in p.record.garbage:
+                p.record.garbage.append(entry)
             await self.store.put_document(p.record)
 
         # 2. embed and upsert all chunks of the group in batches; the next batch is embedded while
         #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
         #    A chunk whose text the document's indexed version already holds keeps its vector.
-        known = await self._known_vectors(space, pending)
-        reused: dict[str, int] = {}
-        points = [(p, c) for p in pending for c in p.chunks]
+        known = await self._indexed_hashes(space, pending)
+        stream = _pairs(pending)
         write_task: asyncio.Task[None] | None = None
         try:
-            for start in range(0, len(points), self.batch_size):
-                batch = points[start : start + self.batch_size]
-                hashes = [_text_hash(c.text) for _, c in batch]
-                fresh = [i for i, h in enumerate(hashes) if h not in known]
-                computed = await self.embedder.embed_passages([batch[i][1].text for i in fresh]) if fresh else []
-                vectors = [known.get(h) for h in hashes]
-                for i, vec in zip(fresh, computed, strict=True):
-                    vectors[i] = vec
-                for (p, _), h in zip(batch, hashes, strict=True):
-                    if h in known:
-                        reused[p.record.id] = reused.get(p.record.id, 0) + 1
+            while batch := await asyncio.to_thread(lambda: list(islice(stream, self.batch_size))):
+                vectors = await self._vectors(space, batch, known)
                 if write_task is not None:
                     await write_task
                 now = time.time()
                 structs = [
-                    ChunkPoint(
-                        chunk_id(p.record.id, p.version, c.index),
-                        vec,
-                        self._payload(space, p, c, now),
-                        p.sparse[c.index],
-                    )
-                    for (p, c), vec in zip(batch, _all_set(vectors), strict=True)
+                    ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c, now), sp)
+                    for (p, c, sp), vec in zip(batch, vectors, strict=True)
                 ]
+                for p, _, _ in batch:
+                    p.written += 1
                 write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
             if write_task is not None:
                 await write_task
@@ -309,40 +312,71 @@ class IngestService:
         results: list[FileResult] = []
         for p in pending:
             rec = p.record
+            if not p.written:  # an export whose every message proved unreadable
+                results.append(await self._abandon(space, p))
+                continue
             superseded = (rec.version, rec.chunk_count) if rec.version and rec.version != p.version else None
             rec.garbage = [g for g in rec.garbage if g[0] != p.version]
             if superseded:
                 rec.garbage.append(superseded)
-            rec.version, rec.chunk_count = p.version, len(p.chunks)
+            rec.version, rec.chunk_count = p.version, p.written
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
             rec.content_sha256 = p.file_hash
             await self.store.put_document(rec)
             await self._collect_garbage(space, rec)
-            kept = reused.get(rec.id, 0)
-            results.append(FileResult(p.source.path, p.status, rec.id, len(p.chunks), warnings=p.warnings, reused=kept))
+            results.append(FileResult(p.source.path, p.status, rec.id, p.written, warnings=p.warnings, reused=p.reused))
             self.metrics.ingest_files.labels(space, p.status).inc()
-            self.metrics.ingest_chunks.labels(space).inc(len(p.chunks))
-            self.metrics.ingest_reused_chunks.labels(space).inc(kept)
+            self.metrics.ingest_chunks.labels(space).inc(p.written)
+            self.metrics.ingest_reused_chunks.labels(space).inc(p.reused)
             if on_progress:
-                on_progress(1, len(p.chunks))
+                on_progress(1, p.written)
         return results
 
-    async def _known_vectors(self, space: str, pending: list[_Pending]) -> dict[str, list[float]]:
-        """{text hash: vector} of the chunks of the indexed versions of `pending` documents whose text comes
-        again in the new version (a grown chat export: all but its last day), read in batches."""
-        wanted = {_text_hash(c.text) for p in pending if p.record.version for c in p.chunks}
-        known: dict[str, list[float]] = {}
+    async def _abandon(self, space: str, p: _Pending) -> FileResult:
+        """Undo the journal entry of a document that produced no chunk; its indexed version stays."""
+        rec = p.record
+        rec.garbage = [g for g in rec.garbage if g[0] != p.version]
+        if rec.version is None:
+            await self.store.remove_document(space, rec.id)
+        else:
+            await self.store.put_document(rec)
+        problems = f" ({'; '.join(p.warnings[:3])})" if p.warnings else ""
+        self.metrics.ingest_files.labels(space, "failed").inc()
+        return FileResult(p.source.path, "failed", rec.id, reason=f"no text found in the file{problems}",
+                          warnings=p.warnings)  # fmt: skip
+
+    async def _indexed_hashes(self, space: str, pending: list[_Pending]) -> dict[str, str]:
+        """{text hash: chunk id} of the indexed versions of `pending` documents (hashes only: a mailbox's
+        vectors would not fit in memory); the vectors of matching chunks are read batch by batch."""
+        known: dict[str, str] = {}
         for p in pending:
             rec = p.record
-            if not rec.version or not rec.chunk_count:
-                continue
-            ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
-            for start in range(0, len(ids), 1024):
-                for point in await self.store.read_chunks(space, ids[start : start + 1024]):
-                    h = point.payload.get("chunk_hash")
-                    if isinstance(h, str) and h in wanted and point.vector:
-                        known[h] = point.vector
+            if rec.version and rec.chunk_count:
+                ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
+                for start in range(0, len(ids), 4096):
+                    for point_id, h in (await self.store.chunk_hashes(space, ids[start : start + 4096])).items():
+                        known.setdefault(h, point_id)
         return known
+
+    async def _vectors(
+        self, space: str, batch: list[tuple[_Pending, Chunk, SparseTerms]], known: dict[str, str]
+    ) -> list[list[float]]:
+        hashes = [_text_hash(c.text) for _, c, _ in batch]
+        old = {h: known[h] for h in hashes if h in known}
+        kept = {}
+        if old:
+            points = await self.store.read_chunks(space, list(set(old.values())))
+            by_id = {pt.id: pt.vector for pt in points if pt.vector}
+            kept = {h: by_id[i] for h, i in old.items() if i in by_id}
+        fresh = [i for i, h in enumerate(hashes) if h not in kept]
+        computed = await self.embedder.embed_passages([batch[i][1].text for i in fresh]) if fresh else []
+        vectors: list[list[float]] = [kept.get(h, []) for h in hashes]
+        for i, vec in zip(fresh, computed, strict=True):
+            vectors[i] = vec
+        for (p, _, _), h in zip(batch, hashes, strict=True):
+            if h in kept:
+                p.reused += 1
+        return vectors
 
     def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
         return {
@@ -357,7 +391,7 @@ class IngestService:
             "heading": c.heading,
             "page": c.page,
             "chunk": c.index,
-            "chunk_count": len(p.chunks),
+            "chunk_count": p.known_count,  # None for a streamed export (known only once it is written)
             "text": c.text,
             "version": p.version,
             "content_sha256": p.file_hash,
@@ -367,8 +401,11 @@ class IngestService:
     async def _collect_garbage(self, space: str, rec: DocumentRecord) -> None:
         if not rec.garbage:
             return
-        ids = [chunk_id(rec.id, v, i) for v, n in rec.garbage if v != rec.version for i in range(n)]
+        ids = [chunk_id(rec.id, v, i) for v, n in rec.garbage if v != rec.version for i in range(max(n, 0))]
         await self.store.delete_chunks(space, ids)
+        for v, n in rec.garbage:
+            if n < 0 and v != rec.version:  # a streamed version cut off before its count was known
+                await self.store.delete_version(space, rec.id, v)
         rec.garbage = []
         await self.store.put_document(rec)
 

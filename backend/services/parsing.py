@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from backend.services.conversations import ConversationDocument
+    from backend.services.correspondence import ConversationDocument
 
 
 class ParseError(Exception):
@@ -397,7 +397,7 @@ PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
     ".json": parse_json,
     ".jsonl": parse_jsonl,
 }
-# Formats recognised by content as well (services/conversations): these extensions are mail only.
+# Formats recognised by content as well (services/correspondence): these extensions are mail only.
 MAIL_EXTENSIONS = (".eml", ".mbox", ".mbx")
 SUPPORTED_EXTENSIONS = tuple(sorted([*PARSERS, *MAIL_EXTENSIONS]))
 # Text formats whose content may turn out to be a conversation export.
@@ -470,7 +470,7 @@ def parse(data: bytes, name: str, *, default_tz: tzinfo = UTC) -> ParsedDocument
 
 
 def _conversation(data: bytes, suffix: str, name: str, default_tz: tzinfo) -> ParsedDocument | None:
-    from backend.services.conversations import detect_and_parse
+    from backend.services.correspondence import detect_and_parse
 
     text = decode_text(data) if suffix in (".txt", ".text", ".json") else None
     found = detect_and_parse(data, ".txt" if suffix == ".text" else suffix, name, text, default_tz)

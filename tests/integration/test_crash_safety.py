@@ -37,7 +37,8 @@ WORDS = (
 
 
 def write_corpus(root: Path, version: int) -> None:
-    """24 files; each version rewrites two thirds of them, removes some and adds others."""
+    """24 files; each version rewrites two thirds of them, removes some and adds others; a mailbox and a chat
+    grow."""
     rng = random.Random(version)
     wanted = {f"site{i % 4}/doc{i:02d}.txt" for i in range(24) if (i + version) % 7 != 0}
     wanted |= {f"extra/v{version}-{j}.md" for j in range(2)}
@@ -55,6 +56,31 @@ def write_corpus(root: Path, version: int) -> None:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"{rel} version {version}\n\n" + " ".join(sentences), encoding="utf-8")
         os.utime(root / rel, (1_700_000_000 + index, 1_700_000_000 + index))  # same dates in both indexes
+    write_conversations(root, version)
+
+
+def write_conversations(root: Path, version: int) -> None:
+    """A mailbox and a WhatsApp chat that grow with each version: written as a stream, partly re-embedded."""
+    count = 16 + 5 * version
+
+    def sentence(i: int) -> str:
+        rng = random.Random(i)
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 30))).capitalize() + "."
+
+    mail = "".join(
+        f"From u{i % 3}@x.org Fri Mar  1 10:00:00 2024\nFrom: User {i % 3} <u{i % 3}@x.org>\n"
+        f"Subject: {'Re: ' if i % 4 else ''}Topic {i // 4}\nDate: {1 + i // 4:02d} Mar 2024 {8 + i % 9}:15:00 +0000\n"
+        f"Message-ID: <m{i}@x.org>\n\n{sentence(i)}\n\n"
+        for i in range(count)
+    )
+    chat = "".join(
+        f"{1 + i // 3:02d}.03.2024, {8 + i % 9}:30 - User {i % 3}: {sentence(1000 + i)}\n" for i in range(count)
+    )
+    (root / "conversations").mkdir(parents=True, exist_ok=True)
+    (root / "conversations" / "box.mbox").write_text(mail, encoding="utf-8")
+    (root / "conversations" / "team.txt").write_text(chat, encoding="utf-8")
+    for name in ("box.mbox", "team.txt"):
+        os.utime(root / "conversations" / name, (1_700_000_000, 1_700_000_000))
 
 
 def index_cmd(corpus: Path) -> list[str]:

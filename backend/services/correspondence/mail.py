@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email
+import email.parser
 import email.policy
 import re
 from collections.abc import Iterator
@@ -18,8 +19,14 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import PurePosixPath
 
-from backend.services.conversations.model import Attachment, Conversation, ConversationDocument, Message
-from backend.services.conversations.quoting import own_text
+from backend.services.correspondence.model import (
+    Attachment,
+    Conversation,
+    ConversationDocument,
+    ConversationPart,
+    Message,
+)
+from backend.services.correspondence.quoting import own_text
 from backend.services.parsing import PARSERS, ParseError, decode_text, parse_html
 
 # Mail clients prefix replies and forwards in many languages.
@@ -36,7 +43,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def parse_eml(data: bytes, name: str, default_tz: tzinfo) -> ConversationDocument:
     doc = ConversationDocument("eml", PurePosixPath(name).stem, [])
-    message = _read_message(data, 1, doc, default_tz)
+    head = _read_message(data, 1, doc, default_tz, headers_only=True)
+    message = _read_message(data, 1, doc, default_tz, doc.attachments) if head else None
     if message is not None:
         doc.conversations = _threads([message])
         doc.title = doc.conversations[0].title or doc.title
@@ -44,43 +52,89 @@ def parse_eml(data: bytes, name: str, default_tz: tzinfo) -> ConversationDocumen
 
 
 def parse_mbox(data: bytes, name: str, default_tz: tzinfo) -> ConversationDocument:
+    """Two passes, so that a mailbox of hundreds of megabytes never has all its text in memory: the
+    headers of every message (threads need them all), then each thread's messages in full, one thread at
+    a time, when the document is chunked."""
     doc = ConversationDocument("mbox", PurePosixPath(name).stem, [])
-    messages = [m for n, raw in enumerate(split_mbox(data), start=1) if (m := _read_message(raw, n, doc, default_tz))]
-    doc.conversations = _threads(messages)
+    heads: list[Message] = []
+    where: dict[int, tuple[int, int, int]] = {}  # id(head) -> (message number, start, end)
+    seen: set[str] = set()
+    for n, (start, end) in enumerate(mbox_spans(data), start=1):
+        head = _read_message(_unescape(data[start:end]), n, doc, default_tz, headers_only=True)
+        if head is None:
+            continue
+        if head.id in seen:  # the same Message-ID twice (a copy, a broken client): keep both, apart
+            head.id = f"{head.id}#{n}"
+        seen.add(head.id)
+        heads.append(head)
+        where[id(head)] = (n, start, end)
+    threads = _threads(heads)
+
+    def read_threads() -> Iterator[ConversationPart]:
+        for thread in threads:
+            messages: list[Message] = []
+            attachments: list[Attachment] = []
+            for head in thread.messages:
+                n, start, end = where[id(head)]
+                full = _read_message(_unescape(data[start:end]), n, doc, default_tz, attachments)
+                if full is not None:
+                    full.id, full.reply_to = head.id, head.reply_to
+                    messages.append(full)
+            if messages:
+                yield Conversation("thread", thread.title, messages), attachments
+
+    doc.stream = read_threads
+    doc.streamed_messages = len(heads)
     return doc
+
+
+_MBOX_LINE = re.compile(rb"^From [^\n]*", re.MULTILINE)
+
+
+def mbox_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each message of an mbox, after its 'From ' separator line."""
+    start: int | None = None
+    for found in _MBOX_LINE.finditer(data):
+        at = found.start()
+        line = found.group(0).rstrip(b"\r")
+        blank_before = at == 0 or data[max(0, at - 2) : at] == b"\n\n" or data[max(0, at - 4) : at] == b"\r\n\r\n"
+        if not ((blank_before and _MBOX_FROM.match(line)) or _MBOX_FROM_STRICT.match(line)):
+            continue
+        if start is not None:
+            yield start, at
+        start = min(found.end() + 1, len(data))
+    if start is not None:
+        yield start, len(data)
 
 
 def split_mbox(data: bytes) -> Iterator[bytes]:
     """The raw messages of an mbox, one at a time (mboxrd/mboxo: '>From ' lines unescaped)."""
-    start: int | None = None
-    pos = 0
-    previous_blank = True
-    size = len(data)
-    while pos < size:
-        end = data.find(b"\n", pos)
-        end = size if end < 0 else end + 1
-        line = data[pos:end]
-        if line.startswith(b"From ") and (
-            (previous_blank and _MBOX_FROM.match(line.rstrip(b"\r\n"))) or _MBOX_FROM_STRICT.match(line)
-        ):
-            if start is not None:
-                yield _unescape(data[start:pos])
-            start = end
-        previous_blank = line in (b"\n", b"\r\n")
-        pos = end
-    if start is not None:
-        yield _unescape(data[start:])
+    for start, end in mbox_spans(data):
+        yield _unescape(data[start:end])
 
 
 def _unescape(raw: bytes) -> bytes:
     return re.sub(rb"(?m)^>(>*From )", rb"\1", raw)
 
 
-def _read_message(raw: bytes, n: int, doc: ConversationDocument, default_tz: tzinfo) -> Message | None:
+def _read_message(
+    raw: bytes,
+    n: int,
+    doc: ConversationDocument,
+    default_tz: tzinfo,
+    attachments: list[Attachment] | None = None,
+    *,
+    headers_only: bool = False,
+) -> Message | None:
+    """Message `n` of the file: its headers only (text empty; problems with them reported), or in full
+    (its attachments added to `attachments`)."""
     try:
-        msg = email.message_from_bytes(_encoded_headers(raw), policy=email.policy.default)
+        if headers_only:
+            msg = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(_encoded_headers(raw))
+        else:
+            msg = email.message_from_bytes(_encoded_headers(raw), policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
-        return _message(msg, n, doc, default_tz)
+        return _message(msg, n, doc, default_tz, attachments, headers_only=headers_only)
     except Exception as exc:  # one broken message must not cost the mailbox
         doc.warnings.append(f"message {n}: skipped, cannot be read ({type(exc).__name__}: {exc})")
         return None
@@ -123,24 +177,36 @@ def _addresses(msg: EmailMessage, *names: str) -> list[tuple[str, str]]:
     return [(real or addr, addr) for real, addr in getaddresses([v for v in values if v]) if real or addr]
 
 
-def _message(msg: EmailMessage, n: int, doc: ConversationDocument, default_tz: tzinfo) -> Message | None:
+def _message(
+    msg: EmailMessage,
+    n: int,
+    doc: ConversationDocument,
+    default_tz: tzinfo,
+    attachments: list[Attachment] | None,
+    *,
+    headers_only: bool,
+) -> Message | None:
     senders = _addresses(msg, "From")
     sender, address = senders[0] if senders else ("(unknown sender)", None)
     date = _header(msg, "Date")
-    if not senders and not date and not _header(msg, "Subject"):
+    subject = _header(msg, "Subject")
+    if not senders and not date and not subject:
         doc.warnings.append(f"message {n}: skipped, it has no From, Date or Subject header (damaged?)")
         return None
     sent_at = _date(date, default_tz)
     message_id = _CONTROL.sub("", _header(msg, "Message-ID")).strip("<> ") or f"message-{n}"
-    if sent_at is None:
-        problem = f"its Date header {date!r} does not parse" if date else "it has no Date header"
-        doc.warnings.append(f"message {n} ({message_id}): {problem}; indexed without a time")
-    subject = _header(msg, "Subject")
-    text, attachments = _body(msg, message_id, n, doc)
-    doc.attachments.extend(attachments)
-    if not text and not attachments and not subject:
-        doc.warnings.append(f"message {n} ({message_id}): no text")
-        return None
+    text = ""
+    if headers_only:  # the first pass reports header problems; the second reads the text
+        if sent_at is None:
+            problem = f"its Date header {date!r} does not parse" if date else "it has no Date header"
+            doc.warnings.append(f"message {n} ({message_id}): {problem}; indexed without a time")
+    else:
+        text, found = _body(msg, message_id, n, doc)
+        if attachments is not None:
+            attachments.extend(found)
+        if not text and not found and not subject:
+            doc.warnings.append(f"message {n} ({message_id}): no text")
+            return None
     references = re.findall(r"<([^<>\s]+)>", _header(msg, "References"))
     in_reply_to = re.findall(r"<([^<>\s]+)>", _header(msg, "In-Reply-To"))
     parent = (in_reply_to or references[-1:] or [None])[0]

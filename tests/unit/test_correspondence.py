@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from backend.services.conversations import chunk_conversation, normalized_key, participant_keys
-from backend.services.conversations.chunking import chunk_conversations
-from backend.services.conversations.model import Conversation, Message
-from backend.services.conversations.quoting import own_text
-from backend.services.parsing import ParseError, parse
+from backend.services.correspondence import chunk_conversation, normalized_key, participant_keys
+from backend.services.correspondence.chunking import chunk_conversations
+from backend.services.correspondence.model import Conversation, Message
+from backend.services.correspondence.quoting import own_text
+from backend.services.parsing import ParsedDocument, ParseError, parse
 
 MSK = timezone(timedelta(hours=3))
 
@@ -40,10 +40,14 @@ def mbox(*messages: bytes) -> bytes:
     return b"".join(b"From sender@example Fri Mar 15 10:02:00 2024\n" + m + b"\n" for m in messages)
 
 
-def messages_of(data: bytes, name: str) -> list[Message]:
-    doc = parse(data, name)
+def threads_of(doc: ParsedDocument) -> list[Conversation]:
+    """The conversations of a parsed export, read to the end (a mailbox is read lazily, thread by thread)."""
     assert doc.conversation is not None
-    return [m for conv in doc.conversation.conversations for m in conv.messages]
+    return [conv for conv, _ in doc.conversation.parts()]
+
+
+def messages_of(data: bytes, name: str) -> list[Message]:
+    return [m for conv in threads_of(parse(data, name)) for m in conv.messages]
 
 
 # --- mail ------------------------------------------------------------------------------------------
@@ -67,8 +71,8 @@ def test_mbox_headers_charsets_and_threads() -> None:
         "Отчёт готов.".encode("cp1251"), charset="windows-1251",
     )  # fmt: skip
     doc = parse(mbox(first, second, other), "inbox.mbox")
-    assert doc.conversation is not None and doc.warnings == []
-    threads = doc.conversation.conversations
+    threads = threads_of(doc)
+    assert doc.warnings == []
     assert [(t.kind, t.title, [m.id for m in t.messages]) for t in threads] == [
         ("thread", "Поставка", ["m1@corp.ru", "m2@corp.ru"]),
         ("thread", "Other topic", ["m3@corp.ru"]),
@@ -91,7 +95,7 @@ def test_a_wrong_or_missing_charset_is_detected_from_the_bytes() -> None:
     unknown = mail({"From": "b@x.ru", "Subject": "s2", "Date": "Fri, 15 Mar 2024 11:00:00 +0000"},
                    "Договор подписан сегодня".encode("koi8-r"), charset="x-unknown-charset")  # fmt: skip
     doc = parse(mbox(wrong, unknown), "box.mbox")
-    texts = [m.text for conv in doc.conversation.conversations for m in conv.messages]  # type: ignore[union-attr]
+    texts = [m.text for conv in threads_of(doc) for m in conv.messages]
     assert texts == ["Счёт оплачен полностью", "Договор подписан сегодня"]
     assert len(doc.warnings) == 2 and all("charset" in w for w in doc.warnings)
 
@@ -157,7 +161,7 @@ def test_a_broken_message_or_date_costs_only_itself() -> None:
         {"From": "c@x.ru", "Subject": "s3", "Date": "sometime in spring", "Message-ID": "<d@x>"}, "Третье".encode()
     )
     doc = parse(mbox(good, broken, undated), "box.mbox")
-    texts = [(m.text, m.sent_at is None) for conv in doc.conversation.conversations for m in conv.messages]  # type: ignore[union-attr]
+    texts = [(m.text, m.sent_at is None) for conv in threads_of(doc) for m in conv.messages]
     assert sorted(texts) == [("Первое", False), ("Третье", True)]
     assert any(w.startswith("message 2: skipped") for w in doc.warnings)
     nul_charset = mail({"From": "e@x.ru", "Subject": "s", "Date": "Fri, 15 Mar 2024 10:00:00 +0000"}, b"Text",
@@ -191,7 +195,7 @@ def test_threads_by_subject_when_reply_headers_are_missing() -> None:
     d = mail(
         {"From": "d@x", "Subject": "Бюджет", "Date": "Sat, 16 Mar 2024 12:00:00 +0000", "Message-ID": "<d@x>"}, b"D"
     )
-    threads = parse(mbox(a, b, c, d), "t.mbox").conversation.conversations  # type: ignore[union-attr]
+    threads = threads_of(parse(mbox(a, b, c, d), "t.mbox"))
     assert [[m.id for m in t.messages] for t in threads] == [["a@x", "b@x", "c@x"], ["d@x"]]
 
 

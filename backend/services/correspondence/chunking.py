@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.services.chunking import Chunk, Tokenize, chunk_sections
-from backend.services.conversations.model import Attachment, Conversation, ConversationDocument, Message
+from backend.services.correspondence.model import Attachment, Conversation, ConversationDocument, Message
 from backend.services.parsing import ParseError, Section, parse
 from backend.services.text_analysis import is_cyrillic
 
@@ -48,23 +48,36 @@ def format_time(when: datetime | None, russian: bool) -> str:
     return f"{when.day} {months[when.month - 1]} {when.year}, {when:%H:%M}"
 
 
+def conversation_chunks(
+    doc: ConversationDocument, tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int
+) -> Iterator[list[Chunk]]:
+    """The chunks of each chat or thread of `doc` in turn, then those of its messages' attachments (under
+    the message's sender and time), numbered on across groups. An attachment that cannot be read is
+    reported in doc.warnings and left out. Lazy: a mailbox is read one thread at a time."""
+    index = 0
+    for conv, attachments in doc.parts():
+        chunks = chunk_conversation(conv, tokenize, max_tokens, index)
+        by_id = {m.id: m for m in conv.messages}
+        for attachment in attachments:
+            chunks.extend(_attachment_chunks(attachment, conv, by_id.get(attachment.message_id), doc, tokenize,
+                                             max_tokens, overlap_tokens, index + len(chunks)))  # fmt: skip
+        index += len(chunks)
+        if chunks:
+            yield chunks
+
+
 def chunk_conversations(
     doc: ConversationDocument, tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int
 ) -> list[Chunk]:
-    """Every chat or thread of `doc`, then each attachment under its message's sender and time; an
-    attachment that cannot be read is reported in doc.warnings and left out."""
-    chunks: list[Chunk] = []
-    for conv in doc.conversations:
-        chunks.extend(chunk_conversation(conv, tokenize, max_tokens, len(chunks)))
-    by_id = {m.id: (c, m) for c in doc.conversations for m in c.messages}
-    for attachment in doc.attachments:
-        chunks.extend(_attachment_chunks(attachment, by_id, doc, tokenize, max_tokens, overlap_tokens, len(chunks)))
-    return chunks
+    """All chunks of `doc` at once (tests, small exports)."""
+    groups = conversation_chunks(doc, tokenize, max_tokens=max_tokens, overlap_tokens=overlap_tokens)
+    return [chunk for group in groups for chunk in group]
 
 
 def _attachment_chunks(
     attachment: Attachment,
-    by_id: dict[str, tuple[Conversation, Message]],
+    conv: Conversation,
+    message: Message | None,
     doc: ConversationDocument,
     tokenize: Tokenize,
     max_tokens: int,
@@ -80,7 +93,6 @@ def _attachment_chunks(
         doc.warnings.append(f"attachment {attachment.name!r} of message {attachment.message_id}: skipped, "
                             f"cannot parse ({type(exc).__name__})")  # fmt: skip
         return []
-    conv, message = by_id.get(attachment.message_id, (None, None))
     russian = is_cyrillic(" ".join(s.text[:200] for s in parsed.sections[:5]))
     if message is not None:
         what = "вложение" if russian else "attachment"
@@ -89,7 +101,7 @@ def _attachment_chunks(
         heading = attachment.name
     chunks = chunk_sections([Section(s.text, heading, s.page) for s in parsed.sections if s.text.strip()], tokenize,
                             max_tokens=max_tokens, overlap_tokens=overlap_tokens)  # fmt: skip
-    meta = _meta(conv, [message]) if conv and message else {}
+    meta = _meta(conv, [message]) if message else {}
     meta["attachment"] = attachment.name
     for i, chunk in enumerate(chunks):
         chunk.index = first_index + i

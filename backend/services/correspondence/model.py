@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -41,14 +42,32 @@ class Attachment:
     data: bytes
 
 
+# A conversation with the attachments of its messages.
+ConversationPart = tuple[Conversation, list[Attachment]]
+
+
 @dataclass
 class ConversationDocument:
+    """An export's chats or threads: held in `conversations`, or (a mailbox, which may be hundreds of
+    megabytes) read one thread at a time from `stream`, so that only one thread's text is in memory."""
+
     format: Literal["mbox", "eml", "telegram", "whatsapp", "chatlog"]
     title: str
     conversations: list[Conversation]
     attachments: list[Attachment] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # per-message problems, reported with the file
+    stream: Callable[[], Iterator[ConversationPart]] | None = None
+    streamed_messages: int = 0  # messages `stream` will read (their headers were read already)
 
     @property
     def message_count(self) -> int:
-        return sum(len(c.messages) for c in self.conversations)
+        return self.streamed_messages if self.stream else sum(len(c.messages) for c in self.conversations)
+
+    def parts(self) -> Iterator[ConversationPart]:
+        """Each conversation with its messages' attachments, in order."""
+        if self.stream is not None:
+            yield from self.stream()
+            return
+        for conv in self.conversations:
+            ids = {m.id for m in conv.messages}
+            yield conv, [a for a in self.attachments if a.message_id in ids]

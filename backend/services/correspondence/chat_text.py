@@ -14,7 +14,7 @@ from datetime import datetime, tzinfo
 from pathlib import PurePosixPath
 from typing import Literal
 
-from backend.services.conversations.model import Conversation, ConversationDocument, Message
+from backend.services.correspondence.model import Conversation, ConversationDocument, Message
 
 _DATE = r"(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{2,4})"
 _TIME = r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?)(?:[\s\u202f\u00a0]*(?P<ampm>[AaPp]\.?\s?[Mm]\.?))?"

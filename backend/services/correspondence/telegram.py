@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import PurePosixPath
 from typing import Any
 
-from backend.services.conversations.model import Conversation, ConversationDocument, Message
+from backend.services.correspondence.model import Conversation, ConversationDocument, Message
 
 _HEAD = re.compile(r'"messages"\s*:\s*\[\s*[{\]]|"chats"\s*:\s*\{|Here is the data you requested')
 _MEDIA = {

@@ -2,18 +2,19 @@
 
 `detect_and_parse` recognises an export by its content (the extension only narrows the guess) and returns
 its chats or threads of messages; `chunk_conversation` turns one into chunks of whole messages that
-carry sender, time, participants and message ids.
+carry sender, time, participants and message ids. (Not to be confused with services/conversation.py,
+which turns a chat with the service into a standalone question.)
 """
 
 from __future__ import annotations
 
 from datetime import tzinfo
 
-from backend.services.conversations.chat_text import looks_like_chat_text, parse_chat_text
-from backend.services.conversations.chunking import chunk_conversation, format_time, normalized_key, participant_keys
-from backend.services.conversations.mail import parse_eml, parse_mbox
-from backend.services.conversations.model import Attachment, Conversation, ConversationDocument, Message
-from backend.services.conversations.telegram import looks_like_telegram, parse_telegram
+from backend.services.correspondence.chat_text import looks_like_chat_text, parse_chat_text
+from backend.services.correspondence.chunking import chunk_conversation, format_time, normalized_key, participant_keys
+from backend.services.correspondence.mail import parse_eml, parse_mbox
+from backend.services.correspondence.model import Attachment, Conversation, ConversationDocument, Message
+from backend.services.correspondence.telegram import looks_like_telegram, parse_telegram
 
 __all__ = ["CONVERSATION_EXTENSIONS", "Attachment", "Conversation", "ConversationDocument", "Message",
            "chunk_conversation", "detect_and_parse", "format_time", "looks_like_chat_text", "looks_like_telegram",
