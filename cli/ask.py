@@ -2,6 +2,7 @@
 
     python -m cli.ask "Когда закончили замену горелок?" --space mail
     python -m cli.ask "What is the pump's pressure?" --space demo --url http://gpu-box:9000 --json
+    python -m cli.ask "Что Петров писал о бюджете?" --space mail --participant Петров --after 2024-03-11T00:00+03:00
 
 The API key comes from RAG_API_KEY; the service from --url, else SERVICE_URL, else http://HOST:PORT.
 Exit status: 0 answered, 1 the service refused or failed (its message is shown), 2 bad usage.
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -29,6 +31,14 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.ask") -> argpa
     p.add_argument("--top-k", type=int, help="chunks to retrieve (1-50; default: the service's TOP_K)")
     p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], help="retrieval mode (default: the service's)")
     p.add_argument("--json", action="store_true", help="print the whole JSON response (no streaming)")
+    f = p.add_argument_group("conversation filters (mail and chat exports: docs/conversations.md)")
+    f.add_argument("--participant", action="append", default=[], metavar="NAME",
+                   help="who wrote or received the messages (name, surname or address); repeatable")  # fmt: skip
+    f.add_argument("--chat", action="append", default=[], help="a chat or mail thread title; repeatable")
+    f.add_argument(
+        "--after", help="messages sent at or after this time (ISO 8601 with a zone, e.g. 2024-03-11T00:00+03:00)"
+    )
+    f.add_argument("--before", help="messages sent before this time (ISO 8601 with a zone)")
     return p.parse_args(argv)
 
 
@@ -38,6 +48,17 @@ def _body(args: argparse.Namespace, stream: bool) -> dict[str, Any]:
         body["top_k"] = args.top_k
     if args.mode:
         body["mode"] = args.mode
+    filters: dict[str, Any] = {}
+    if args.participant:
+        filters["participants"] = args.participant
+    if args.chat:  # a title may be a chat's or a mail thread's
+        filters["chat"] = filters["thread"] = args.chat
+    if args.after:
+        filters["sent_after"] = args.after
+    if args.before:
+        filters["sent_before"] = args.before
+    if filters:
+        body["filters"] = filters
     return body
 
 
@@ -54,8 +75,19 @@ def _show_sources(sources: list[dict[str, Any]], cited: set[int]) -> None:
     if not sources:
         return
     ui.say("")
-    rows = [(f"[{s['n']}]" + (" *" if s["n"] in cited else ""), s["path"] or "?", f"{s['score']:.3f}") for s in sources]
-    ui.table("Sources (* cited)", ["n", "document", "score"], rows, styles=["bold cyan", "", "dim"])
+    rows = [(f"[{s['n']}]" + (" *" if s["n"] in cited else ""), s["path"] or "?", _who_and_when(s), f"{s['score']:.3f}")
+            for s in sources]  # fmt: skip
+    ui.table("Sources (* cited)", ["n", "document", "who, when", "score"], rows, styles=["bold cyan", "", "", "dim"])
+
+
+def _who_and_when(source: dict[str, Any]) -> str:
+    """Senders and first message time of a chunk of a chat or mail thread; empty for a plain document."""
+    c = source.get("conversation")
+    if not c:
+        return ""
+    people = list(dict.fromkeys(m["sender"] for m in c["messages"]))
+    when = datetime.fromtimestamp(c["sent_first"], tz=UTC).strftime("%Y-%m-%d %H:%M UTC") if c["sent_first"] else ""
+    return ", ".join(people[:3] + ([f"+{len(people) - 3}"] if len(people) > 3 else []) + ([when] if when else []))
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m cli.ask") -> int:

@@ -70,14 +70,43 @@ function renderSources(cited) {
     item.tabIndex = 0;
     item.dataset.n = s.n;
     item.className = cited.has(s.n) ? "cited" : "";
-    const where = [s.path || s.document, s.heading, s.page ? t("page", { page: s.page }) : ""].filter(Boolean)
-      .join(" · ");
+    const where = [s.path || s.document, s.heading, s.page ? t("page", { page: s.page }) : "", whoAndWhen(s)]
+      .filter(Boolean).join(" · ");
     const score = t("score", { score: formatNumber(s.score, 3) });
     item.textContent = `${where} (${score})${cited.has(s.n) ? ` - ${t("cited")}` : ""}`;
     item.addEventListener("click", () => showSource(s.n));
     item.addEventListener("keydown", (event) => { if (event.key === "Enter") showSource(s.n); });
     list.append(item);
   }
+}
+
+// A chunk of a chat or mail thread: who wrote its messages, and when.
+function whoAndWhen(s) {
+  const c = s.conversation;
+  if (!c) return "";
+  const people = [...new Set(c.messages.map((m) => m.sender))];
+  const shown = people.slice(0, 3).join(", ") + (people.length > 3 ? ` +${people.length - 3}` : "");
+  if (c.sent_first == null) return shown;
+  const first = formatDate(c.sent_first);
+  const last = c.sent_last != null && c.sent_last !== c.sent_first ? formatDate(c.sent_last) : "";
+  return `${shown}, ${last ? t("messages.span", { first, last }) : first}`;
+}
+
+// The filter fields as the API's `filters`; empty fields are left out. Dates are whole days in the
+// reader's time zone: "to" includes its day.
+function filters() {
+  const out = {};
+  const names = $("f-participants").value.split(",").map((x) => x.trim()).filter(Boolean);
+  if (names.length) out.participants = names;
+  const conversation = $("f-conversation").value.trim();
+  if (conversation) { out.chat = [conversation]; out.thread = [conversation]; }
+  if ($("f-after").value) out.sent_after = new Date(`${$("f-after").value}T00:00:00`).toISOString();
+  if ($("f-before").value) {
+    const end = new Date(`${$("f-before").value}T00:00:00`);
+    end.setDate(end.getDate() + 1);
+    out.sent_before = end.toISOString();
+  }
+  return Object.keys(out).length ? out : null;
 }
 
 function showSource(n) {
@@ -87,7 +116,8 @@ function showSource(n) {
   $("source-where").textContent =
     [s.path, s.heading, s.page ? t("page.long", { page: s.page }) : "",
      s.chunk != null ? t("chunk", { chunk: s.chunk }) : "",
-     s.modified_at ? t("modified", { date: formatDate(s.modified_at) }) : "",
+     s.modified_at && !s.conversation ? t("modified", { date: formatDate(s.modified_at) }) : "",
+     whoAndWhen(s),
      t("score", { score: formatNumber(s.score, 3) })].filter(Boolean).join(" · ");
   $("source-text").textContent = s.text;
   $("source-view").hidden = false;
@@ -138,7 +168,7 @@ async function ask(event) {
     const response = await fetch("/ask", {
       method: "POST",
       headers: { ...headers(), "Content-Type": "application/json" },
-      body: JSON.stringify({ q, space_id: space, stream: true }),
+      body: JSON.stringify({ q, space_id: space, stream: true, ...(filters() ? { filters: filters() } : {}) }),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorOf(response));
@@ -218,7 +248,7 @@ function upload(event) {
       for (const f of body.files) {
         const row = rows.insertRow();
         const cells = [[f.path, ""], [t(`status.${f.status}`), f.status], [formatNumber(f.chunks, 0), ""],
-                       [f.reason || "", ""]];
+                       [f.reason || (f.warnings || []).join("; "), ""]];
         for (const [value, cls] of cells) {
           const cell = row.insertCell();
           cell.textContent = value;
@@ -248,6 +278,9 @@ $("ask-form").addEventListener("submit", ask);
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("close-source").addEventListener("click", () => { $("source-view").hidden = true; });
 $("upload-form").addEventListener("submit", upload);
+$("f-clear").addEventListener("click", () => {
+  for (const id of ["f-participants", "f-conversation", "f-after", "f-before"]) $(id).value = "";
+});
 $("question").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("ask-form").requestSubmit();
 });

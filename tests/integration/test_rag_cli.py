@@ -64,12 +64,17 @@ def served(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[t
     (corpus / "pumps").mkdir(parents=True)
     (corpus / "pumps" / "glimmer.md").write_text("# Glimmer pump\n\nThe Glimmer pump runs at 9 bar at most.\n")
     (corpus / "notes.txt").write_text("Котельная на Садовой переведена на газ в марте.\n")
+    (corpus / "chats").mkdir()
+    (corpus / "chats" / "team.txt").write_text(
+        "14.03.2024, 09:00 - Анна Смирнова: Котельную проверили, всё в порядке.\n"
+        "15.03.2024, 10:02 - Пётр Петров: Предлагаю перенести проверку насоса на понедельник.\n"
+    )
     env = {"QDRANT_PATH": str(tmp_path / "qdrant"), "HF_HUB_OFFLINE": "1"}
     indexed = rag("index", "--dir", str(corpus), "--space", "docs", "--json", env=env)
     assert indexed.returncode == 0, indexed.stderr
-    assert json.loads(indexed.stdout)["files"]["new"] == 2
+    assert json.loads(indexed.stdout)["files"]["new"] == 3
     again = rag("index", "--dir", str(corpus), "--space", "docs", env=env)
-    assert again.returncode == 0 and "0 new, 0 changed, 2 unchanged" in again.stdout
+    assert again.returncode == 0 and "0 new, 0 changed, 3 unchanged" in again.stdout
     server = ThreadedServer(create_app(make_settings(qdrant_path=tmp_path / "qdrant", llm_max_tokens=32)), free_port())
     try:
         yield server.base_url, env
@@ -85,6 +90,18 @@ def test_rag_ask_streams_an_answer_then_its_sources_and_has_json(served: tuple[s
     assert answer.strip() and "pumps/glimmer.md" in rest and "answered by openai" in rest
     as_json = rag("ask", "What pressure does the Glimmer pump run at?", "--space", "docs", "--url", url, "--json")
     assert json.loads(as_json.stdout)["sources"][0]["path"] == "pumps/glimmer.md"
+
+
+def test_rag_ask_filters_a_chat_by_participant_and_shows_who_wrote(served: tuple[str, dict[str, str]]) -> None:
+    url, env = served
+    args = ("ask", "Что предложили насчёт проверки?", "--space", "docs", "--url", url, "--participant", "Петров")
+    as_json = rag(*args, "--after", "2024-03-15T00:00:00+00:00", "--json", env=env)
+    sources = json.loads(as_json.stdout)["sources"]
+    assert sources and all("Пётр Петров" in s["conversation"]["participants"] for s in sources), sources
+    shown = rag(*args, env=env)
+    assert shown.returncode == 0 and "Пётр Петров, 2024-03-15 10:02 UTC" in shown.stdout, shown.stdout
+    nobody = rag(*args, "--before", "2020-01-01T00:00:00Z", "--json", env=env)
+    assert json.loads(nobody.stdout)["sources"] == []
 
 
 def test_rag_ask_shows_the_services_refusal(served: tuple[str, dict[str, str]]) -> None:

@@ -184,3 +184,42 @@ def test_answers_render_markdown_without_running_markup(russian_page: object) ->
     answer.locator("a.cite").click()
     playwright_sync.expect(tab.locator("#source-text")).to_have_text("Срок — 20 мая.")
     assert tab.evaluate("window.pwned") is None
+
+
+def test_conversation_filters_and_who_wrote_when(russian_page: object, tmp_path: Path) -> None:
+    tab: playwright_sync.Page = russian_page  # type: ignore[assignment]
+    expect = playwright_sync.expect
+    tab.fill("#key", KEY)
+    tab.press("#key", "Tab")
+    chat = tmp_path / "WhatsApp Chat with Стройка.txt"
+    chat.write_text(
+        "14.03.2024, 09:00 - Анна Смирнова: Бетон привезут в пятницу.\n"
+        "15.03.2024, 10:02 - Пётр Петров: Предлагаю перенести заливку фундамента на понедельник.\n"
+        "16.03.2024, 11:00 - Анна Смирнова: Фундамент зальём во вторник, бетон уже заказан.\n",
+        encoding="utf-8",
+    )
+    tab.fill("#upload-space", "chats")
+    tab.set_input_files("#files", [str(chat)])
+    tab.click("#upload")
+    expect(tab.locator("#upload-results tbody tr")).to_have_count(1, timeout=60_000)
+    expect(tab.locator("#space")).to_have_value("chats")
+
+    tab.locator("#filters summary").click()
+    tab.fill("#f-participants", "Петров")
+    tab.fill("#f-after", "2024-03-15")
+    tab.fill("#f-before", "2024-03-15")
+    tab.fill("#question", "Что предлагали насчёт фундамента?")
+    tab.click("#ask")
+    sources = tab.locator("#sources li")
+    expect(sources.first).to_contain_text("Пётр Петров", timeout=60_000)
+    expect(tab.locator("#meta")).to_contain_text("ответил", timeout=120_000)
+    texts = sources.all_inner_texts()
+    assert texts and all("Пётр Петров" in x and "Анна" not in x for x in texts), texts  # the filter held
+    sources.first.click()
+    expect(tab.locator("#source-text")).to_contain_text("Пётр Петров, 15 марта 2024, 10:02:")
+    tab.screenshot(path=str(ARTIFACTS / "5-conversation-filters.png"), full_page=True)
+
+    tab.click("#f-clear")
+    tab.fill("#question", "Когда зальют фундамент?")
+    tab.click("#ask")
+    expect(tab.locator("#sources li").first).to_contain_text("Анна Смирнова", timeout=60_000)
