@@ -7,7 +7,8 @@ Each language gets a Telegram export, a WhatsApp chat, a plain chat log and an m
 filled with everyday business chatter. Among it, facts are planted, each in one message: who proposed
 something, on which day something was decided, which amount was agreed. Every question names its
 language, its kind (who / when / amount), the file and message holding the fact, the answers that count,
-and a filter (a participant or the day) that a user could add. The set is the same for the same seed.
+and a filter a user could add without knowing the answer (the day for "who", the person for "when" and
+"amount"). The set is the same for the same seed.
 """
 
 from __future__ import annotations
@@ -73,32 +74,43 @@ class _Conv:
     messages: list[_Msg] = field(default_factory=list)
 
 
-def _fact(lang: str, kind: str, project: str, rng: random.Random) -> tuple[str, str, list[str], str]:
-    """(message text, question, answers, topic) for one planted fact; the asker fills who / when answers."""
-    if lang == "ru":
-        if kind == "who":
-            days = rng.randint(3, 28)
-            return (f"Предлагаю перенести сдачу проекта «{project}» на {days} {rng.choice(_MONTHS_RU[3:6])}.",
-                    f"Кто предложил перенести сдачу проекта «{project}»?", [], "deadline")  # fmt: skip
-        if kind == "when":
-            vendor = rng.choice(["Вектор", "Ростех-Сервис", "Арктика", "Север", "Континент", "Пульсар"])
-            return (f"Решили: по проекту «{project}» закупаем серверы у компании «{vendor}».",
-                    f"Когда решили, у кого закупать серверы для проекта «{project}»?", [], "vendor")  # fmt: skip
-        amount = f"{rng.randint(12, 98) * 10} 000"
-        return (f"Согласовали бюджет проекта «{project}»: {amount} рублей.",
-                f"Какой бюджет согласовали для проекта «{project}»?", [amount], "budget")  # fmt: skip
+_VENDORS = {"ru": ["Вектор", "Ростех-Сервис", "Арктика", "Север", "Континент", "Пульсар"],
+            "en": ["Vector", "Northwind", "Arctic", "Contoso", "Pulsar", "Fabrikam"]}  # fmt: skip
+# (the message that holds the fact, the question about it) per language and kind
+_TEMPLATES = {
+    "ru": {
+        "who": ("Предлагаю перенести сдачу проекта «{project}» на {day} {month}.",
+                "Кто предложил перенести сдачу проекта «{project}»?"),
+        "when": ("Решили: по проекту «{project}» закупаем серверы у компании «{vendor}».",
+                 "Какого числа решили закупать серверы для проекта «{project}»?"),
+        "amount": ("Согласовали бюджет проекта «{project}»: {amount} рублей.",
+                   "Какой бюджет согласовали для проекта «{project}»?"),
+    },
+    "en": {
+        "who": ("I propose we move the {project} project deadline to {month} {day}.",
+                "Who proposed moving the {project} project deadline?"),
+        "when": ("Decided: for the {project} project we buy the servers from {vendor}.",
+                 "On what date did we decide to buy the servers for the {project} project?"),
+        "amount": ("The {project} project budget is agreed at ${amount}.",
+                   "What budget was agreed for the {project} project?"),
+    },
+}  # fmt: skip
+
+
+def _fact(lang: str, kind: str, project: str, rng: random.Random) -> tuple[str, str, list[str]]:
+    """(message text, question, answers) for one planted fact; the caller fills who / when answers."""
+    values: dict[str, object] = {"project": project}
     if kind == "who":
-        days = rng.randint(3, 28)
-        return (f"I propose we move the {project} project deadline to {rng.choice(_MONTHS_EN[3:6])} {days}.",
-                f"Who proposed moving the {project} project deadline?", [], "deadline")  # fmt: skip
-    if kind == "when":
-        vendor = rng.choice(["Vector", "Northwind", "Arctic", "Contoso", "Pulsar", "Fabrikam"])
-        return (f"Decided: for the {project} project we buy the servers from {vendor}.",
-                f"When did we decide who supplies the servers for the {project} project?", [], "vendor")  # fmt: skip
-    amount = f"{rng.randint(12, 98) * 10},000"
-    answers = [amount, amount.replace(",", "")]
-    return (f"The {project} project budget is agreed at ${amount}.",
-            f"What budget was agreed for the {project} project?", answers, "budget")  # fmt: skip
+        values["day"] = rng.randint(3, 28)
+        values["month"] = rng.choice((_MONTHS_RU if lang == "ru" else _MONTHS_EN)[3:6])
+    elif kind == "when":
+        values["vendor"] = rng.choice(_VENDORS[lang])
+    else:
+        amount = f"{rng.randint(12, 98) * 10}{' 000' if lang == 'ru' else ',000'}"
+        values["amount"] = amount
+    message, question = (template.format(**values) for template in _TEMPLATES[lang][kind])
+    answers = [] if kind != "amount" else [amount] if lang == "ru" else [amount, amount.replace(",", "")]
+    return message, question, answers
 
 
 def generate(seed: int = 7, facts_per_language: int = 24) -> dict[str, Any]:
@@ -128,7 +140,7 @@ def generate(seed: int = 7, facts_per_language: int = 24) -> dict[str, Any]:
             kind = kinds[i % 3]
             project = projects[i % len(projects)]
             conv = convs[i % len(convs)]
-            text, question, answers, _ = _fact(lang, kind, project, rng)
+            text, question, answers = _fact(lang, kind, project, rng)
             at = rng.randrange(len(conv.messages))
             sender = rng.choice(people)
             when = conv.messages[at].when + timedelta(minutes=1)
@@ -139,10 +151,15 @@ def generate(seed: int = 7, facts_per_language: int = 24) -> dict[str, Any]:
             elif kind == "when":
                 month = (_MONTHS_RU if lang == "ru" else _MONTHS_EN)[when.month - 1]
                 answers = [f"{when.day} {month}", f"{when:%d.%m.%Y}" if lang == "ru" else f"{month} {when.day}"]
+                if lang == "en":  # "March 29th" is as right as "March 29"
+                    th = {1: "st", 2: "nd", 3: "rd"}.get(when.day % 10 if when.day not in (11, 12, 13) else 0, "th")
+                    answers += [f"{month} {when.day}{th}", f"{when.day}{th} of {month}"]
             day = when.replace(hour=0, minute=0)
+            # what a user could add without knowing the answer: the day for "who proposed it (that day)?",
+            # the person for "when did (they) decide?" and "what budget (did they agree)?"
             filters: dict[str, Any] = (
                 {"sent_after": day.isoformat(), "sent_before": (day + timedelta(days=1)).isoformat()}
-                if kind == "when" else {"participants": [sender[1]]}
+                if kind == "who" else {"participants": [sender[1]]}
             )  # fmt: skip
             # the same project named elsewhere, without the fact: retrieval must find the message that holds it
             mention = (f"По проекту «{project}» пока всё по плану." if lang == "ru"

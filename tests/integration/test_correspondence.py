@@ -91,7 +91,7 @@ def search(client: TestClient, q: str, space: str = "conv", **filters: Any) -> l
 def test_sources_say_who_wrote_what_and_when(conv: TestClient) -> None:
     top = search(conv, "Кто предложил перенести сдачу проекта «Дельта»?")[0]
     assert top["path"] == "chats/telegram/result.json"
-    assert "Пётр Петров, 15 марта 2024, 10:02:\nПредлагаю перенести сдачу проекта «Дельта»" in top["text"]
+    assert "[15 марта 2024, 10:02] Пётр Петров: Предлагаю перенести сдачу проекта «Дельта»" in top["text"]
     c = top["conversation"]
     assert c["kind"] == "chat" and c["title"] == "Проект Дельта" and "Пётр Петров" in c["participants"]
     assert {"id": "2", "sender": "Пётр Петров", "sent_at": T.timestamp()} in c["messages"]

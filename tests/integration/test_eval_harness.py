@@ -71,6 +71,29 @@ def test_retrieval_and_answer_metrics_on_a_tiny_set(
     assert not (tmp_path / "never-used").exists()  # the service's store is never touched
 
 
+def test_the_generated_conversational_set_finds_each_facts_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli import conversation_set
+
+    monkeypatch.setenv("QDRANT_PATH", str(tmp_path / "never-used"))
+    data = tmp_path / "set.json"
+    assert conversation_set.main(["--out", str(data), "--facts", "6"]) == 0
+    generated = json.loads(data.read_text())
+    assert len(generated["documents"]) == 8 and len(generated["questions"]) == 12
+    out = tmp_path / "report.json"
+    assert eval_cli.main([str(data), "--compare", "hybrid", "--out", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    plain, filtered = report["retrieval"]
+    assert (plain["filtered"], filtered["filtered"]) == (False, True)
+    for r in (plain, filtered):  # the chunk holding the fact's message, in Russian and English exports
+        assert r["recall_5"] >= 0.9, r["ranks"]
+        assert set(r["recall_5_by_kind"]) == {
+            f"{lang} {kind}" for lang in ("ru", "en") for kind in ("who", "when", "amount")
+        }
+    assert "hybrid, each question's filter" in capsys.readouterr().out
+
+
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_cli.main([str(tmp_path / "missing.json")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -350,7 +350,7 @@ def test_chunks_hold_whole_messages_with_sender_and_time() -> None:
     assert held == [str(i) for i in range(10)]  # every message once, in order
     assert all(c.tokens <= 40 for c in chunks) and len(chunks) > 1
     first = chunks[0]
-    assert first.text.startswith("Чат «Проект»\nПётр Петров, 15 марта 2024, 09:00:\nслово")
+    assert first.text.startswith("Чат «Проект»\n[15 марта 2024, 09:00] Пётр Петров: слово")
     assert first.meta is not None and first.meta["chat"] == "Проект" and first.meta["thread"] is None
     assert "петров" in first.meta["participant_keys"] and "petrov@corp.ru" in first.meta["participant_keys"]
     assert first.meta["sent_first"] == datetime(2024, 3, 15, 9, 0, tzinfo=UTC).timestamp()
@@ -382,7 +382,7 @@ def test_english_chats_get_english_dates_and_participant_keys() -> None:
     conv = Conversation("thread", "Budget", [Message("a", "Peter Walker", datetime(2024, 3, 15, 10, 2, tzinfo=UTC),
                                                      "Let us move it.", recipients=["Anna Hughes"])])  # fmt: skip
     (chunk,) = chunk_conversation(conv, words, max_tokens=100, first_index=0)
-    assert chunk.text == 'Mail thread "Budget"\nPeter Walker, 15 March 2024, 10:02 (to: Anna Hughes):\nLet us move it.'
+    assert chunk.text == 'Mail thread "Budget"\n[15 March 2024, 10:02] Peter Walker (to: Anna Hughes): Let us move it.'
     assert chunk.meta is not None and chunk.meta["participants"] == ["Peter Walker", "Anna Hughes"]
     keys = participant_keys("Пётр  Петров", "P.Petrov@Corp.ru")
     assert keys == ["p.petrov", "p.petrov@corp.ru", "петр", "петр петров", "петров"]
