@@ -39,6 +39,7 @@ class Summary:
     chunks_per_second: float = 0.0
     skipped_unsupported: int = 0
     failed: list[dict[str, str | None]] = field(default_factory=list)
+    warnings: list[dict[str, object]] = field(default_factory=list)  # {path, warnings}: parts of files left out
     dry_run: bool = False
 
 
@@ -148,6 +149,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> tuple[Summary, in
                 counts[r.status] += 1
                 if r.status == "failed":
                     summary.failed.append({"path": r.path, "reason": r.reason})
+                elif r.warnings:  # a mail or chat export indexed without its broken parts
+                    summary.warnings.append({"path": r.path, "warnings": r.warnings})
             if args.prune:
                 for rec in (r for r in plan.missing if r.path not in unreadable):
                     await target.delete(args.space, rec.id)
@@ -188,13 +191,18 @@ def render(summary: Summary) -> str:
         )
     for fail in summary.failed:
         lines.append(f"  FAILED {fail['path']}: {fail['reason']}")
+    for entry in summary.warnings:
+        problems = [str(w) for w in entry["warnings"]]  # type: ignore[attr-defined]
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        lines.append(f"  PARTLY {entry['path']}: {'; '.join(problems[:3])}{more}")
     return "\n".join(lines) + "\n"
 
 
 def show(summary: Summary) -> None:
     """render(), coloured in a terminal: what failed in red, the header in bold."""
     for i, line in enumerate(render(summary).splitlines()):
-        ui.say(line, "bold" if i == 0 else "red" if line.lstrip().startswith("FAILED") else "")
+        style = "red" if line.lstrip().startswith("FAILED") else "yellow" if line.lstrip().startswith("PARTLY") else ""
+        ui.say(line, "bold" if i == 0 else style)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m cli.index_cli") -> int:

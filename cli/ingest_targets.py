@@ -121,8 +121,10 @@ class RemoteTarget:
             else:
                 raise TargetError(self._message(resp))
             results += [
-                FileResult(r["path"], r["status"], r["document_id"], r["chunks"], r.get("reason")) for r in rows
-            ]
+                FileResult(r["path"], r["status"], r["document_id"], r["chunks"], r.get("reason"),
+                           warnings=r.get("warnings") or [], reused=r.get("reused") or 0)
+                for r in rows
+            ]  # fmt: skip
         progress(len(results), sum(r.chunks for r in results if r.status in ("new", "changed")))
         return results
 

@@ -129,7 +129,8 @@ TELEGRAM = json.dumps({"name": "Чат", "type": "private_group", "id": 1, "mess
     {"id": i, "type": "message", "date": "2024-03-15T10:00:00", "date_unixtime": "1710496800", "from": "Анна",
      "text": f"Сообщение номер {i}"} for i in range(1, 30)]}, ensure_ascii=False).encode()  # fmt: skip
 MBOX_BROKEN = b"From x Fri Mar 15 10:00:00 2024\n" + b"\x00\xff\xfe garbage \x00" * 20 + b"\n\n"
-SERVICE_ONLY = json.dumps({"name": "x", "messages": [{"id": 1, "type": "service", "action": "create_group"}]}).encode()
+SERVICE_ONLY = json.dumps({"name": "x", "type": "private_group", "messages": [
+    {"id": 1, "type": "service", "date_unixtime": "1710496800", "action": "create_group"}]}).encode()  # fmt: skip
 WHATSAPP = "15.03.2024, 10:00 - Анна: да\n15.03.2024, 10:01 - Пётр: нет\n"
 MAIL_TEXT = "Текст письма о поставке"
 MBOX_GOOD = (b"From a@x Fri Mar 15 10:00:00 2024\nFrom: a@x\nSubject: s\nDate: Fri, 15 Mar 2024 10:00:00 +0000\n"

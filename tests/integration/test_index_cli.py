@@ -102,9 +102,15 @@ def test_broken_files_are_reported_and_strict_fails(
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 this is not a pdf")
     (folder / "scan.pdf").write_bytes(make_pdf([]))
     (folder / "photo.jpg").write_bytes(b"\xff\xd8\xff")
+    (folder / "chat.txt").write_text("15.03.2024, 10:00 - Анна: первое\n31.02.2024, 10:05 - Пётр: второе\n")
     code, summary = index(capsys, "--dir", str(folder), "--space", "mixed")
     assert code == 0
-    assert summary["files"]["new"] == 1 and summary["files"]["failed"] == 2
+    assert summary["files"]["new"] == 2 and summary["files"]["failed"] == 2
+    (partly,) = summary["warnings"]  # indexed, with the message whose date is impossible reported
+    assert partly["path"] == "chat.txt" and "31.02.2024 10:05 does not parse" in partly["warnings"][0]
+    assert "PARTLY chat.txt: line 2: the date 31.02.2024 10:05 does not parse" in index_cli.render(
+        index_cli.Summary(**{**summary, "warnings": summary["warnings"]})
+    )
     assert summary["skipped_unsupported"] == 1
     reasons = {f["path"]: f["reason"] for f in summary["failed"]}
     assert "broken PDF" in reasons["broken.pdf"] and "no extractable text" in reasons["scan.pdf"]
@@ -163,11 +169,13 @@ def running_service(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 def test_index_cli_hands_work_to_the_running_service(running_service: str, env: dict[str, str], corpus: Path) -> None:
     (corpus / "huge.txt").write_text("Too big to upload. " * 6000)  # > MAX_UPLOAD_MB of the service
+    (corpus / "chat.txt").write_text("15.03.2024, 10:00 - Анна: первое\n31.02.2024, 10:05 - Пётр: второе\n")
     first = run_cli("cli.index_cli", "--dir", str(corpus), "--space", "demo", "--json", env=env)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["target"] == f"service {running_service}"
-    assert summary["files"]["new"] == 10 and summary["files"]["failed"] == 1
+    assert summary["files"]["new"] == 11 and summary["files"]["failed"] == 1
+    assert summary["warnings"][0]["path"] == "chat.txt"  # the service's per-message warnings come back
     assert summary["failed"][0]["path"] == "huge.txt" and "MAX_UPLOAD_MB" in summary["failed"][0]["reason"]
     (corpus / "huge.txt").unlink()
     assert "already accessed" not in first.stderr

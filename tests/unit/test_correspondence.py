@@ -255,6 +255,9 @@ def test_a_telegram_export_without_messages_is_a_clear_error() -> None:
 def test_ordinary_json_is_not_a_chat() -> None:
     doc = parse(b'{"messages": "hello", "text": "a plain config"}', "config.json")
     assert doc.conversation is None and "a plain config" in doc.sections[0].text
+    llm_log = {"model": "x", "messages": [{"role": "user", "content": "Как настроить насос?"}]}
+    doc = parse(json.dumps(llm_log, ensure_ascii=False).encode(), "chat-log.json")
+    assert doc.conversation is None and "Как настроить насос?" in doc.sections[0].text
 
 
 # --- WhatsApp and chat logs ------------------------------------------------------------------------

@@ -16,12 +16,11 @@ from backend.services.correspondence.mail import parse_eml, parse_mbox
 from backend.services.correspondence.model import Attachment, Conversation, ConversationDocument, Message
 from backend.services.correspondence.telegram import looks_like_telegram, parse_telegram
 
-__all__ = ["CONVERSATION_EXTENSIONS", "Attachment", "Conversation", "ConversationDocument", "Message",
+__all__ = ["Attachment", "Conversation", "ConversationDocument", "Message",
            "chunk_conversation", "detect_and_parse", "format_time", "looks_like_chat_text", "looks_like_telegram",
            "normalized_key", "parse_chat_text", "parse_eml", "parse_mbox", "parse_telegram",
            "participant_keys"]  # fmt: skip
 
-CONVERSATION_EXTENSIONS = (".eml", ".mbox", ".mbx")
 _HEADER_NAMES = (b"from:", b"date:", b"subject:", b"message-id:", b"to:", b"received:", b"return-path:",
                  b"mime-version:", b"delivered-to:", b"x-")  # fmt: skip
 

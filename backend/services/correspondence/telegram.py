@@ -18,6 +18,12 @@ from typing import Any
 from backend.services.correspondence.model import Conversation, ConversationDocument, Message
 
 _HEAD = re.compile(r'"messages"\s*:\s*\[\s*[{\]]|"chats"\s*:\s*\{|Here is the data you requested')
+# What only Telegram writes: other JSON with a "messages" list (an LLM chat log, an API dump) is not a chat.
+_TELEGRAM = re.compile(
+    r'"date_unixtime"\s*:|"from_id"\s*:|Here is the data you requested|'
+    r'"type"\s*:\s*"(personal_chat|private_group|private_supergroup|public_supergroup|public_channel|'
+    r'private_channel|saved_messages|bot_chat)"'
+)
 _MEDIA = {
     "photo": "photo",
     "voice_message": "voice message",
@@ -30,7 +36,7 @@ _MEDIA = {
 
 
 def looks_like_telegram(head: str) -> bool:
-    return head.lstrip().startswith("{") and bool(_HEAD.search(head))
+    return head.lstrip().startswith("{") and bool(_HEAD.search(head)) and bool(_TELEGRAM.search(head))
 
 
 def parse_telegram(text: str, name: str, default_tz: tzinfo = UTC) -> ConversationDocument:
