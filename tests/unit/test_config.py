@@ -25,6 +25,8 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.qdrant_url == "http://qdrant:6333"
     assert not s.embedded_store
     assert s.llm_model == "qwen3"
+    monkeypatch.setenv("CONVERSATION_TIMEZONE", " Europe/Moscow ")
+    assert load_settings(_env_file=None).conversation_timezone == "Europe/Moscow"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,8 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ({"CHUNK_TOKENS": "100", "CHUNK_OVERLAP_TOKENS": "60"}, "CHUNK_OVERLAP_TOKENS .* less than half"),
         ({"LLM_MAX_TOKENS": "3000", "LLM_CONTEXT_TOKENS": "4096"}, "LLM_MAX_TOKENS .* too little room"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"CONVERSATION_TIMEZONE": "Moscow"}, "CONVERSATION_TIMEZONE: .*IANA name like Europe/Moscow"),
+        ({"CONVERSATION_TIMEZONE": "../../etc/passwd"}, "CONVERSATION_TIMEZONE: .*not a time zone name"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:
