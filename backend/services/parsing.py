@@ -361,8 +361,12 @@ _TOO_DEEP = "JSON nested too deeply to read (over about 900 levels)"
 
 
 def parse_json(data: bytes, name: str) -> ParsedDocument:
+    return _json_document(decode_text(data), name)
+
+
+def _json_document(text: str, name: str) -> ParsedDocument:
     try:
-        value = json.loads(decode_text(data))
+        value = json.loads(text)
         return ParsedDocument(_stem(name), [Section("\n\n".join(_json_strings(value)))])
     except json.JSONDecodeError as exc:
         raise ParseError(f"invalid JSON: {exc}") from exc
@@ -457,22 +461,26 @@ def parse(data: bytes, name: str, *, default_tz: tzinfo = UTC) -> ParsedDocument
     if not data.strip():
         raise ParseError("empty file")
     _check_content(data, suffix)
+    # Plain text and JSON are decoded once: for the conversation check and, failing it, for their parser.
+    text = decode_text(data) if suffix in (".txt", ".text", ".json") else None
     if suffix in _MAYBE_CONVERSATION:
-        conversation = _conversation(data, suffix, name, default_tz)
+        conversation = _conversation(data, suffix, name, text, default_tz)
         if conversation is not None:
             return conversation
-    assert parser is not None
-    doc = parser(data, name)
+    if text is not None:
+        doc = _json_document(text, name) if suffix == ".json" else ParsedDocument(_stem(name), [Section(text)])
+    else:
+        assert parser is not None
+        doc = parser(data, name)
     doc.sections = [s for s in doc.sections if s.text.strip()]
     if not doc.sections:
         raise ParseError("no text found in the file")
     return doc
 
 
-def _conversation(data: bytes, suffix: str, name: str, default_tz: tzinfo) -> ParsedDocument | None:
+def _conversation(data: bytes, suffix: str, name: str, text: str | None, default_tz: tzinfo) -> ParsedDocument | None:
     from backend.services.correspondence import detect_and_parse
 
-    text = decode_text(data) if suffix in (".txt", ".text", ".json") else None
     found = detect_and_parse(data, ".txt" if suffix == ".text" else suffix, name, text, default_tz)
     if found is None:
         return None

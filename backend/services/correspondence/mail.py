@@ -107,12 +107,6 @@ def mbox_spans(data: bytes) -> Iterator[tuple[int, int]]:
         yield start, len(data)
 
 
-def split_mbox(data: bytes) -> Iterator[bytes]:
-    """The raw messages of an mbox, one at a time (mboxrd/mboxo: '>From ' lines unescaped)."""
-    for start, end in mbox_spans(data):
-        yield _unescape(data[start:end])
-
-
 def _unescape(raw: bytes) -> bytes:
     return re.sub(rb"(?m)^>(>*From )", rb"\1", raw)
 
