@@ -396,6 +396,20 @@ class EdgeEngine:
             raise ValueError(f"points selector {type(points_selector).__name__} is not supported")
         return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
 
+    def set_payload(
+        self, collection_name: str, payload: dict[str, Any], points: Any, key: str | None = None, wait: bool = True
+    ) -> models.UpdateResult:
+        col = self._get(collection_name)
+        if isinstance(points, models.FilterSelector):
+            points = points.filter
+        if isinstance(points, models.Filter):
+            flt = _filter(points)
+            assert flt is not None
+            col.shard.update(edge.UpdateOperation.set_payload_by_filter(flt, payload, key))
+        else:
+            col.shard.update(edge.UpdateOperation.set_payload([_edge_id(i) for i in points], payload, key))
+        return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
+
     def retrieve(
         self, collection_name: str, ids: Iterable[Any], with_payload: bool | list[str] = True, with_vectors: Any = False
     ) -> list[models.Record]:

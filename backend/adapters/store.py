@@ -95,6 +95,7 @@ PAYLOAD_INDEXES = {
     "modified_at": models.PayloadSchemaType.FLOAT,
     "indexed_at": models.PayloadSchemaType.FLOAT,
     "document_id": models.PayloadSchemaType.KEYWORD,
+    "version": models.PayloadSchemaType.KEYWORD,  # the journal deletes and settles chunks by version
     # conversations (services/correspondence): who took part, which chat or thread, when
     "participant_keys": models.PayloadSchemaType.KEYWORD,
     "conversation": models.PayloadSchemaType.KEYWORD,
@@ -125,9 +126,10 @@ def document_id(space: str, path: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"doc\x00{space}\x00{path}"))
 
 
-def chunk_id(document: str, version: str, index: int) -> str:
-    """A chunk's identity: its document, the document's content version and its position."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"chunk\x00{document}\x00{version}\x00{index}"))
+def chunk_id(document: str, text_hash: str, occurrence: int = 0) -> str:
+    """A chunk's identity: its document and its text (the n-th chunk of that text in the document), not its
+    position or the document's version: a chunk that a new version keeps keeps its id (and its vector)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"chunk\x00{document}\x00{text_hash}\x00{occurrence}"))
 
 
 @dataclass
@@ -212,8 +214,10 @@ class SpaceSchema:
 class DocumentRecord:
     """Registry entry. `version` is None while a first ingestion has not completed.
 
-    `garbage` lists (version, chunk_count) pairs whose chunk points must be deleted; it is written
-    before any chunk is, so a crash at any moment leaves enough to finish the job on the next run.
+    The journal (services/ingest.py): `writing` names the version being written and `garbage` lists
+    (version, chunk count) pairs whose chunks must go; both are written before any chunk is, so a crash at
+    any moment leaves enough to finish the job on the next run. `stale`: an interrupted write left some of
+    the version's chunks with the other version's positions; the next run rewrites the document.
     """
 
     id: str
@@ -226,6 +230,8 @@ class DocumentRecord:
     indexed_at: float
     garbage: list[tuple[str, int]] = field(default_factory=list)
     content_sha256: str | None = None  # of the file's bytes
+    writing: str | None = None
+    stale: bool = False
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -238,6 +244,8 @@ class DocumentRecord:
             "indexed_at": self.indexed_at,
             "garbage": [list(g) for g in self.garbage],
             "content_sha256": self.content_sha256,
+            "writing": self.writing,
+            "stale": self.stale,
         }
 
     @classmethod
@@ -253,6 +261,8 @@ class DocumentRecord:
             indexed_at=float(payload.get("indexed_at", 0.0)),
             garbage=[(str(v), int(n)) for v, n in payload.get("garbage", [])],
             content_sha256=payload.get("content_sha256"),
+            writing=payload.get("writing"),
+            stale=bool(payload.get("stale", False)),
         )
 
 
@@ -582,29 +592,40 @@ class VectorStore:
         structs = [p.to_struct() for p in points]
         await self._write(lambda: self._client.upsert(self._chunks(space), structs, wait=True))
 
-    async def delete_chunks(self, space: str, ids: Iterable[str]) -> None:
-        id_list: list[models.ExtendedPointId] = list(ids)
-        if not id_list:
-            return
-        selector = models.PointIdsList(points=id_list)
+    @staticmethod
+    def _of_document(doc_id: str, *conditions: models.Condition, must_not: models.Condition | None = None
+                     ) -> models.Filter:  # fmt: skip
+        must = [models.FieldCondition(key="document_id", match=models.MatchValue(value=doc_id)), *conditions]
+        return models.Filter(must=must, must_not=[must_not] if must_not is not None else None)
+
+    async def delete_document_chunks(self, space: str, doc_id: str, *, keep_version: str | None = None) -> None:
+        """Every chunk of a document, or (keep_version) every chunk not tagged with that version."""
+        keep = None
+        if keep_version:
+            keep = models.FieldCondition(key="version", match=models.MatchValue(value=keep_version))
+        selector = models.FilterSelector(filter=self._of_document(doc_id, must_not=keep))
         await self._run(lambda: self._client.delete(self._chunks(space), selector, wait=True))
 
-    async def delete_version(self, space: str, doc_id: str, version: str) -> None:
-        """Every chunk of one version of a document (a streamed export whose chunk count was not yet known)."""
-        selector = models.FilterSelector(filter=models.Filter(must=[
-            models.FieldCondition(key="document_id", match=models.MatchValue(value=doc_id)),
-            models.FieldCondition(key="version", match=models.MatchValue(value=version)),
-        ]))  # fmt: skip
-        await self._run(lambda: self._client.delete(self._chunks(space), selector, wait=True))
+    async def settle_version(self, space: str, doc_id: str, version: str, tags: Sequence[str]) -> None:
+        """Tag `version` alone on the document's chunks tagged with any of `tags` (those a write shared)."""
+        flt = self._of_document(doc_id, models.FieldCondition(key="version", match=models.MatchAny(any=list(tags))))
+        await self._run(lambda: self._client.set_payload(self._chunks(space), {"version": version}, flt, wait=True))
 
-    async def chunk_hashes(self, space: str, ids: Sequence[str]) -> dict[str, str]:
-        """{chunk id: hash of its text} of the chunks among `ids` that exist (payload field only)."""
+    async def document_chunk_hashes(self, space: str, doc_id: str) -> dict[str, str]:
+        """{chunk id: hash of its text} of every chunk of a document (payload field only)."""
+        flt = self._of_document(doc_id)
 
-        def read() -> dict[str, str]:
-            found = self._client.retrieve(self._chunks(space), list(ids), with_payload=["chunk_hash"])
-            return {str(r.id): str(r.payload["chunk_hash"]) for r in found if r.payload and r.payload.get("chunk_hash")}
+        def scroll() -> dict[str, str]:
+            out: dict[str, str] = {}
+            offset: Any = None
+            while True:
+                points, offset = self._client.scroll(self._chunks(space), flt, limit=4096, offset=offset,
+                                                     with_payload=["chunk_hash"])  # fmt: skip
+                out.update((str(p.id), str((p.payload or {}).get("chunk_hash", ""))) for p in points)
+                if offset is None:
+                    return out
 
-        return await self._run(read)
+        return await self._run(scroll)
 
     # --- queries: each is one Query API call, the same in embedded and server mode ---------------
     async def search_dense(

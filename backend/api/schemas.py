@@ -155,6 +155,9 @@ class ConversationOut(BaseModel):
 
 class SourceOut(BaseModel):
     n: int
+    id: str | None = Field(
+        default=None, description="The chunk's id: kept when its document is re-indexed with the chunk's text unchanged."
+    )
     document: str | None
     path: str | None
     title: str | None

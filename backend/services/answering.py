@@ -57,6 +57,7 @@ class Source:
         p = self.chunk.payload
         return {
             "n": self.n,
+            "id": self.chunk.id,
             "document": p.get("document_id"),
             "path": p.get("path"),
             "title": p.get("title"),

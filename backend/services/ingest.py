@@ -1,12 +1,16 @@
 """Files -> parsed text -> chunks -> vectors -> store, idempotent and safe to interrupt at any moment.
 
-How a document is (re)written, with the registry record as a journal:
-  1. record.garbage += (new version, its chunk count)        # so a crash mid-write can be cleaned up
-  2. upsert the new version's chunks (ids derived from document, version, index)
-  3. record.version = new; record.garbage = [(old version, old count)]
-  4. delete every garbage chunk by id; record.garbage = []
+A chunk's id is its document and its text (store.chunk_id), so a chunk that a new version keeps (the
+old messages of a grown chat) keeps its id and its vector; every chunk is tagged with the version that
+wrote it. How a document is (re)written, with the registry record as a journal:
+  1. record.writing = new version                            # so a crash mid-write can be cleaned up
+  2. upsert the new version's chunks: new ones tagged `new`, kept ones (same id) re-tagged [old, new]
+  3. record.version = new; record.writing = None; record.garbage = [(old version, old count)]
+  4. delete the document's chunks not tagged `new`, tag the kept ones `new` alone; record.garbage = []
 Searches therefore always find a complete version of each document, and `repair()` finishes any
-journal left behind by a crash. Unchanged files (same content hash, same chunking) are skipped.
+journal left behind by a crash: after 1-2 it deletes the chunks tagged only `new` and tags the kept ones
+`old` again (they hold the new version's positions, so the record is marked stale and rewritten next
+time). Unchanged files (same content hash, same chunking) are skipped.
 """
 
 from __future__ import annotations
@@ -98,6 +102,8 @@ class _Pending:
     warnings: list[str]
     written: int = 0
     reused: int = 0
+    indexed_ids: set[str] = field(default_factory=set)  # the chunks of the indexed version
+    occurrences: dict[str, int] = field(default_factory=dict)  # text hash -> chunks of that text so far
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
@@ -164,7 +170,7 @@ class IngestService:
             rec = by_path.get(path)
             if rec is None or rec.version is None:
                 plan.new.append(path)
-            elif rec.version != self.version_of(file_hash) or rec.garbage:
+            elif rec.version != self.version_of(file_hash) or rec.garbage or rec.writing or rec.stale:
                 plan.changed.append(path)
             else:
                 plan.unchanged.append(path)
@@ -207,11 +213,11 @@ class IngestService:
         for source in files:
             doc_id = document_id(space, source.path)
             existing = await self.store.get_document(space, doc_id) if exists else None
+            if existing and (existing.garbage or existing.writing) and not dry_run:
+                existing = await self._finish_journal(space, existing)  # left by an interrupted run
             file_hash = content_hash(source.data)
             version = self.version_of(file_hash)
-            if existing and existing.version == version:
-                if not dry_run:
-                    await self._collect_garbage(space, existing)  # left by an interrupted run
+            if existing and existing.version == version and not existing.stale and not existing.writing:
                 results.append(FileResult(source.path, "unchanged", doc_id, existing.chunk_count))
                 self.metrics.ingest_files.labels(space, "unchanged").inc()
                 if on_progress:
@@ -274,11 +280,10 @@ class IngestService:
     async def _write(
         self, space: str, pending: list[_Pending], on_progress: ProgressCallback | None
     ) -> list[FileResult]:
-        # 1. journal the versions about to be written (-1: a streamed export, deleted by version if cut off)
+        # 1. journal the versions about to be written
         for p in pending:
-            entry = (p.version, p.known_count if p.known_count is not None else -1)
-            if p.record.version != p.version and entry not in p.record.garbage:
-                p.record.garbage.append(entry)
+            if p.record.version != p.version:
+                p.record.writing = p.version
             await self.store.put_document(p.record)
 
         # 2. embed and upsert all chunks of the group in batches; the next batch is embedded while
@@ -293,10 +298,7 @@ class IngestService:
                 if write_task is not None:
                     await write_task
                 now = time.time()
-                structs = [
-                    ChunkPoint(chunk_id(p.record.id, p.version, c.index), vec, self._payload(space, p, c, now), sp)
-                    for (p, c, sp), vec in zip(batch, vectors, strict=True)
-                ]
+                structs = [self._point(space, p, c, sp, v, now) for (p, c, sp), v in zip(batch, vectors, strict=True)]
                 for p, _, _ in batch:
                     p.written += 1
                 write_task = asyncio.create_task(self.store.upsert_chunks(space, structs))
@@ -315,15 +317,13 @@ class IngestService:
             if not p.written:  # an export whose every message proved unreadable
                 results.append(await self._abandon(space, p))
                 continue
-            superseded = (rec.version, rec.chunk_count) if rec.version and rec.version != p.version else None
-            rec.garbage = [g for g in rec.garbage if g[0] != p.version]
-            if superseded:
-                rec.garbage.append(superseded)
-            rec.version, rec.chunk_count = p.version, p.written
+            if rec.version and rec.version != p.version:
+                rec.garbage.append((rec.version, rec.chunk_count))
+            rec.version, rec.chunk_count, rec.writing, rec.stale = p.version, p.written, None, False
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
             rec.content_sha256 = p.file_hash
             await self.store.put_document(rec)
-            await self._collect_garbage(space, rec)
+            await self._finish_journal(space, rec)
             results.append(FileResult(p.source.path, p.status, rec.id, p.written, warnings=p.warnings, reused=p.reused))
             self.metrics.ingest_files.labels(space, p.status).inc()
             self.metrics.ingest_chunks.labels(space).inc(p.written)
@@ -335,7 +335,7 @@ class IngestService:
     async def _abandon(self, space: str, p: _Pending) -> FileResult:
         """Undo the journal entry of a document that produced no chunk; its indexed version stays."""
         rec = p.record
-        rec.garbage = [g for g in rec.garbage if g[0] != p.version]
+        rec.writing = None  # nothing was written
         if rec.version is None:
             await self.store.remove_document(space, rec.id)
         else:
@@ -350,12 +350,11 @@ class IngestService:
         vectors would not fit in memory); the vectors of matching chunks are read batch by batch."""
         known: dict[str, str] = {}
         for p in pending:
-            rec = p.record
-            if rec.version and rec.chunk_count:
-                ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
-                for start in range(0, len(ids), 4096):
-                    for point_id, h in (await self.store.chunk_hashes(space, ids[start : start + 4096])).items():
-                        known.setdefault(h, point_id)
+            if p.record.version:  # a document without one has no chunks: its journal was finished
+                hashes = await self.store.document_chunk_hashes(space, p.record.id)
+                p.indexed_ids = set(hashes)
+                for point_id, h in hashes.items():
+                    known.setdefault(h, point_id)
         return known
 
     async def _vectors(
@@ -378,6 +377,17 @@ class IngestService:
                 p.reused += 1
         return vectors
 
+    def _point(self, space: str, p: _Pending, c: Chunk, sparse: SparseTerms, vector: list[float], now: float
+               ) -> ChunkPoint:  # fmt: skip
+        text_hash = _text_hash(c.text)
+        occurrence = p.occurrences.get(text_hash, 0)
+        p.occurrences[text_hash] = occurrence + 1
+        point_id = chunk_id(p.record.id, text_hash, occurrence)
+        old = p.record.version
+        # A chunk the indexed version holds too stays in it until the new version is committed.
+        tag: str | list[str] = [old, p.version] if old and old != p.version and point_id in p.indexed_ids else p.version
+        return ChunkPoint(point_id, vector, {**self._payload(space, p, c, now), "version": tag}, sparse)
+
     def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
         return {
             **(c.meta or {}),
@@ -398,16 +408,20 @@ class IngestService:
             "chunk_hash": _text_hash(c.text),
         }
 
-    async def _collect_garbage(self, space: str, rec: DocumentRecord) -> None:
-        if not rec.garbage:
-            return
-        ids = [chunk_id(rec.id, v, i) for v, n in rec.garbage if v != rec.version for i in range(max(n, 0))]
-        await self.store.delete_chunks(space, ids)
-        for v, n in rec.garbage:
-            if n < 0 and v != rec.version:  # a streamed version cut off before its count was known
-                await self.store.delete_version(space, rec.id, v)
-        rec.garbage = []
-        await self.store.put_document(rec)
+    async def _finish_journal(self, space: str, rec: DocumentRecord) -> DocumentRecord:
+        """Bring the document's chunks to exactly its recorded version (none when it has none): drop the
+        chunks of superseded or interrupted versions, tag the kept ones with the recorded version alone."""
+        if rec.garbage or rec.writing:
+            await self.store.delete_document_chunks(space, rec.id, keep_version=rec.version)
+            others = {v for v, _ in rec.garbage} | ({rec.writing} if rec.writing else set())
+            others.discard(rec.version or "")
+            if rec.version and others:
+                await self.store.settle_version(space, rec.id, rec.version, sorted(others))
+            if rec.version and rec.writing and rec.writing != rec.version:
+                rec.stale = True  # kept chunks carry the interrupted version's positions: rewrite next time
+            rec.garbage, rec.writing = [], None
+            await self.store.put_document(rec)
+        return rec
 
     # --- deleting and repairing --------------------------------------------------------------
     async def documents(self, space: str) -> list[DocumentRecord]:
@@ -429,7 +443,7 @@ class IngestService:
             rec.garbage.append((rec.version, rec.chunk_count))
         rec.version = None
         await self.store.put_document(rec)  # journal first: a crash here is finished by repair()
-        await self._collect_garbage(space, rec)
+        await self._finish_journal(space, rec)
         await self.store.remove_document(space, doc_id)
         self.metrics.ingest_deleted_documents.labels(space).inc()
         return rec
@@ -456,9 +470,9 @@ class IngestService:
         return broken
 
     async def _repair(self, space: str) -> int:
-        broken = [r for r in await self._records(space) if r.garbage]
+        broken = [r for r in await self._records(space) if r.garbage or r.writing]
         for rec in broken:
-            await self._collect_garbage(space, rec)
+            await self._finish_journal(space, rec)
             if rec.version is None:  # a first ingestion that never committed: remove it entirely
                 await self.store.remove_document(space, rec.id)
         return len(broken)

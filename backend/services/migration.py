@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from backend.adapters.local_mode_import import ImportedCollection, LocalModeImportError, import_local_mode
-from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore, chunk_id
+from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore
 from backend.services.errors import SpaceNotFoundError
 from backend.services.ingest import IngestService, path_metadata, sparse_vectors
 
@@ -97,7 +97,7 @@ class MigrationService:
         for rec in await self.store.list_documents(space):
             if not rec.version:
                 continue
-            ids = [chunk_id(rec.id, rec.version, i) for i in range(rec.chunk_count)]
+            ids = list(await self.store.document_chunk_hashes(space, rec.id))
             points = sorted(await self.store.read_chunks(space, ids), key=lambda p: int(p.payload.get("chunk", 0)))
             await self._write(space, points, {"indexed_at": rec.indexed_at})
             copied.update(p.id for p in points)

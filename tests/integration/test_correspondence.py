@@ -142,6 +142,8 @@ def test_ask_and_chat_completions_take_the_filters(conv: TestClient) -> None:
 def test_a_grown_export_reembeds_only_its_new_messages(conv: TestClient) -> None:
     space = "grow"
     first = upload(conv, {"chats/whatsapp.txt": whatsapp()}, space)["chats/whatsapp.txt"]
+    budget = search(conv, "Какой бюджет проекта «Сириус» согласовали?", space)[0]
+    assert "430 000" in budget["text"] and budget["id"]
     extra = ["16.03.2024, 10:00 - Дмитрий Соколов: Счёт от подрядчика пришёл, оплачу в понедельник.",
              "16.03.2024, 10:05 - Ольга Васильева: Хорошо."]  # fmt: skip
     grown = upload(conv, {"chats/whatsapp.txt": whatsapp(extra)}, space)["chats/whatsapp.txt"]
@@ -153,6 +155,8 @@ def test_a_grown_export_reembeds_only_its_new_messages(conv: TestClient) -> None
     assert "оплачу в понедельник" in found[0]["text"]
     spaces = {s["name"]: s for s in conv.get("/spaces").json()["spaces"]}
     assert spaces[space]["chunks"] == grown["chunks"]  # the old version's chunks are gone, none twice
+    again = search(conv, "Какой бюджет проекта «Сириус» согласовали?", space)[0]
+    assert (again["id"], again["text"]) == (budget["id"], budget["text"])  # an unchanged day keeps its chunk id
 
 
 def test_broken_parts_are_reported_and_the_rest_indexed(conv: TestClient) -> None:

@@ -114,6 +114,71 @@ def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
     assert snapshot(service.store, "s") == expected
 
 
+def sections(n: int) -> bytes:
+    parts = (f"# Part {i}\n\nPart {i} of the plan: the value is {i * 11}, owner team {i % 5}." for i in range(n))
+    return "\n\n".join(parts).encode()
+
+
+def chunk_texts(store: VectorStore, space: str) -> dict[str, tuple[str, Any]]:
+    """{chunk id: (text, version tag)}"""
+    points, _ = store._client.scroll(f"rag-chunks-{space}", limit=100_000, with_payload=True)
+    return {str(p.id): (p.payload["text"], p.payload["version"]) for p in points}  # type: ignore[index]
+
+
+def test_a_grown_document_keeps_the_ids_and_vectors_of_its_unchanged_chunks(service: IngestService) -> None:
+    [first] = run(service.ingest("s", [SourceFile("plan.md", sections(30))]))
+    before = chunk_texts(service.store, "s")
+    vectors = {p.id: p.vector for p in run(service.store.read_chunks("s", list(before)))}
+    [grown] = run(service.ingest("s", [SourceFile("plan.md", sections(34))]))
+    after = chunk_texts(service.store, "s")
+    kept = set(before) & set(after)
+    assert grown.status == "changed" and grown.chunks == len(after) > first.chunks == len(before)
+    assert len(kept) == grown.reused >= first.chunks - 1  # only the last chunk may take in new text
+    assert all(before[i][0] == after[i][0] for i in kept)
+    assert {v for _, v in after.values()} == {run(service.store.get_document("s", grown.document_id)).version}
+    assert all(p.vector == vectors[p.id] for p in run(service.store.read_chunks("s", list(kept))))
+
+
+def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
+    service: IngestService, make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = [SourceFile("plan.md", sections(40))]
+    ref_store = open_store(make_settings(qdrant_path=tmp_path / "ref"))
+    ref = IngestService(ref_store, service.embedder, Metrics(), chunk_tokens=64, overlap_tokens=8, batch_size=32)
+    run(ref.ingest("s", v1))
+    expected = snapshot(ref_store, "s")
+    ref_store.close()
+
+    run(service.ingest("s", v1))
+    indexed = chunk_texts(service.store, "s")
+    assert len(indexed) > 16  # the crash below lands after the first batch of 8, which rewrote kept chunks
+    real = VectorStore.upsert_chunks
+    calls = {"n": 0}
+
+    async def crash(self: VectorStore, space: str, points: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash mid-write")
+        await real(self, space, points)
+
+    monkeypatch.setattr(VectorStore, "upsert_chunks", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(service.ingest("s", [SourceFile("plan.md", sections(41))]))
+    monkeypatch.setattr(VectorStore, "upsert_chunks", real)
+    shared = [i for i, (_, tag) in chunk_texts(service.store, "s").items() if isinstance(tag, list)]
+    assert shared  # kept chunks were re-tagged [old, new] before the crash
+    assert run(service.repair("s")) == 1
+    # The indexed version is whole again: the same ids, the same texts, tagged with it alone ...
+    assert chunk_texts(service.store, "s") == indexed
+    [record] = run(service.store.list_documents("s"))
+    assert record.stale and record.writing is None and record.garbage == []
+    # ... and, since kept chunks carry the interrupted version's positions, the same file is rewritten
+    [again] = run(service.ingest("s", v1))
+    assert again.status == "changed" and again.reused == again.chunks
+    assert snapshot(service.store, "s") == expected
+    assert not run(service.store.get_document("s", again.document_id)).stale
+
+
 def test_interrupted_first_write_is_undone_by_repair(service: IngestService, monkeypatch: pytest.MonkeyPatch) -> None:
     run(service.ingest("s", docs(1)))  # the space exists
 

@@ -133,6 +133,13 @@ def create_standin(path: Path) -> FastAPI:
     async def delete(request: Request, name: str) -> JSONResponse:
         return await call(request, lambda b: engine.delete(name, b), models.PointsSelector)
 
+    @app.post("/collections/{name}/points/payload")
+    async def set_payload(request: Request, name: str) -> JSONResponse:
+        def put(b: models.SetPayload) -> models.UpdateResult:
+            return engine.set_payload(name, b.payload, b.filter if b.filter is not None else (b.points or []), b.key)
+
+        return await call(request, put, models.SetPayload)
+
     @app.post("/collections/{name}/points")
     async def retrieve(request: Request, name: str) -> JSONResponse:
         def get(b: models.PointRequest) -> list[models.Record]:
