@@ -95,6 +95,7 @@ PAYLOAD_INDEXES = {
     "modified_at": models.PayloadSchemaType.FLOAT,
     "indexed_at": models.PayloadSchemaType.FLOAT,
     "document_id": models.PayloadSchemaType.KEYWORD,
+    "owner": models.PayloadSchemaType.KEYWORD,  # the file a chunk was written with (a mail attachment's mailbox)
     "version": models.PayloadSchemaType.KEYWORD,  # the journal deletes and settles chunks by version
     # conversations (services/correspondence): who took part, which chat or thread, when
     "participant_keys": models.PayloadSchemaType.KEYWORD,
@@ -232,6 +233,24 @@ class DocumentRecord:
     content_sha256: str | None = None  # of the file's bytes
     writing: str | None = None
     stale: bool = False
+    # Files attached to its mails, each a document of its own whose chunks this file's writes own:
+    # {"id", "path", "title", "chunks", "size", "sha256", "message"}. Listed with `attachment_records`.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    parent: str | None = None  # an attachment's record (never stored): the id of the file it came with
+    message: str | None = None  # ... and the Message-ID of the mail
+
+    @property
+    def own_chunks(self) -> int:
+        """Chunks of the file itself, without its attachments'."""
+        return self.chunk_count - sum(int(a["chunks"]) for a in self.attachments)
+
+    def attachment_records(self) -> list[DocumentRecord]:
+        return [
+            DocumentRecord(id=a["id"], space=self.space, path=a["path"], title=a["title"], version=self.version,
+                           chunk_count=int(a["chunks"]), size=int(a["size"]), indexed_at=self.indexed_at,
+                           content_sha256=a.get("sha256"), parent=self.id, message=a.get("message"))
+            for a in self.attachments
+        ]  # fmt: skip
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -246,6 +265,7 @@ class DocumentRecord:
             "content_sha256": self.content_sha256,
             "writing": self.writing,
             "stale": self.stale,
+            "attachments": self.attachments,
         }
 
     @classmethod
@@ -263,6 +283,7 @@ class DocumentRecord:
             content_sha256=payload.get("content_sha256"),
             writing=payload.get("writing"),
             stale=bool(payload.get("stale", False)),
+            attachments=list(payload.get("attachments") or []),
         )
 
 
@@ -595,8 +616,11 @@ class VectorStore:
     @staticmethod
     def _of_document(doc_id: str, *conditions: models.Condition, must_not: models.Condition | None = None
                      ) -> models.Filter:  # fmt: skip
-        must = [models.FieldCondition(key="document_id", match=models.MatchValue(value=doc_id)), *conditions]
-        return models.Filter(must=must, must_not=[must_not] if must_not is not None else None)
+        """The chunks a document's writes own: its own, and those of its mail attachments."""
+        owned = [
+            models.FieldCondition(key=key, match=models.MatchValue(value=doc_id)) for key in ("document_id", "owner")
+        ]
+        return models.Filter(must=list(conditions) or None, should=owned, must_not=[must_not] if must_not else None)
 
     async def delete_document_chunks(self, space: str, doc_id: str, *, keep_version: str | None = None) -> None:
         """Every chunk of a document, or (keep_version) every chunk not tagged with that version."""

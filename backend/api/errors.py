@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.services.answering import LLMUnavailableError
 from backend.services.errors import (
+    AttachmentDeleteError,
     EmbedderError,
     EmbeddingMismatchError,
     SpaceNeedsMigrationError,
@@ -87,6 +88,7 @@ def _describe(errors: list[Any]) -> str:
 # EmbeddingMismatchError keeps its 409 although it is a StoreError.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SpaceNotFoundError: (404, "space_not_found"),
+    AttachmentDeleteError: (409, "attachment_of_file"),
     EmbeddingMismatchError: (409, "embedding_mismatch"),
     SpaceNeedsMigrationError: (409, "space_needs_migration"),
     StoreFullError: (507, "storage_full"),

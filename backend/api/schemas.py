@@ -156,7 +156,7 @@ class ConversationOut(BaseModel):
 class SourceOut(BaseModel):
     n: int
     id: str | None = Field(
-        default=None, description="The chunk's id: kept when its document is re-indexed with the chunk's text unchanged."
+        default=None, description="The chunk's id: kept when its document is re-indexed with its text unchanged."
     )
     document: str | None
     path: str | None
@@ -262,13 +262,16 @@ class PlanRequest(BaseModel):
 
 class DocumentOut(BaseModel):
     id: str
-    path: str
+    path: str = Field(description="Relative path; a mail attachment's is `<mail file>#<Message-ID>/<name>`.")
     title: str
-    chunks: int
+    chunks: int = Field(description="Chunks of this document (a mail file's without its attachments').")
     size: int
     content_sha256: str | None
     indexed_at: float
     status: Literal["ready", "pending"]
+    parent: str | None = Field(default=None, description="A mail attachment: the id of the mail file it came in.")
+    message: str | None = Field(default=None, description="A mail attachment: the Message-ID of its mail.")
+    attachments: int = Field(default=0, description="A mail file: how many of its attachments are documents.")
 
 
 class PlanResponse(BaseModel):
@@ -286,7 +289,7 @@ class DocumentList(BaseModel):
 
 class SpaceOut(BaseModel):
     name: str
-    documents: int
+    documents: int = Field(description="Files indexed (GET /documents also lists their mail attachments).")
     chunks: int
     embedding_model: str
     dimension: int

@@ -23,3 +23,13 @@ class SpaceNotFoundError(Exception):
             "(POST /documents or index_cli), GET /spaces lists the existing ones"
         )
         self.space = space
+
+
+class AttachmentDeleteError(Exception):
+    """A mail attachment is indexed with its mail file, and goes with it."""
+
+    def __init__(self, attachment_path: str, file_path: str) -> None:
+        super().__init__(
+            f"{attachment_path!r} is an attachment of a mail in {file_path!r}: it is indexed and deleted with that "
+            f"file. Delete {file_path!r}, or remove the mail from it and index it again"
+        )

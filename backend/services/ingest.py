@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from itertools import islice
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from backend.adapters.embedder import Embedder
 from backend.adapters.store import ChunkPoint, SparseTerms, VectorStore, chunk_id, document_id
@@ -32,7 +32,7 @@ from backend.adapters.store import DocumentRecord as DocumentRecord  # what the 
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
 from backend.services.correspondence.chunking import conversation_chunks
-from backend.services.errors import SpaceNotFoundError
+from backend.services.errors import AttachmentDeleteError, SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
 from backend.services.text_analysis import ANALYZER_VERSION, document_vector, lexical_windows
 
@@ -104,6 +104,7 @@ class _Pending:
     reused: int = 0
     indexed_ids: set[str] = field(default_factory=set)  # the chunks of the indexed version
     occurrences: dict[str, int] = field(default_factory=dict)  # text hash -> chunks of that text so far
+    attachments: dict[str, dict[str, Any]] = field(default_factory=dict)  # document id -> registry entry
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
@@ -320,6 +321,7 @@ class IngestService:
             if rec.version and rec.version != p.version:
                 rec.garbage.append((rec.version, rec.chunk_count))
             rec.version, rec.chunk_count, rec.writing, rec.stale = p.version, p.written, None, False
+            rec.attachments = sorted(p.attachments.values(), key=lambda a: str(a["path"]))
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
             rec.content_sha256 = p.file_hash
             await self.store.put_document(rec)
@@ -389,8 +391,10 @@ class IngestService:
         return ChunkPoint(point_id, vector, {**self._payload(space, p, c, now), "version": tag}, sparse)
 
     def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
+        meta = dict(c.meta or {})
+        attachment = self._attachment(space, p, meta) if "attachment" in meta else {}
         return {
-            **(c.meta or {}),
+            **meta,
             **path_metadata(p.source.path),
             "modified_at": p.source.modified_at,
             "indexed_at": now,
@@ -406,7 +410,24 @@ class IngestService:
             "version": p.version,
             "content_sha256": p.file_hash,
             "chunk_hash": _text_hash(c.text),
+            "owner": p.record.id,  # whose writes and deletes take this chunk along
+            **attachment,
         }
+
+    @staticmethod
+    def _attachment(space: str, p: _Pending, meta: dict[str, Any]) -> dict[str, object]:
+        """A mail attachment's chunk belongs to a document of its own, `<mail file>#<Message-ID>/<name>`,
+        listed under the mail file's record and written and deleted with it (its `owner`)."""
+        name, message = str(meta["attachment"]), str(meta.pop("attachment_message", ""))
+        size, sha256 = meta.pop("attachment_size", 0), meta.pop("attachment_sha256", None)
+        path = f"{p.source.path}#{message}/{name}"
+        doc_id = document_id(space, path)
+        entry = p.attachments.setdefault(doc_id, {"id": doc_id, "path": path, "title": name, "chunks": 0,
+                                                  "size": size, "sha256": sha256, "message": message})  # fmt: skip
+        entry["chunks"] += 1
+        return {"document_id": doc_id, "path": path, "title": name, "chunk": entry["chunks"] - 1,
+                "file_type": PurePosixPath(name).suffix.lower().lstrip("."), "content_sha256": sha256,
+                "parent_document": p.record.id, "parent_path": p.source.path}  # fmt: skip
 
     async def _finish_journal(self, space: str, rec: DocumentRecord) -> DocumentRecord:
         """Bring the document's chunks to exactly its recorded version (none when it has none): drop the
@@ -427,7 +448,8 @@ class IngestService:
     async def documents(self, space: str) -> list[DocumentRecord]:
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
-        return await self.store.list_documents(space)
+        records = await self.store.list_documents(space)
+        return records + [a for r in records for a in r.attachment_records()]
 
     async def delete_document(self, space: str, doc_id: str) -> DocumentRecord | None:
         if not await self.store.space_exists(space):
@@ -438,6 +460,10 @@ class IngestService:
     async def _delete(self, space: str, doc_id: str) -> DocumentRecord | None:
         rec = await self.store.get_document(space, doc_id)
         if rec is None:
+            for parent in await self.store.list_documents(space):
+                if any(a["id"] == doc_id for a in parent.attachments):
+                    raise AttachmentDeleteError(next(a["path"] for a in parent.attachments if a["id"] == doc_id),
+                                                parent.path)  # fmt: skip
             return None
         if rec.version:
             rec.garbage.append((rec.version, rec.chunk_count))

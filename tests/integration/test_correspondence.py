@@ -159,6 +159,62 @@ def test_a_grown_export_reembeds_only_its_new_messages(conv: TestClient) -> None
     assert (again["id"], again["text"]) == (budget["id"], budget["text"])  # an unchanged day keeps its chunk id
 
 
+def mail_with_attachments(extra_message: bool = False) -> bytes:
+    def message(n: int, sender: str, subject: str, body: str, files: list[tuple[str, str]]) -> str:
+        parts = "".join(
+            f'--b\nContent-Type: text/plain; charset=utf-8; name="{name}"\n'
+            f'Content-Disposition: attachment; filename="{name}"\n\n{text}\n'
+            for name, text in files
+        )
+        return (f"From x@corp.ru Fri Mar 15 10:0{n}:00 2024\nFrom: {sender}\nTo: team@corp.ru\nSubject: {subject}\n"
+                f"Date: Fri, 15 Mar 2024 10:0{n}:00 +0000\nMessage-ID: <a{n}@corp.ru>\nMIME-Version: 1.0\n"
+                f'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain; charset=utf-8\n\n'
+                f"{body}\n{parts}--b--\n\n")  # fmt: skip
+
+    box = message(1, "Олег Морозов <morozov@corp.ru>", "Смета", "Смета во вложении.", [
+        ("смета.csv", "статья;сумма\nсерверы;1 250 000\nлицензии;310 000"),
+        ("notes.txt", "Поставщик серверов: компания «Вектор», срок поставки 20 апреля."),
+        ("notes.txt", "Второй файл с тем же именем: резервный поставщик «Орион»."),
+    ])  # fmt: skip
+    if extra_message:
+        box += message(2, "Анна Смирнова <anna@corp.ru>", "Re: Смета", "Принято.", [])
+    return box.encode()
+
+
+def test_mail_attachments_are_documents_of_their_own(conv: TestClient) -> None:
+    space = "attach"
+    result = upload(conv, {"mail/smeta.mbox": mail_with_attachments()}, space)["mail/smeta.mbox"]
+    assert result["status"] == "new", result
+    docs = {d["path"]: d for d in conv.get("/documents", params={"space_id": space}).json()["documents"]}
+    mailbox = docs.pop("mail/smeta.mbox")
+    assert sorted(docs) == ["mail/smeta.mbox#a1@corp.ru/notes (2).txt", "mail/smeta.mbox#a1@corp.ru/notes.txt",
+                            "mail/smeta.mbox#a1@corp.ru/смета.csv"]  # fmt: skip
+    assert (
+        mailbox["attachments"] == 3 and mailbox["chunks"] + sum(d["chunks"] for d in docs.values()) == result["chunks"]
+    )
+    assert all(d["parent"] == mailbox["id"] and d["message"] == "a1@corp.ru" and d["chunks"] for d in docs.values())
+    # Found and cited as themselves, with the mail they came in; their own type is a filter.
+    top = search(conv, "Какую сумму заложили на серверы?", space, file_types=["csv"])
+    assert [s["path"] for s in top] == ["mail/smeta.mbox#a1@corp.ru/смета.csv"]
+    assert top[0]["title"] == "смета.csv" and top[0]["document"] == docs[top[0]["path"]]["id"]
+    assert top[0]["conversation"]["participants"][0] == "Олег Морозов" and "1 250 000" in top[0]["text"]
+    assert search(conv, "Кто поставит серверы?", space, participants=["Морозов"])[0]["path"].endswith("/notes.txt")
+    # Deleted with their mail file, never alone.
+    refused = conv.delete(
+        f"/documents/{docs['mail/smeta.mbox#a1@corp.ru/notes.txt']['id']}", params={"space_id": space}
+    )
+    assert refused.status_code == 409 and "mail/smeta.mbox" in refused.json()["error"]["message"], refused.text
+    # The thread gets a reply (its day's chunk is rewritten): the attachments keep their ids and vectors.
+    grown = upload(conv, {"mail/smeta.mbox": mail_with_attachments(extra_message=True)}, space)["mail/smeta.mbox"]
+    assert grown["status"] == "changed" and grown["reused"] == sum(d["chunks"] for d in docs.values()), grown
+    again = {d["path"]: d["id"] for d in conv.get("/documents", params={"space_id": space}).json()["documents"]}
+    assert {p: again[p] for p in docs} == {p: d["id"] for p, d in docs.items()}
+    gone = conv.delete(f"/documents/{mailbox['id']}", params={"space_id": space})
+    assert gone.status_code == 200, gone.text
+    assert conv.get("/documents", params={"space_id": space}).json()["documents"] == []
+    assert search(conv, "серверы", space) == []
+
+
 def test_broken_parts_are_reported_and_the_rest_indexed(conv: TestClient) -> None:
     truncated = telegram()[:-200]
     bad_date = whatsapp(["31.02.2024, 10:00 - Пётр Петров: Это сообщение с невозможной датой."])

@@ -44,11 +44,14 @@ def _doc_out(r: DocumentRecord) -> DocumentOut:
         id=r.id,
         path=r.path,
         title=r.title,
-        chunks=r.chunk_count,
+        chunks=r.own_chunks,
         size=r.size,
         content_sha256=r.content_sha256,
         indexed_at=r.indexed_at,
         status="ready" if r.version else "pending",
+        parent=r.parent,
+        message=r.message,
+        attachments=len(r.attachments),
     )
 
 

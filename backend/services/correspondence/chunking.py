@@ -11,6 +11,7 @@ vectors instead of embedding them again.
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from collections.abc import Iterator
 from datetime import datetime
@@ -54,14 +55,20 @@ def conversation_chunks(
     doc: ConversationDocument, tokenize: Tokenize, *, max_tokens: int, overlap_tokens: int
 ) -> Iterator[list[Chunk]]:
     """The chunks of each chat or thread of `doc` in turn, then those of its messages' attachments (under
-    the message's sender and time), numbered on across groups. An attachment that cannot be read is
-    reported in doc.warnings and left out. Lazy: a mailbox is read one thread at a time."""
+    the message's sender and time), numbered on across groups. An attachment's chunks name it in their
+    meta (`attachment`: its name, unique within its message; `attachment_message`, `_size`, `_sha256`):
+    ingestion makes each a document of its own. An attachment that cannot be read is reported in
+    doc.warnings and left out. Lazy: a mailbox is read one thread at a time."""
     index = 0
     for conv, attachments in doc.parts():
         chunks = chunk_conversation(conv, tokenize, max_tokens, index)
         by_id = {m.id: m for m in conv.messages}
+        names: dict[tuple[str, str], int] = {}
         for attachment in attachments:
-            chunks.extend(_attachment_chunks(attachment, conv, by_id.get(attachment.message_id), doc, tokenize,
+            key = (attachment.message_id, attachment.name)
+            names[key] = names.get(key, 0) + 1
+            name = attachment.name if names[key] == 1 else _numbered(attachment.name, names[key])
+            chunks.extend(_attachment_chunks(attachment, name, conv, by_id.get(attachment.message_id), doc, tokenize,
                                              max_tokens, overlap_tokens, index + len(chunks)))  # fmt: skip
         index += len(chunks)
         if chunks:
@@ -76,8 +83,15 @@ def chunk_conversations(
     return [chunk for group in groups for chunk in group]
 
 
+def _numbered(name: str, n: int) -> str:
+    """report.pdf, report (2).pdf: two attachments of one message with the same name stay two documents."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem} ({n}).{ext}" if dot and stem else f"{name} ({n})"
+
+
 def _attachment_chunks(
     attachment: Attachment,
+    name: str,
     conv: Conversation,
     message: Message | None,
     doc: ConversationDocument,
@@ -104,7 +118,8 @@ def _attachment_chunks(
     chunks = chunk_sections([Section(s.text, heading, s.page) for s in parsed.sections if s.text.strip()], tokenize,
                             max_tokens=max_tokens, overlap_tokens=overlap_tokens)  # fmt: skip
     meta = _meta(conv, [message]) if message else {}
-    meta["attachment"] = attachment.name
+    meta.update(attachment=name, attachment_message=attachment.message_id, attachment_size=len(attachment.data),
+                attachment_sha256=hashlib.sha256(attachment.data).hexdigest())  # fmt: skip
     for i, chunk in enumerate(chunks):
         chunk.index = first_index + i
         chunk.meta = dict(meta)
