@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.mbox_ingest --mb 200 --text-mb 5 --out bench-out/mbox-200.json        # ~15 min
     .venv/bin/python -m benchmarks.mbox_ingest --mb 200 --stage parse --out bench-out/mbox-200-parse.json  # ~6 min
+    .venv/bin/python -m benchmarks.mbox_ingest --format telegram --mb 100 --stage parse \
+        --out bench-out/telegram-100-parse.json                                                         # ~3 min
 
 Writes a generated mbox of `--mb` megabytes: threads of Russian and English business mail whose replies
 quote the message before (as mail clients do), signatures, and, making up the size beyond `--text-mb` of
@@ -105,6 +107,39 @@ def write_mbox(path: Path, total_mb: float, text_mb: float, seed: int = 1) -> di
             "text_bytes": text}  # fmt: skip
 
 
+def write_telegram(path: Path, total_mb: float, seed: int = 1) -> dict[str, int]:
+    """A Telegram Desktop "all chats" export: one big work group holding most of it, a few small chats."""
+    rng = random.Random(seed)
+    target = int(total_mb * 2**20)
+    people = ["Пётр Петров", "Анна Смирнова", "Игорь Кузнецов", "Ольга Васильева", "John Smith"]
+    written = messages = 0
+    t = datetime(2021, 1, 4, 9, 0, tzinfo=UTC)
+    with path.open("w", encoding="utf-8") as out:
+        out.write('{\n "about": "Here is the data you requested.",\n "chats": {\n  "about": "",\n  "list": [\n')
+        for chat in range(6):
+            share = 0.9 if chat == 0 else 0.02
+            out.write(("" if chat == 0 else ",\n") + f'   {{"name": "Чат {chat}", "type": "private_group", '
+                      f'"id": {1000 + chat}, "messages": [\n')  # fmt: skip
+            chat_bytes, first = 0, True
+            while chat_bytes < target * share:
+                messages += 1
+                t += timedelta(minutes=rng.randint(1, 240))
+                who = rng.randrange(len(people))
+                lang = "en" if who == 4 else "ru"
+                text = " ".join(_sentence(rng, lang) for _ in range(rng.randint(1, 4)))
+                row = {"id": messages, "type": "message", "date": t.strftime("%Y-%m-%dT%H:%M:%S"),
+                       "date_unixtime": str(int(t.timestamp())), "from": people[who], "from_id": f"user{who}",
+                       "text": text, "text_entities": [{"type": "plain", "text": text}]}  # fmt: skip
+                line = ("" if first else ",\n") + "    " + json.dumps(row, ensure_ascii=False)
+                out.write(line)
+                chat_bytes += len(line.encode())
+                first = False
+            out.write("\n   ]}")
+            written += chat_bytes
+        out.write("\n  ]\n }\n}\n")
+    return {"bytes": path.stat().st_size, "messages": messages, "chats": 6, "text_bytes": written}
+
+
 def stage_parse(path: Path) -> dict[str, Any]:
     from backend.config import Settings
     from backend.container import build_ingest, load_embedder
@@ -148,15 +183,18 @@ def main() -> int:
     p.add_argument("--mb", type=float, default=200, help="size of the mailbox")
     p.add_argument("--text-mb", type=float, default=5, help="message text in it (the rest: attachments); --stage full")
     p.add_argument("--stage", choices=["full", "parse"], default="full")
+    p.add_argument("--format", choices=["mbox", "telegram"], default="mbox",
+                   help="telegram: a result.json of --mb megabytes, all text (one chat holds 90%%)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench-out/mbox-ingest.json"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="rag-mbox-") as tmp:
         folder = Path(tmp)
         (folder / "mail").mkdir()
-        path = folder / "mail" / "archive.mbox"
+        path = folder / "mail" / ("result.json" if args.format == "telegram" else "archive.mbox")
         text_mb = args.mb if args.stage == "parse" else args.text_mb
         started = time.perf_counter()
-        made: dict[str, Any] = {**write_mbox(path, args.mb, text_mb)}
+        made: dict[str, Any] = {**(write_telegram(path, args.mb) if args.format == "telegram"
+                                   else write_mbox(path, args.mb, text_mb))}  # fmt: skip
         made["generated_in_s"] = round(time.perf_counter() - started, 1)
         result = stage_parse(path) if args.stage == "parse" else stage_full(path, folder)
     report = {"mailbox": made, **result}

@@ -222,7 +222,7 @@ def test_telegram_one_chat() -> None:
     data = json.dumps(telegram_chat(), ensure_ascii=False).encode()
     doc = parse(data, "result.json")
     assert doc.title == "Проект Альфа" and doc.conversation is not None and doc.conversation.format == "telegram"
-    msgs = doc.conversation.conversations[0].messages
+    msgs = threads_of(doc)[0].messages
     assert [m.id for m in msgs] == ["2", "4", "5", "6"]  # the service message and the bare photo are left out
     budget, ok, forwarded, document = msgs
     assert budget.text == "Бюджет: 5 млн (смета (https://x/smeta))"
@@ -236,15 +236,40 @@ def test_telegram_all_chats_export() -> None:
     export = {"about": "Here is the data you requested.", "chats": {"about": "...", "list": [
         telegram_chat("Первый"), telegram_chat("Второй")]}}  # fmt: skip
     doc = parse(json.dumps(export, ensure_ascii=False).encode(), "result.json")
-    assert [c.title for c in doc.conversation.conversations] == ["Первый", "Второй"]  # type: ignore[union-attr]
+    assert [c.title for c in threads_of(doc)] == ["Первый", "Второй"]
 
 
 def test_a_truncated_telegram_export_keeps_the_messages_before_the_cut() -> None:
     text = json.dumps(telegram_chat(), ensure_ascii=False, indent=1)
     cut = text.index('"id": 5')
     doc = parse(text[:cut].encode(), "result.json")
-    assert [m.id for m in doc.conversation.conversations[0].messages] == ["2", "4"]  # type: ignore[union-attr]
+    assert [m.id for m in threads_of(doc)[0].messages] == ["2", "4"]
     assert len(doc.warnings) == 1 and "cut off" in doc.warnings[0] and "export the chat again" in doc.warnings[0]
+
+
+def test_a_long_telegram_chat_is_read_in_parts_that_chunk_as_the_whole() -> None:
+    from backend.services.correspondence import telegram
+
+    start = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
+    rows = [{"id": i, "type": "message", "date_unixtime": str(int((start + timedelta(hours=5 * i)).timestamp())),
+             "date": (start + timedelta(hours=5 * i)).strftime("%Y-%m-%dT%H:%M:%S"), "from": f"u{i % 3}",
+             "from_id": f"user{i % 3}", "text": f"Сообщение номер {i} про поставку {i * 7}"}
+            for i in range(2500)]  # fmt: skip
+    export = {"about": "Here is the data you requested.", "chats": {"list": [
+        {"name": "Большой \"чат\"", "type": "private_group", "id": 1, "messages": rows},
+        {"type": "saved_messages", "id": 2, "messages": rows[:3]}]}}  # fmt: skip
+    doc = parse(json.dumps(export, ensure_ascii=False).encode(), "result.json")
+    parts = threads_of(doc)
+    assert [c.title for c in parts] == ['Большой "чат"'] * 2 + ["(unnamed chat)"]
+    assert [len(c.messages) for c in parts[:2]] == [2000, 500] and len(parts[2].messages) == 3
+    first = parts[0].messages
+    assert len(first) >= telegram.PART_MESSAGES and first[-1].sent_at.date() != parts[1].messages[0].sent_at.date()  # type: ignore[union-attr]
+    whole = Conversation("chat", parts[0].title, first + parts[1].messages)
+    tokenize = str.split
+    assert chunk_conversation(whole, tokenize, 64, 0) == (
+        chunk_conversation(parts[0], tokenize, 64, 0)
+        + chunk_conversation(parts[1], tokenize, 64, len(chunk_conversation(parts[0], tokenize, 64, 0)))
+    )
 
 
 def test_a_telegram_export_without_messages_is_a_clear_error() -> None:

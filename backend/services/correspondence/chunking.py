@@ -127,7 +127,9 @@ def _attachment_chunks(
 
 
 def chunk_conversation(conv: Conversation, tokenize: Tokenize, max_tokens: int, first_index: int) -> list[Chunk]:
-    russian = is_cyrillic(" ".join(m.text[:200] for m in conv.messages[:50]))
+    russian = conv.russian
+    if russian is None:
+        russian = is_cyrillic(" ".join(m.text[:200] for m in conv.messages[:50]))
     title_line = _title_line(conv, russian)
     budget = max(16, max_tokens - len(tokenize(title_line)))
     chunks: list[Chunk] = []

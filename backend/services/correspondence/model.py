@@ -31,6 +31,7 @@ class Conversation:
     kind: Literal["chat", "thread"]  # a messenger chat, or a mail thread
     title: str
     messages: list[Message]
+    russian: bool | None = None  # the language its chunks write dates in; None: judged from its messages
 
 
 @dataclass

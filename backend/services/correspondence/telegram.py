@@ -3,7 +3,9 @@
 Text arrives as a string or as a list of plain strings and entity objects (bold, links, mentions);
 replies, forwards and edits are kept as message fields; service messages (joins, pins, calls) carry no
 one's words and are left out; a media message keeps its caption and says what the media was. A file cut
-off mid-write (an interrupted export or copy) still yields every message before the cut.
+off mid-write (an interrupted export or copy) still yields every message before the cut. Message
+objects are decoded one at a time as they are chunked: a 100 MB export never becomes a tree of
+Python objects (docs/conversations.md has the memory it takes).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import PurePosixPath
 from typing import Any
 
-from backend.services.correspondence.model import Conversation, ConversationDocument, Message
+from backend.services.correspondence.model import Conversation, ConversationDocument, ConversationPart, Message
+from backend.services.text_analysis import is_cyrillic
 
 _HEAD = re.compile(r'"messages"\s*:\s*\[\s*[{\]]|"chats"\s*:\s*\{|Here is the data you requested')
 # What only Telegram writes: other JSON with a "messages" list (an LLM chat log, an API dump) is not a chat.
@@ -40,65 +44,81 @@ def looks_like_telegram(head: str) -> bool:
 
 
 def parse_telegram(text: str, name: str, default_tz: tzinfo = UTC) -> ConversationDocument:
+    """The export's chats, read one message object at a time while they are chunked (`stream`): the
+    file's text is held, its objects never all at once. A long chat is handed on in parts of about
+    PART_MESSAGES messages, each ending with a calendar day (chunks start afresh each day, so the parts
+    chunk exactly as the whole chat would)."""
     doc = ConversationDocument("telegram", PurePosixPath(name).stem, [])
-    try:
-        data = json.loads(text)
-        chats = _chats(data)
-    except json.JSONDecodeError as exc:
-        chats = _salvage(text)
-        read = sum(len(c.get("messages", [])) for c in chats)
-        doc.warnings.append(
-            f"the file is cut off or damaged at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
-            f"the {read} messages before that point were read, the rest is missing: export the chat again"
-        )
-    for chat in chats:
-        title = str(chat.get("name") or "(unnamed chat)")
-        messages = []
-        for raw in chat.get("messages") or []:
-            message = _message(raw, title, doc, default_tz) if isinstance(raw, dict) else None
-            if message is not None:
-                messages.append(message)
-        if messages:
-            doc.conversations.append(Conversation("chat", title, messages))
-    if len(doc.conversations) == 1:
-        doc.title = doc.conversations[0].title
+    chats = _chat_starts(text)
+    doc.streamed_messages = len(_MESSAGE.findall(text))
+    if len(chats) == 1 and chats[0][0]:
+        doc.title = str(chats[0][0])
+    doc.stream = lambda: _stream(text, chats, doc, default_tz)
     return doc
 
 
-def _chats(data: Any) -> list[dict[str, Any]]:
-    if not isinstance(data, dict):
-        return []
-    if isinstance(data.get("messages"), list):
-        return [data]
-    chats: list[dict[str, Any]] = []
-    for key in ("chats", "left_chats"):
-        section = data.get(key)
-        if isinstance(section, dict) and isinstance(section.get("list"), list):
-            chats.extend(c for c in section["list"] if isinstance(c, dict))
-    return chats
+PART_MESSAGES = 2000
+# A quote inside a JSON string is escaped, so none of these can match inside a message's text.
+_MESSAGE = re.compile(r'"type"\s*:\s*"message"')
+_MESSAGES = re.compile(r'"messages"\s*:\s*\[')
+_NAME = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*"|null)')
 
 
-def _salvage(text: str) -> list[dict[str, Any]]:
-    """Every complete message object of every chat, up to where the file breaks off."""
+def _chat_starts(text: str) -> list[tuple[str | None, int]]:
+    """(chat name, offset of its first message) of every chat: its "messages" array, and the last "name"
+    written between the previous chat's array and this one."""
+    starts = []
+    previous = 0
+    for found in _MESSAGES.finditer(text):
+        names = _NAME.findall(text, max(previous, found.start() - 4000), found.start())
+        name = None
+        with contextlib.suppress(ValueError):
+            name = json.loads(names[-1]) if names else None
+        starts.append((name, found.end()))
+        previous = found.end()
+    return starts
+
+
+def _stream(text: str, chats: list[tuple[str | None, int]], doc: ConversationDocument, default_tz: tzinfo
+            ) -> Iterator[ConversationPart]:  # fmt: skip
     decoder = json.JSONDecoder()
-    chats = []
-    for found in re.finditer(r'"messages"\s*:\s*\[', text):
-        names = re.findall(r'"name"\s*:\s*("(?:[^"\\]|\\.)*"|null)', text[max(0, found.start() - 4000) : found.start()])
-        name = json.loads(names[-1]) if names else None
-        messages = []
-        pos = found.end()
+    for name, start in chats:
+        title = str(name or "(unnamed chat)")
+        messages: list[Message] = []
+        russian: bool | None = None
+        pos = start
         while True:
             while pos < len(text) and text[pos] in " \t\r\n,":
                 pos += 1
-            if pos >= len(text) or text[pos] != "{":
+            if pos < len(text) and text[pos] == "]":
                 break
             try:
-                obj, pos = decoder.raw_decode(text, pos)
-            except json.JSONDecodeError:
+                if pos >= len(text) or text[pos] != "{":
+                    raise json.JSONDecodeError("a message object expected", text, pos)
+                raw, pos = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                doc.warnings.append(
+                    f"the file is cut off or damaged at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
+                    f"the messages of chat {title!r} before that point were read, the rest of it is missing: "
+                    "export the chat again"
+                )
                 break
-            messages.append(obj)
-        chats.append({"name": name, "messages": messages})
-    return chats
+            message = _message(raw, title, doc, default_tz) if isinstance(raw, dict) else None
+            if message is None:
+                continue
+            last = messages[-1].sent_at if messages else None
+            if len(messages) >= PART_MESSAGES and last and message.sent_at and last.date() != message.sent_at.date():
+                russian = _language(messages, russian)
+                yield Conversation("chat", title, messages, russian=russian), []
+                messages = []
+            messages.append(message)
+        if messages:
+            yield Conversation("chat", title, messages, russian=_language(messages, russian)), []
+
+
+def _language(messages: list[Message], russian: bool | None) -> bool:
+    """Whether a chat is Russian, judged from its first part: every part writes dates alike."""
+    return russian if russian is not None else is_cyrillic(" ".join(m.text[:200] for m in messages[:50]))
 
 
 def _text(value: Any) -> str:
