@@ -216,6 +216,9 @@ class IngestService:
             existing = await self.store.get_document(space, doc_id) if exists else None
             if existing and (existing.garbage or existing.writing) and not dry_run:
                 existing = await self._finish_journal(space, existing)  # left by an interrupted run
+                if existing.version is None:  # a first write that never committed: as if it never began
+                    await self.store.remove_document(space, existing.id)
+                    existing = None
             file_hash = content_hash(source.data)
             version = self.version_of(file_hash)
             if existing and existing.version == version and not existing.stale and not existing.writing:
