@@ -160,6 +160,7 @@ FILES: list[tuple[str, bytes, bool]] = [
     ("crlf.txt", b"line one\r\nline two\r\n", True),
     # conversations (docs/conversations.md): the readable messages are indexed, the problems reported
     ("cut/result.json", TELEGRAM[: len(TELEGRAM) * 2 // 3], True),
+    ("damaged/result.json", TELEGRAM.replace(b'"type": "message"', b'"type": "message", \x00', 1), True),
     ("no-messages/result.json", b'{"name": "x", "type": "personal_chat", "messages": []}', False),
     ("service-only/result.json", SERVICE_ONLY, False),
     ("broken-middle.mbox", MBOX_GOOD + MBOX_BROKEN + MBOX_GOOD, True),

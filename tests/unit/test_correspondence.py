@@ -272,6 +272,15 @@ def test_a_long_telegram_chat_is_read_in_parts_that_chunk_as_the_whole() -> None
     )
 
 
+def test_a_damaged_telegram_message_is_skipped_and_the_rest_read() -> None:
+    text = json.dumps(telegram_chat(), ensure_ascii=False, indent=1)
+    start = text.index('"id": 4')
+    damaged = text[:start] + '"id": 4, "type": "message", "text": "ок\x00 \\q' + text[text.index("}", start) :]
+    doc = parse(damaged.encode(), "result.json")
+    assert [m.id for m in threads_of(doc)[0].messages] == ["2", "5", "6"]
+    assert len(doc.warnings) == 1 and "is damaged" in doc.warnings[0] and "was skipped" in doc.warnings[0]
+
+
 def test_a_telegram_export_without_messages_is_a_clear_error() -> None:
     with pytest.raises(ParseError, match="telegram export with no messages"):
         parse(json.dumps({"name": "x", "type": "personal_chat", "messages": []}).encode(), "result.json")

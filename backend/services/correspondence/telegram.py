@@ -62,6 +62,7 @@ PART_MESSAGES = 2000
 _MESSAGE = re.compile(r'"type"\s*:\s*"message"')
 _MESSAGES = re.compile(r'"messages"\s*:\s*\[')
 _NAME = re.compile(r'"name"\s*:\s*("(?:[^"\\]|\\.)*"|null)')
+_NEXT_MESSAGE = re.compile(r'\{\s*"id"\s*:\s*-?\d+\s*,\s*"type"\s*:')  # how Telegram begins a message object
 
 
 def _chat_starts(text: str) -> list[tuple[str | None, int]]:
@@ -82,7 +83,8 @@ def _chat_starts(text: str) -> list[tuple[str | None, int]]:
 def _stream(text: str, chats: list[tuple[str | None, int]], doc: ConversationDocument, default_tz: tzinfo
             ) -> Iterator[ConversationPart]:  # fmt: skip
     decoder = json.JSONDecoder()
-    for name, start in chats:
+    for i, (name, start) in enumerate(chats):
+        end = chats[i + 1][1] if i + 1 < len(chats) else len(text)
         title = str(name or "(unnamed chat)")
         messages: list[Message] = []
         russian: bool | None = None
@@ -97,12 +99,20 @@ def _stream(text: str, chats: list[tuple[str | None, int]], doc: ConversationDoc
                     raise json.JSONDecodeError("a message object expected", text, pos)
                 raw, pos = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
+                resume = _NEXT_MESSAGE.search(text, pos + 1, end)
+                if resume is None:
+                    doc.warnings.append(
+                        f"the file is cut off or damaged at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
+                        f"the messages of chat {title!r} before that point were read, the rest of it is missing: "
+                        "export the chat again"
+                    )
+                    break
                 doc.warnings.append(
-                    f"the file is cut off or damaged at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
-                    f"the messages of chat {title!r} before that point were read, the rest of it is missing: "
-                    "export the chat again"
+                    f"chat {title!r}: the message at line {exc.lineno}, column {exc.colno} is damaged ({exc.msg}) "
+                    f"and was skipped; reading went on at line {text.count(chr(10), 0, resume.start()) + 1}"
                 )
-                break
+                pos = resume.start()
+                continue
             message = _message(raw, title, doc, default_tz) if isinstance(raw, dict) else None
             if message is None:
                 continue
