@@ -79,6 +79,26 @@ def test_changed_file_leaves_no_stale_chunks(service: IngestService) -> None:
     assert sum("Fact 1 v1" in t for t in texts) > 0
 
 
+def interrupted_at_second_upsert(
+    service: IngestService, files: list[SourceFile], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, int]:
+    """Ingest `files`, the process "dying" at the second batch of chunks; returns the upsert calls made."""
+    calls = {"n": 0}
+    real = VectorStore.upsert_chunks
+
+    async def crash(self: VectorStore, space: str, points: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash mid-write")
+        await real(self, space, points)
+
+    monkeypatch.setattr(VectorStore, "upsert_chunks", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(service.ingest("s", files))
+    monkeypatch.setattr(VectorStore, "upsert_chunks", real)
+    return calls
+
+
 def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
     service: IngestService, make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,19 +111,7 @@ def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
     ref_store.close()
 
     run(service.ingest("s", docs(4)))
-    calls = {"n": 0}
-    real_upsert = VectorStore.upsert_chunks
-
-    async def crashing_upsert(self: VectorStore, space: str, points: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash mid-write")
-        await real_upsert(self, space, points)
-
-    monkeypatch.setattr(VectorStore, "upsert_chunks", crashing_upsert)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run(service.ingest("s", docs(4, version="v2")))
-    monkeypatch.setattr(VectorStore, "upsert_chunks", real_upsert)
+    calls = interrupted_at_second_upsert(service, docs(4, version="v2"), monkeypatch)
     # The half-written state still has every v1 document complete (searches never see a gap) ...
     half = snapshot(service.store, "s")
     assert calls["n"] == 2 and len(half) > len(expected)
@@ -152,19 +160,7 @@ def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
     run(service.ingest("s", v1))
     indexed = chunk_texts(service.store, "s")
     assert len(indexed) > 16  # the crash below lands after the first batch of 8, which rewrote kept chunks
-    real = VectorStore.upsert_chunks
-    calls = {"n": 0}
-
-    async def crash(self: VectorStore, space: str, points: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("simulated crash mid-write")
-        await real(self, space, points)
-
-    monkeypatch.setattr(VectorStore, "upsert_chunks", crash)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        run(service.ingest("s", [SourceFile("plan.md", sections(41))]))
-    monkeypatch.setattr(VectorStore, "upsert_chunks", real)
+    interrupted_at_second_upsert(service, [SourceFile("plan.md", sections(41))], monkeypatch)
     shared = [i for i, (_, tag) in chunk_texts(service.store, "s").items() if isinstance(tag, list)]
     assert shared  # kept chunks were re-tagged [old, new] before the crash
     assert run(service.repair("s")) == 1
