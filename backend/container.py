@@ -24,6 +24,7 @@ from backend.services.ingest import IngestService
 from backend.services.migration import MigrationService
 from backend.services.retrieval import RetrievalConfig, RetrievalService
 from backend.services.status import StatusService
+from backend.services.summarizing import SummaryService
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class Container:
     answers: AnswerService
     status: StatusService
     conversations: ConversationService
+    summaries: SummaryService
 
     @classmethod
     async def open(
@@ -200,7 +202,13 @@ class Container:
         conversations = ConversationService(
             llm, enabled=settings.chat_rewrite, max_tokens=settings.chat_rewrite_max_tokens
         )
-        return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status, conversations)
+        summaries = SummaryService(
+            store, llm, metrics, max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
+            context_tokens=settings.llm_context_tokens, max_chunks=settings.max_summary_chunks,
+            batch_tokens=settings.summary_batch_tokens,
+        )  # fmt: skip
+        return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status, conversations,
+                   summaries)  # fmt: skip
 
     async def close(self) -> None:
         await self.http.aclose()

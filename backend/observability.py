@@ -144,6 +144,17 @@ class Metrics:
             ["space"],
             registry=r,
         )
+        self.summaries = Counter("rag_summaries_total", "Summaries written, by style.", ["space", "style"], registry=r)
+        self.summary_llm_calls = Counter(
+            "rag_summary_llm_calls_total",
+            "LLM calls of summaries: map (reading the selection), reduce (merging notes), final.",
+            ["space", "stage"],
+            registry=r,
+        )
+        self.summary_duration = Histogram(
+            "rag_summary_duration_seconds", "Time to write a summary.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600), registry=r,
+        )  # fmt: skip
         self.ingest_deleted_documents = Counter(
             "rag_ingest_deleted_documents_total",
             "Documents deleted or pruned.",

@@ -651,6 +651,28 @@ class VectorStore:
 
         return await self._run(scroll)
 
+    async def select_chunks(
+        self, space: str, filters: ChunkFilter | None, *, document_id: str | None = None, limit: int
+    ) -> list[ChunkPoint]:
+        """Up to `limit` chunks (payload, no vectors) that match `filters` and, given, belong to one document."""
+        flt = filters.to_qdrant() if filters is not None else None
+        if document_id is not None:
+            own = models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))
+            flt = models.Filter(must=[own, *(flt.must if flt is not None and isinstance(flt.must, list) else [])])
+
+        def scroll() -> list[ChunkPoint]:
+            out: list[ChunkPoint] = []
+            offset: Any = None
+            while len(out) < limit:
+                points, offset = self._client.scroll(self._chunks(space), flt, limit=min(1024, limit - len(out)),
+                                                     offset=offset, with_payload=True)  # fmt: skip
+                out.extend(ChunkPoint(str(p.id), [], p.payload or {}) for p in points)
+                if offset is None:
+                    break
+            return out
+
+        return await self._run(scroll)
+
     # --- queries: each is one Query API call, the same in embedded and server mode ---------------
     async def search_dense(
         self, space: str, vector: list[float], limit: int, flt: ChunkFilter | None = None, *, with_vectors: bool = False

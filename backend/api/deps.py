@@ -15,6 +15,7 @@ from backend.services.conversation import ConversationService
 from backend.services.ingest import IngestService
 from backend.services.retrieval import RetrievalService
 from backend.services.status import StatusService
+from backend.services.summarizing import SummaryService
 
 
 def get_container(request: Request) -> Container:
@@ -48,12 +49,17 @@ def get_conversations(c: ContainerDep) -> ConversationService:
     return c.conversations
 
 
+def get_summaries(c: ContainerDep) -> SummaryService:
+    return c.summaries
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 IngestDep = Annotated[IngestService, Depends(get_ingest)]
 RetrievalDep = Annotated[RetrievalService, Depends(get_retrieval)]
 AnswerDep = Annotated[AnswerService, Depends(get_answers)]
 StatusDep = Annotated[StatusService, Depends(get_status)]
 ConversationDep = Annotated[ConversationService, Depends(get_conversations)]
+SummaryDep = Annotated[SummaryService, Depends(get_summaries)]
 
 
 async def get_principal(request: Request) -> Principal:

@@ -137,6 +137,45 @@ class SearchRequest(QueryBase):
     pass
 
 
+class SummarizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space_id: str = SpaceField
+    document_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="Summarise this document (from GET /documents).",
+    )  # fmt: skip
+    filters: FiltersIn | None = Field(
+        default=None, description="Or summarise every chunk these filters match ({} = the whole space)."
+    )
+    style: Literal["brief", "detailed", "decisions", "action_items"] = "brief"
+    stream: bool = Field(
+        default=False, description="Server-Sent Events: progress, then the summary's tokens, then done."
+    )
+
+
+class SummaryCoverage(BaseModel):
+    chunks_read: int = Field(description="Chunks the summary's LLM calls read: always every selected chunk.")
+    chunks_selected: int
+
+
+class SummaryResponse(BaseModel):
+    summary: str = Field(description="The summary; [n] cites sources[n].")
+    style: str
+    language: Literal["ru", "en"] = Field(description="The documents' language, which the summary is written in.")
+    sources: list[SourceOut] = Field(description="The chunks the summary cites, numbered within the selection.")
+    coverage: SummaryCoverage
+    llm_calls: int = Field(description="map_calls + reduce_calls + 1 (the call that writes the summary).")
+    map_calls: int
+    reduce_calls: int
+    model: str
+    backend: str
+    fallback_used: bool
+    completion_tokens: int
+    prompt_tokens: int | None
+    seconds: float
+
+
 class MessageRef(BaseModel):
     id: str = Field(description="Message-ID of a mail, the message id of a Telegram chat, or the line of a chat log.")
     sender: str

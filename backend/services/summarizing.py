@@ -1,0 +1,311 @@
+"""Summaries of a selection (one document, or every chunk a filter matches) that read every chunk.
+
+Top-k retrieval cannot summarise: the answer needs all of the selection, which rarely fits one prompt.
+So the selection is read in document order in batches that each fit the model's window (the same
+token-counted budget as /ask): the map stage writes, per batch, the points that matter for the asked
+style, each ending with the [n] of the chunk it comes from (chunks are numbered across the whole
+selection, so citations survive every stage); the reduce stage merges the notes, in as many rounds as
+their size needs, and the last call writes the summary, streamed. A selection that fits one prompt
+goes straight to that last call. Every chunk is read, never a silent cut: `coverage` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from backend.adapters.llm import LLMError
+from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
+from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
+from backend.observability import Metrics
+from backend.services.answering import LLMUnavailableError, estimate_tokens
+from backend.services.citations import cited_numbers
+from backend.services.errors import SpaceNotFoundError
+from backend.services.text_analysis import is_cyrillic
+
+log = logging.getLogger(__name__)
+
+Style = Literal["brief", "detailed", "decisions", "action_items"]
+
+_WHAT = {
+    "en": {
+        "brief": "a brief summary: the main points in a few sentences",
+        "detailed": "a detailed summary: every topic, what was said and concluded, with names, dates and amounts",
+        "decisions": "the decisions taken: what was decided, by whom and when",
+        "action_items": "the action items: who is to do what, and by when",
+    },
+    "ru": {
+        "brief": "краткое изложение: главное в нескольких предложениях",
+        "detailed": "подробное изложение: каждая тема, что сказано и решено, с именами, датами и суммами",
+        "decisions": "принятые решения: что решили, кто и когда",
+        "action_items": "поручения: кто что должен сделать и к какому сроку",
+    },
+}
+_MAP = {
+    "en": (
+        "You read part of a larger text (passages between <<< and >>>). Write short notes for {what}. One "
+        "note per line, starting with '- ', each ending with the [n] of the passage it comes from. Keep "
+        "names, dates and amounts exactly as written. Only what the passages say; if they hold nothing "
+        "for it, write '- nothing'."
+    ),
+    "ru": (
+        "Ты читаешь часть большого текста (фрагменты между <<< и >>>). Выпиши короткие заметки для задачи: "
+        "{what}. Одна заметка в строке, начиная с '- ', в конце каждой номер фрагмента в квадратных скобках, "
+        "например [3]. Имена, даты и суммы пиши точно как в тексте. Только то, что есть во фрагментах; если "
+        "для задачи ничего нет, напиши '- нет'."
+    ),
+}
+_REDUCE = {
+    "en": (
+        "Below are notes taken from a text, each with the [n] of its source. Merge them into {what}. Keep "
+        "the [n] of every note you use at the end of its sentence; keep names, dates and amounts exactly; "
+        "add nothing the notes do not say. Write in English."
+    ),
+    "ru": (
+        "Ниже заметки по тексту, у каждой номер источника [n]. Составь из них: {what}. Сохраняй номер [n] "
+        "каждой использованной заметки в конце предложения; имена, даты и суммы пиши точно; не добавляй "
+        "ничего, чего нет в заметках. Пиши по-русски."
+    ),
+}
+_FINAL = {
+    "en": (
+        "Write {what} of the passages (between <<< and >>>), only from them. End every sentence with the "
+        "[n] of the passage it comes from. Keep names, dates and amounts exactly. Write in English."
+    ),
+    "ru": (
+        "Напиши {what} по фрагментам (между <<< и >>>), только по ним. В конце каждого предложения укажи "
+        "номер фрагмента в квадратных скобках, например [2]. Имена, даты и суммы пиши точно. Пиши по-русски."
+    ),
+}
+
+
+class SelectionError(Exception):
+    """The selection cannot be summarised: empty, unknown document, or over MAX_SUMMARY_CHUNKS."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code, self.status = code, status
+
+
+@dataclass
+class Progress:
+    done: int  # LLM calls finished
+    total: int  # LLM calls the selection needs, as far as known (reduce rounds are added when reached)
+
+
+@dataclass
+class Token:
+    delta: str
+
+
+@dataclass
+class SummaryResult:
+    text: str
+    style: Style
+    language: Literal["ru", "en"]
+    chunks: list[ChunkPoint]  # the selection in document order: citation [n] is chunks[n - 1]
+    cited: list[int]
+    map_calls: int
+    reduce_calls: int  # merging rounds' calls; the final call that writes the summary is one more
+    model: str
+    backend: str
+    fallback_used: bool
+    completion_tokens: int
+    prompt_tokens: int | None
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def sources(self) -> list[dict[str, Any]]:
+        out = []
+        for n in self.cited:
+            p = self.chunks[n - 1].payload
+            out.append({"n": n, "id": self.chunks[n - 1].id, "document": p.get("document_id"), "path": p.get("path"),
+                        "title": p.get("title"), "heading": p.get("heading"), "page": p.get("page"),
+                        "chunk": p.get("chunk"), "text": p.get("text", "")})  # fmt: skip
+        return out
+
+
+SummaryEvent = Progress | Token | SummaryResult
+
+
+def _passages(chunks: list[ChunkPoint], first: int) -> str:
+    return "\n\n".join(f"[{first + i}]\n<<<\n{c.payload.get('text', '')}\n>>>" for i, c in enumerate(chunks))
+
+
+class SummaryService:
+    def __init__(
+        self,
+        store: VectorStore,
+        llm: FallbackLLM,
+        metrics: Metrics,
+        *,
+        max_tokens: int,
+        temperature: float,
+        context_tokens: int,
+        max_chunks: int,
+        batch_tokens: int = 0,
+    ) -> None:
+        self.store = store
+        self.llm = llm
+        self.metrics = metrics
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.context_tokens = context_tokens
+        self.max_chunks = max_chunks
+        self.batch_tokens = batch_tokens  # 0: as much of the window as a call can take
+
+    async def select(self, space: str, document_id: str | None, filters: ChunkFilter | None) -> list[ChunkPoint]:
+        """The selected chunks in document order; SelectionError when there is nothing or too much."""
+        if not await self.store.space_exists(space):
+            raise SpaceNotFoundError(space)
+        chunks = await self.store.select_chunks(space, filters, document_id=document_id, limit=self.max_chunks + 1)
+        if len(chunks) > self.max_chunks:
+            raise SelectionError(
+                "selection_too_large",
+                f"the selection holds more than {self.max_chunks} chunks (MAX_SUMMARY_CHUNKS); narrow it with "
+                "filters (folders, dates, participants, a chat or thread) or raise the limit",
+                413,
+            )
+        if not chunks:
+            if document_id is not None:
+                raise SelectionError("document_not_found", f"no document {document_id} in space {space!r}", 404)
+            raise SelectionError("empty_selection", f"no chunk of space {space!r} matches the filters", 422)
+        return sorted(chunks, key=lambda c: (str(c.payload.get("path", "")), int(c.payload.get("chunk") or 0)))
+
+    async def summarize(self, chunks: list[ChunkPoint], style: Style, space: str) -> AsyncIterator[SummaryEvent]:
+        """Progress events during the map stage, the summary's tokens, then the SummaryResult.
+        Raises LLMUnavailableError when no backend answers a call (fallback happens within each call)."""
+        started = time.perf_counter()
+        sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
+        lang: Literal["ru", "en"] = "ru" if is_cyrillic(sample) else "en"
+        what = _WHAT[lang][style]
+        window = await self.llm.context_window(self.context_tokens)
+        budget = window - self.max_tokens - 64  # room for the instruction's own framing
+        if self.batch_tokens:
+            budget = min(budget, self.batch_tokens)
+        run = _Run(self, started)
+        instruction = _FINAL[lang].format(what=what)
+        batches = _pack([estimate_tokens(str(c.payload.get("text", ""))) + 8 for c in chunks],
+                        budget - estimate_tokens(instruction))  # fmt: skip
+        if len(batches) == 1:
+            yield Progress(0, 1)
+            async for event in run.final(instruction + "\n\n" + _passages(chunks, 1)):
+                yield event
+        else:
+            # map: every chunk read, notes citing the selection-wide [n]
+            yield Progress(0, len(batches) + 1)
+            notes: list[str] = []
+            for i, (start, end) in enumerate(batches):
+                prompt = _MAP[lang].format(what=what) + "\n\n" + _passages(chunks[start:end], start + 1)
+                notes.extend(_note_lines(await run.complete(prompt)))
+                run.map_calls += 1
+                yield Progress(i + 1, len(batches) + 1)
+            # reduce: merge notes until they fit one prompt, then the final call streams
+            reduce_intro = _REDUCE[lang].format(what=what)
+            while True:
+                groups = _pack([estimate_tokens(n) + 2 for n in notes], budget - estimate_tokens(reduce_intro))
+                if len(groups) <= 1:
+                    break
+                merged: list[str] = []
+                for start, end in groups:
+                    merged.extend(_note_lines(await run.complete(reduce_intro + "\n\n" + "\n".join(notes[start:end]))))
+                    run.reduce_calls += 1
+                if len(merged) >= len(notes):  # merging no longer shrinks them: keep the first that fit
+                    notes = notes[: groups[0][1]]
+                    break
+                notes = merged
+            async for event in run.final(reduce_intro + "\n\n" + "\n".join(notes)):
+                yield event
+        text = "".join(run.parts).strip()
+        cited = sorted(cited_numbers(text, len(chunks)))
+        seconds = time.perf_counter() - started
+        self.metrics.summaries.labels(space, style).inc()
+        self.metrics.summary_llm_calls.labels(space, "map").inc(run.map_calls)
+        self.metrics.summary_llm_calls.labels(space, "reduce").inc(run.reduce_calls)
+        self.metrics.summary_llm_calls.labels(space, "final").inc()
+        self.metrics.summary_duration.observe(seconds)
+        yield SummaryResult(text, style, lang, chunks, cited, run.map_calls, run.reduce_calls, run.model,
+                            run.backend, run.fallback_used, run.completion_tokens, run.prompt_tokens,
+                            round(seconds, 3))  # fmt: skip
+
+
+def _pack(sizes: list[int], budget: int) -> list[tuple[int, int]]:
+    """Consecutive [start, end) runs whose sizes add up to at most `budget` (an item alone may exceed it:
+    a chunk is never cut)."""
+    runs: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > budget:
+            runs.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        runs.append((start, len(sizes)))
+    return runs
+
+
+def _note_lines(text: str) -> list[str]:
+    """The notes of a map or reduce answer: its list items and the lines that cite a passage (a model that
+    wrote neither is kept whole: its words are all the batch left)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    notes = [line for line in lines if "[" in line or line.startswith(("-", "*", "•"))]
+    return notes or ([" ".join(lines)] if lines else [])
+
+
+class _Run:
+    """The LLM calls of one summary: each through the fallback chain, counted and timed."""
+
+    def __init__(self, service: SummaryService, started: float) -> None:
+        self.s = service
+        self.started = started
+        self.map_calls = 0
+        self.reduce_calls = 0
+        self.model = ""
+        self.backend = ""
+        self.fallback_used = False
+        self.completion_tokens = 0
+        self.prompt_tokens: int | None = 0
+        self.parts: list[str] = []
+
+    async def _stream(self, prompt: str) -> AsyncIterator[str]:
+        messages = [{"role": "user", "content": prompt}]
+        try:
+            begun = await self.s.llm.start(messages, max_tokens=self.s.max_tokens, temperature=self.s.temperature)
+        except AllBackendsFailedError as exc:
+            raise LLMUnavailableError(f"no LLM backend could summarise: {exc}", []) from exc
+        self.model, self.backend = begun.model, begun.backend
+        self.fallback_used = self.fallback_used or begun.role == "fallback"
+        event = begun.first
+        rest = begun.rest
+        while True:
+            if event.delta:
+                yield event.delta
+            if event.usage is not None:
+                self.completion_tokens += event.usage.completion_tokens
+                if self.prompt_tokens is not None and event.usage.prompt_tokens is not None:
+                    self.prompt_tokens += event.usage.prompt_tokens
+                else:
+                    self.prompt_tokens = None
+            try:
+                event = await anext(rest)
+            except StopAsyncIteration:
+                return
+
+    async def complete(self, prompt: str) -> str:
+        """One map or reduce call, whole; a server failing midway is asked again once (through the chain)."""
+        for attempt in (1, 2):
+            try:
+                return "".join([d async for d in self._stream(prompt)])
+            except LLMError as exc:
+                if attempt == 2:
+                    raise LLMUnavailableError(f"the LLM server failed twice during a summary: {exc}", []) from exc
+                log.warning("summary: an LLM call failed midway (%s); asking again", exc)
+        raise AssertionError("unreachable")
+
+    async def final(self, prompt: str) -> AsyncIterator[SummaryEvent]:
+        async for delta in self._stream(prompt):
+            self.parts.append(delta)
+            yield Token(delta)

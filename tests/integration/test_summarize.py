@@ -1,0 +1,125 @@
+"""POST /summarize through the real app, the real embedder and store, and a real llama.cpp server
+(SmolLM2: these tests check the mechanics, not the prose): every chunk read in map calls, notes merged,
+the summary streamed with progress, citations within the selection, and bad selections refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.config import Settings
+from backend.main import create_app
+
+TOPICS = ["pump maintenance", "supplier contract", "safety audit", "budget review", "delivery schedule",
+          "sensor calibration", "cooling system", "warranty claims"]  # fmt: skip
+
+
+def report() -> bytes:
+    sections = []
+    for i, topic in enumerate(TOPICS):
+        facts = " ".join(
+            f"On day {d + 1} the team discussed the {topic} and decided to assign {d + i} engineers to it."
+            for d in range(5)
+        )
+        sections.append(f"# {topic.title()}\n\n{facts} The {topic} owner is engineer number {i + 10}.")
+    return "\n\n".join(sections).encode()
+
+
+def upload(client: TestClient, space: str, files: dict[str, bytes]) -> None:
+    resp = client.post("/documents", data={"space_id": space, "paths": list(files)},
+                       files=[("files", (p.rsplit("/", 1)[-1], d)) for p, d in files.items()])  # fmt: skip
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, llm_server: Any) -> Iterator[TestClient]:
+    settings = Settings(_env_file=None, qdrant_path=tmp_path_factory.mktemp("sum") / "q",  # type: ignore[call-arg]
+                        llm_base_url=llm_server.base_url, llm_max_tokens=40, log_format="text", auth_disabled=True,
+                        rate_limit_per_minute=0, chunk_tokens=128, summary_batch_tokens=450,
+                        max_summary_chunks=12)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        upload(
+            client,
+            "reports",
+            {"plant/report.md": report(), "plant/протокол.txt": "Решили закупить насосы у компании «Вектор».".encode()},
+        )
+        upload(client, "many", {f"notes/{i}.txt": f"Note {i}: the valve {i} was replaced.".encode() for i in range(13)})
+        yield client
+
+
+def documents(client: TestClient, space: str) -> dict[str, dict[str, Any]]:
+    return {d["path"]: d for d in client.get("/documents", params={"space_id": space}).json()["documents"]}
+
+
+def test_a_document_is_read_whole_in_map_calls_and_summarised_with_citations(app: TestClient) -> None:
+    doc = documents(app, "reports")["plant/report.md"]
+    assert doc["chunks"] > 4
+    resp = app.post("/summarize", json={"space_id": "reports", "document_id": doc["id"], "style": "decisions"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["coverage"] == {"chunks_read": doc["chunks"], "chunks_selected": doc["chunks"]}
+    assert body["map_calls"] >= 2 and body["llm_calls"] == body["map_calls"] + body["reduce_calls"] + 1
+    assert body["summary"].strip() and body["language"] == "en" and body["style"] == "decisions"
+    assert body["backend"] == "openai" and body["completion_tokens"] > 0
+    for source in body["sources"]:
+        assert 1 <= source["n"] <= doc["chunks"] and source["path"] == "plant/report.md" and source["text"]
+    metrics = app.get("/metrics").text
+    assert 'rag_summaries_total{space="reports",style="decisions"} 1.0' in metrics
+    assert f'rag_summary_llm_calls_total{{space="reports",stage="map"}} {float(body["map_calls"])}' in metrics
+
+
+def sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_a_filtered_selection_streams_progress_then_tokens_then_done(app: TestClient) -> None:
+    resp = app.post("/summarize", json={"space_id": "reports", "filters": {"folders": ["plant"]}, "stream": True})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = sse(resp.text)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "progress" and kinds[-1] == "done" and "token" in kinds
+    first_token = kinds.index("token")
+    assert set(kinds[:first_token]) == {"progress"} and set(kinds[first_token:-1]) == {"token"}
+    progress = [data for kind, data in events if kind == "progress"]
+    assert [p["done"] for p in progress] == list(range(len(progress))) and progress[-1]["done"] < progress[-1]["total"]
+    done = events[-1][1]
+    assert done["summary"] == "".join(data["delta"] for kind, data in events if kind == "token").strip()
+    both = documents(app, "reports")
+    assert done["coverage"]["chunks_selected"] == sum(d["chunks"] for d in both.values())  # the two files, whole
+
+
+def test_a_russian_document_is_summarised_in_russian_in_one_call(app: TestClient) -> None:
+    doc = documents(app, "reports")["plant/протокол.txt"]
+    body = app.post("/summarize", json={"space_id": "reports", "document_id": doc["id"]}).json()
+    assert (body["language"], body["llm_calls"], body["map_calls"]) == ("ru", 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"space_id": "reports"}, 422, "invalid_selection"),
+        ({"space_id": "reports", "document_id": "00000000-0000-0000-0000-000000000000", "filters": {}}, 422,
+         "invalid_selection"),
+        ({"space_id": "reports", "document_id": "00000000-0000-0000-0000-000000000000"}, 404, "document_not_found"),
+        ({"space_id": "reports", "filters": {"file_types": ["pdf"]}}, 422, "empty_selection"),
+        ({"space_id": "many", "filters": {}}, 413, "selection_too_large"),
+        ({"space_id": "nowhere", "filters": {}}, 404, "space_not_found"),
+        ({"space_id": "reports", "filters": {}, "style": "poem"}, 422, "invalid_request"),
+        ({"space_id": "reports", "document_id": "../etc/passwd"}, 422, "invalid_request"),
+    ],
+)  # fmt: skip
+def test_bad_selections_are_4xx(app: TestClient, body: dict[str, Any], status: int, code: str) -> None:
+    resp = app.post("/summarize", json=body)
+    assert resp.status_code == status, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == code
+    if code == "selection_too_large":
+        assert "MAX_SUMMARY_CHUNKS" in error["message"]
