@@ -151,6 +151,9 @@ class Metrics:
             ["space", "stage"],
             registry=r,
         )
+        self.summary_cache_hits = Counter(
+            "rag_summary_cache_hits_total", "Summaries answered from a stored result.", ["space"], registry=r
+        )
         self.summary_duration = Histogram(
             "rag_summary_duration_seconds", "Time to write a summary.",
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600), registry=r,

@@ -435,6 +435,9 @@ class VectorStore:
     def _staging(self, space: str) -> str:
         return f"{self.prefix}-migrating-{space}"
 
+    def _summaries(self, space: str) -> str:
+        return f"{self.prefix}-summaries-{space}"
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self._client.close()
@@ -601,7 +604,7 @@ class VectorStore:
 
     async def drop_space(self, space: str) -> None:
         def drop() -> None:
-            for name in (self._chunks(space), self._docs(space)):
+            for name in (self._chunks(space), self._docs(space), self._summaries(space)):
                 if self._client.collection_exists(name):
                     self._client.delete_collection(name)
 
@@ -909,6 +912,51 @@ class VectorStore:
             return moved
 
         return await self._write(swap)
+
+    # --- stored summaries (services/summarizing.py): one payload-only point each, per space ---------
+    async def get_summary(self, space: str, key: str) -> dict[str, Any] | None:
+        def get() -> dict[str, Any] | None:
+            if not self._client.collection_exists(self._summaries(space)):
+                return None
+            found = self._client.retrieve(self._summaries(space), [key], with_payload=True)
+            return dict(found[0].payload or {}) if found else None
+
+        return await self._run(get)
+
+    async def put_summary(self, space: str, key: str, payload: dict[str, Any]) -> None:
+        def put() -> None:
+            name = self._summaries(space)
+            if not self._client.collection_exists(name):
+                self._client.create_collection(name, vectors_config={})
+                self._client.create_payload_index(name, "documents", models.PayloadSchemaType.KEYWORD)
+            self._client.upsert(name, [models.PointStruct(id=key, vector={}, payload=payload)], wait=True)
+
+        await self._write(put)
+
+    async def list_summaries(self, space: str) -> list[tuple[str, dict[str, Any]]]:
+        def scroll_all() -> list[tuple[str, dict[str, Any]]]:
+            name = self._summaries(space)
+            out: list[tuple[str, dict[str, Any]]] = []
+            offset: Any = None
+            while self._client.collection_exists(name):
+                points, offset = self._client.scroll(name, limit=1000, offset=offset, with_payload=True)
+                out.extend((str(p.id), dict(p.payload or {})) for p in points)
+                if offset is None:
+                    break
+            return out
+
+        return await self._run(scroll_all)
+
+    async def delete_summaries_of(self, space: str, document_ids: Sequence[str]) -> None:
+        """Every stored summary that read any of these documents."""
+        selector = models.FilterSelector(filter=models.Filter(must=[
+            models.FieldCondition(key="documents", match=models.MatchAny(any=list(document_ids)))]))  # fmt: skip
+
+        def delete() -> None:
+            if self._client.collection_exists(self._summaries(space)):
+                self._client.delete(self._summaries(space), selector, wait=True)
+
+        await self._run(delete)
 
     # --- document registry -------------------------------------------------------------------
     async def list_documents(self, space: str) -> list[DocumentRecord]:

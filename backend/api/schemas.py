@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -135,45 +135,6 @@ class AskRequest(QueryBase):
 
 class SearchRequest(QueryBase):
     pass
-
-
-class SummarizeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    space_id: str = SpaceField
-    document_id: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-        description="Summarise this document (from GET /documents).",
-    )  # fmt: skip
-    filters: FiltersIn | None = Field(
-        default=None, description="Or summarise every chunk these filters match ({} = the whole space)."
-    )
-    style: Literal["brief", "detailed", "decisions", "action_items"] = "brief"
-    stream: bool = Field(
-        default=False, description="Server-Sent Events: progress, then the summary's tokens, then done."
-    )
-
-
-class SummaryCoverage(BaseModel):
-    chunks_read: int = Field(description="Chunks the summary's LLM calls read: always every selected chunk.")
-    chunks_selected: int
-
-
-class SummaryResponse(BaseModel):
-    summary: str = Field(description="The summary; [n] cites sources[n].")
-    style: str
-    language: Literal["ru", "en"] = Field(description="The documents' language, which the summary is written in.")
-    sources: list[SourceOut] = Field(description="The chunks the summary cites, numbered within the selection.")
-    coverage: SummaryCoverage
-    llm_calls: int = Field(description="map_calls + reduce_calls + 1 (the call that writes the summary).")
-    map_calls: int
-    reduce_calls: int
-    model: str
-    backend: str
-    fallback_used: bool
-    completion_tokens: int
-    prompt_tokens: int | None
-    seconds: float
 
 
 class MessageRef(BaseModel):
@@ -352,3 +313,74 @@ class ReadyResponse(BaseModel):
     auth: Literal["api_keys", "disabled"] = Field(
         description="disabled: AUTH_DISABLED=true, anyone who reaches the port may read, write and delete."
     )
+
+
+class SummarizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space_id: str = SpaceField
+    document_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="Summarise this document (from GET /documents).",
+    )  # fmt: skip
+    filters: FiltersIn | None = Field(
+        default=None, description="Or summarise every chunk these filters match ({} = the whole space)."
+    )
+    style: Literal["brief", "detailed", "decisions", "action_items"] = "brief"
+    stream: bool = Field(
+        default=False, description="Server-Sent Events: progress, then the summary's tokens, then done."
+    )
+
+
+class SummarySourceOut(BaseModel):
+    n: int = Field(description="The chunk's place in the selection (document order): what [n] in the summary cites.")
+    id: str
+    document: str | None
+    path: str | None
+    title: str | None
+    heading: str | None = None
+    page: int | None = None
+    chunk: int | None
+    text: str
+    conversation: ConversationOut | None = None
+
+
+class SummaryCoverage(BaseModel):
+    chunks_read: int = Field(description="Chunks the summary's LLM calls read: always every selected chunk.")
+    chunks_selected: int
+
+
+class SummaryResponse(BaseModel):
+    summary: str = Field(description="The summary; [n] cites sources[n].")
+    style: str
+    language: Literal["ru", "en"] = Field(description="The documents' language, which the summary is written in.")
+    sources: list[SummarySourceOut] = Field(description="The chunks the summary cites.")
+    coverage: SummaryCoverage
+    llm_calls: int = Field(description="map_calls + reduce_calls + 1 (the call that writes the summary).")
+    map_calls: int
+    reduce_calls: int
+    model: str
+    backend: str
+    fallback_used: bool
+    completion_tokens: int
+    prompt_tokens: int | None
+    seconds: float
+    created_at: float = Field(description="When the summary was written (unix seconds).")
+    cached: bool = Field(description="A stored result: same selection, document versions, style and model.")
+
+
+class StoredSummary(BaseModel):
+    id: str
+    selection: dict[str, Any] = Field(description='{"document_id": ...} or {"filters": {...}} as requested.')
+    style: str
+    model: str
+    language: str | None
+    created_at: float
+    chunks: int | None
+    documents: list[str] = Field(description="Ids of the files it read (deleting one deletes the summary).")
+    current: bool = Field(description="False once one of those files changed: asking again writes it anew.")
+
+
+class SummaryList(BaseModel):
+    space: str
+    summaries: list[StoredSummary]

@@ -474,6 +474,7 @@ class IngestService:
         await self.store.put_document(rec)  # journal first: a crash here is finished by repair()
         await self._finish_journal(space, rec)
         await self.store.remove_document(space, doc_id)
+        await self.store.delete_summaries_of(space, [doc_id])  # they read what is gone
         self.metrics.ingest_deleted_documents.labels(space).inc()
         return rec
 

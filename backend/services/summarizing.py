@@ -11,17 +11,19 @@ goes straight to that last call. Every chunk is read, never a silent cut: `cover
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from backend.adapters.llm import LLMError
 from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
 from backend.observability import Metrics
-from backend.services.answering import LLMUnavailableError, estimate_tokens
+from backend.services.answering import LLMUnavailableError, conversation_of, estimate_tokens
 from backend.services.citations import cited_numbers
 from backend.services.errors import SpaceNotFoundError
 from backend.services.text_analysis import is_cyrillic
@@ -103,11 +105,11 @@ class Token:
 
 @dataclass
 class SummaryResult:
-    text: str
+    summary: str
     style: Style
     language: Literal["ru", "en"]
-    chunks: list[ChunkPoint]  # the selection in document order: citation [n] is chunks[n - 1]
-    cited: list[int]
+    sources: list[dict[str, Any]]  # the cited chunks; [n] numbers the selection in document order
+    chunks_selected: int  # all of them read
     map_calls: int
     reduce_calls: int  # merging rounds' calls; the final call that writes the summary is one more
     model: str
@@ -116,19 +118,41 @@ class SummaryResult:
     completion_tokens: int
     prompt_tokens: int | None
     seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
+    created_at: float
+    cached: bool = False  # a stored result of the same selection, document versions, style and model
 
-    def sources(self) -> list[dict[str, Any]]:
-        out = []
-        for n in self.cited:
-            p = self.chunks[n - 1].payload
-            out.append({"n": n, "id": self.chunks[n - 1].id, "document": p.get("document_id"), "path": p.get("path"),
-                        "title": p.get("title"), "heading": p.get("heading"), "page": p.get("page"),
-                        "chunk": p.get("chunk"), "text": p.get("text", "")})  # fmt: skip
-        return out
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "llm_calls": self.map_calls + self.reduce_calls + 1,
+                "coverage": {"chunks_read": self.chunks_selected, "chunks_selected": self.chunks_selected}}  # fmt: skip
+
+
+def _sources(chunks: list[ChunkPoint], cited: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for n in cited:
+        p = chunks[n - 1].payload
+        out.append({"n": n, "id": chunks[n - 1].id, "document": p.get("document_id"), "path": p.get("path"),
+                    "title": p.get("title"), "heading": p.get("heading"), "page": p.get("page"),
+                    "chunk": p.get("chunk"), "text": p.get("text", ""),
+                    "conversation": conversation_of(p)})  # fmt: skip
+    return out
+
+
+def _versions(chunks: list[ChunkPoint]) -> dict[str, str]:
+    """{document id: version} of the files the selection's chunks come from (an attachment's: its mail file)."""
+    return {str(c.payload.get("owner") or c.payload.get("document_id")): str(c.payload.get("version"))
+            for c in chunks}  # fmt: skip
+
+
+def summary_key(space: str, selection: dict[str, Any], style: str) -> str:
+    canonical = json.dumps({"space": space, "selection": selection, "style": style}, sort_keys=True)
+    return str(uuid.uuid5(_KEYS, canonical))
+
+
+_KEYS = uuid.UUID("0f5d8a42-51c4-4a8e-8d0b-7f3f3b1f6e21")
 
 
 SummaryEvent = Progress | Token | SummaryResult
+_FIELDS = set(SummaryResult.__dataclass_fields__)
 
 
 def _passages(chunks: list[ChunkPoint], first: int) -> str:
@@ -175,9 +199,46 @@ class SummaryService:
             raise SelectionError("empty_selection", f"no chunk of space {space!r} matches the filters", 422)
         return sorted(chunks, key=lambda c: (str(c.payload.get("path", "")), int(c.payload.get("chunk") or 0)))
 
-    async def summarize(self, chunks: list[ChunkPoint], style: Style, space: str) -> AsyncIterator[SummaryEvent]:
-        """Progress events during the map stage, the summary's tokens, then the SummaryResult.
+    async def summarize(
+        self, space: str, selection: dict[str, Any], chunks: list[ChunkPoint], style: Style
+    ) -> AsyncIterator[SummaryEvent]:
+        """Progress events during the map stage, the summary's tokens, then the SummaryResult; a stored
+        result of the same selection, document versions, style and model is returned at once instead.
         Raises LLMUnavailableError when no backend answers a call (fallback happens within each call)."""
+        key, versions = summary_key(space, selection, style), _versions(chunks)
+        stored = await self.store.get_summary(space, key)
+        if stored and stored.get("versions") == versions and stored.get("model") == await self.llm.primary_model():
+            result = SummaryResult(**{k: v for k, v in stored["result"].items() if k in _FIELDS})
+            result.cached = True
+            self.metrics.summary_cache_hits.labels(space).inc()
+            yield Token(result.summary)
+            yield result
+            return
+        async for event in self._write(space, chunks, style):
+            if isinstance(event, SummaryResult):
+                result_dict = {k: v for k, v in event.__dict__.items() if k != "cached"}
+                await self.store.put_summary(space, key, {
+                    "selection": selection, "style": style, "model": event.model, "versions": versions,
+                    "documents": sorted(versions), "created_at": event.created_at, "result": result_dict})  # fmt: skip
+            yield event
+
+    async def stored(self, space: str) -> list[dict[str, Any]]:
+        """The space's stored summaries, each saying whether its documents are still at the versions it read."""
+        if not await self.store.space_exists(space):
+            raise SpaceNotFoundError(space)
+        current = {r.id: r.version for r in await self.store.list_documents(space)}
+        out = []
+        for key, entry in await self.store.list_summaries(space):
+            result = entry.get("result", {})
+            versions = entry.get("versions") or {}
+            out.append({"id": key, "selection": entry.get("selection"), "style": entry.get("style"),
+                        "model": entry.get("model"), "language": result.get("language"),
+                        "created_at": entry.get("created_at"), "chunks": result.get("chunks_selected"),
+                        "documents": entry.get("documents", []),
+                        "current": all(current.get(d) == v for d, v in versions.items())})  # fmt: skip
+        return sorted(out, key=lambda e: -float(e["created_at"] or 0))
+
+    async def _write(self, space: str, chunks: list[ChunkPoint], style: Style) -> AsyncIterator[SummaryEvent]:
         started = time.perf_counter()
         sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
         lang: Literal["ru", "en"] = "ru" if is_cyrillic(sample) else "en"
@@ -221,15 +282,16 @@ class SummaryService:
                 yield event
         text = "".join(run.parts).strip()
         cited = sorted(cited_numbers(text, len(chunks)))
+        sources = _sources(chunks, cited)
         seconds = time.perf_counter() - started
         self.metrics.summaries.labels(space, style).inc()
         self.metrics.summary_llm_calls.labels(space, "map").inc(run.map_calls)
         self.metrics.summary_llm_calls.labels(space, "reduce").inc(run.reduce_calls)
         self.metrics.summary_llm_calls.labels(space, "final").inc()
         self.metrics.summary_duration.observe(seconds)
-        yield SummaryResult(text, style, lang, chunks, cited, run.map_calls, run.reduce_calls, run.model,
+        yield SummaryResult(text, style, lang, sources, len(chunks), run.map_calls, run.reduce_calls, run.model,
                             run.backend, run.fallback_used, run.completion_tokens, run.prompt_tokens,
-                            round(seconds, 3))  # fmt: skip
+                            round(seconds, 3), round(time.time(), 3))  # fmt: skip
 
 
 def _pack(sizes: list[int], budget: int) -> list[tuple[int, int]]:

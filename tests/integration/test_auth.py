@@ -78,6 +78,10 @@ def test_scopes_decide_who_reads_writes_and_deletes(keyed: TestClient) -> None:
     assert denied.status_code == 403 and "may not read space 'b'" in denied.json()["error"]["message"]
     assert keyed.post("/ask", json={**search, "space_id": "b"}, headers=bearer(READ_A)).status_code == 403
     assert keyed.get("/documents", params={"space_id": "b"}, headers=bearer(READ_A)).status_code == 403
+    summary = {"space_id": "b", "filters": {}}
+    assert keyed.post("/summarize", json=summary, headers=bearer(READ_A)).status_code == 403
+    assert keyed.get("/summaries", params={"space_id": "b"}, headers=bearer(READ_A)).status_code == 403
+    assert keyed.get("/summaries", params={"space_id": "a"}, headers=bearer(READ_A)).json()["summaries"] == []
 
     listed = {s["name"] for s in keyed.get("/spaces", headers=bearer(READ_A)).json()["spaces"]}
     assert listed == {"a"}

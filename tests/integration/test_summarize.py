@@ -123,3 +123,31 @@ def test_bad_selections_are_4xx(app: TestClient, body: dict[str, Any], status: i
     assert error["code"] == code
     if code == "selection_too_large":
         assert "MAX_SUMMARY_CHUNKS" in error["message"]
+
+
+def test_a_summary_is_stored_until_a_document_it_read_changes_and_goes_with_it(app: TestClient) -> None:
+    upload(app, "cache", {"minutes.md": report()})
+    doc = documents(app, "cache")["minutes.md"]
+    ask = {"space_id": "cache", "document_id": doc["id"], "style": "brief"}
+    first = app.post("/summarize", json=ask).json()
+    again = app.post("/summarize", json=ask).json()
+    assert (first["cached"], again["cached"]) == (False, True)
+    assert {k: v for k, v in again.items() if k not in ("cached", "created_at")} == {
+        k: v for k, v in first.items() if k not in ("cached", "created_at")}  # fmt: skip
+    assert again["created_at"] == pytest.approx(first["created_at"], abs=0.01)
+    assert app.post("/summarize", json={**ask, "style": "detailed"}).json()["cached"] is False  # another style
+    assert 'rag_summary_cache_hits_total{space="cache"} 1.0' in app.get("/metrics").text
+    stored = app.get("/summaries", params={"space_id": "cache"}).json()["summaries"]
+    assert sorted(s["style"] for s in stored) == ["brief", "detailed"]
+    assert all(s["current"] and s["documents"] == [doc["id"]] and s["selection"] == {"document_id": doc["id"]}
+               for s in stored)  # fmt: skip
+    # A changed document: the stored summaries say so, and asking again writes a new one.
+    upload(app, "cache", {"minutes.md": report() + b"\n\n# Addendum\n\nThe pump order was cancelled."})
+    assert not any(s["current"] for s in app.get("/summaries", params={"space_id": "cache"}).json()["summaries"])
+    assert app.post("/summarize", json=ask).json()["cached"] is False
+    assert app.post("/summarize", json=ask).json()["cached"] is True
+    # Deleting the document deletes every summary that read it; other spaces never see them.
+    assert app.delete(f"/documents/{doc['id']}", params={"space_id": "cache"}).status_code == 200
+    assert app.get("/summaries", params={"space_id": "cache"}).json()["summaries"] == []
+    assert all(s["selection"] != {"document_id": doc["id"]}
+               for s in app.get("/summaries", params={"space_id": "reports"}).json()["summaries"])  # fmt: skip

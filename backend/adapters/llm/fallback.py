@@ -124,6 +124,17 @@ class FallbackLLM:
                 windows.append(default)  # unreachable now: it may answer later, assume the default
         return min(windows)
 
+    async def primary_model(self) -> str | None:
+        """The model the primary serves (None while it cannot be asked): what a stored result is keyed by."""
+        member = self.members[0]
+        if member.breaker.state != "closed":
+            return None
+        try:
+            async with asyncio.timeout(self.side_timeout_s):
+                return await member.llm.model()
+        except (LLMError, TimeoutError):
+            return None
+
     async def count_prompt_tokens(self, messages: list[dict[str, str]]) -> int | None:
         """Counted by the first reachable backend that can count; None if none can."""
         for member in self.members:

@@ -12,7 +12,8 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import PrincipalDep, SummaryDep, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.routes.ask import chunk_filter
-from backend.api.schemas import SummarizeRequest, SummaryResponse
+from backend.api.routes.documents import SpaceQuery
+from backend.api.schemas import SummarizeRequest, SummaryList, SummaryResponse
 from backend.services.answering import LLMUnavailableError
 from backend.services.summarizing import Progress, SelectionError, SummaryEvent, SummaryResult, Token
 
@@ -38,7 +39,11 @@ async def summarize(body: SummarizeRequest, summaries: SummaryDep, principal: Pr
         chunks = await summaries.select(body.space_id, body.document_id, chunk_filter(body.filters))
     except SelectionError as exc:
         raise APIError(exc.status, exc.code, str(exc)) from exc
-    events = summaries.summarize(chunks, body.style, body.space_id)
+    selection: dict[str, Any] = (
+        {"document_id": body.document_id} if body.document_id is not None
+        else {"filters": body.filters.model_dump(mode="json", exclude_defaults=True) if body.filters else {}}
+    )  # fmt: skip
+    events = summaries.summarize(body.space_id, selection, chunks, body.style)
     if body.stream:
         return StreamingResponse(_sse_events(events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -49,14 +54,14 @@ async def summarize(body: SummarizeRequest, summaries: SummaryDep, principal: Pr
 
 
 def _response(result: SummaryResult) -> dict[str, Any]:
-    return {
-        "summary": result.text, "style": result.style, "language": result.language, "sources": result.sources(),
-        "coverage": {"chunks_read": len(result.chunks), "chunks_selected": len(result.chunks)},
-        "llm_calls": result.map_calls + result.reduce_calls + 1, "map_calls": result.map_calls,
-        "reduce_calls": result.reduce_calls, "model": result.model, "backend": result.backend,
-        "fallback_used": result.fallback_used, "completion_tokens": result.completion_tokens,
-        "prompt_tokens": result.prompt_tokens, "seconds": result.seconds,
-    }  # fmt: skip
+    return SummaryResponse.model_validate(result.to_dict()).model_dump()
+
+
+@router.get("/summaries", response_model=SummaryList, responses=ERROR_RESPONSES)
+async def list_summaries(space_id: SpaceQuery, summaries: SummaryDep, principal: PrincipalDep) -> SummaryList:
+    """The space's stored summaries; `current` is false once a document they read has changed."""
+    require_read(principal, space_id)
+    return SummaryList(space=space_id, summaries=await summaries.stored(space_id))
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
