@@ -23,6 +23,8 @@ COMMANDS = {
                      "rag index --dir ~/mail --space mail --prune"),
     "ask": Command("cli.ask", "ask the running service; the answer streams, then its sources",
                    'rag ask "Когда заменили горелки?" --space mail'),
+    "summarize": Command("cli.summarize", "summarise a document or a filtered selection, every chunk read",
+                         'rag summarize --space mail --chat "Проект Дельта" --style decisions'),
     "plan": Command("cli.plan", "will a model fit the GPU, and with which vLLM settings",
                     "rag plan qwen3-30b-a3b@fp8 --gpu rtx-pro-6000 --write-env .env.vllm"),
     "eval": Command("cli.eval", "retrieval (and answer) quality on a SQuAD-format question set",

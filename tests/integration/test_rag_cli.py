@@ -110,3 +110,20 @@ def test_rag_ask_shows_the_services_refusal(served: tuple[str, dict[str, str]]) 
     assert done.returncode == 1 and "404" in done.stderr and "nope" in done.stderr
     unreachable = rag("ask", "anything", "--space", "docs", "--url", f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 1 and "cannot reach the service" in unreachable.stderr
+
+
+def test_rag_summarize_reads_everything_selected_and_shows_what_it_cited(served: tuple[str, dict[str, str]]) -> None:
+    url, env = served
+    done = rag("summarize", "--space", "docs", "--all", "--style", "decisions", "--url", url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "read 4 of 4 chunks; LLM calls: 1" in done.stdout and "openai" in done.stdout, done.stdout  # a chat: 2 days
+    as_json = json.loads(rag("summarize", "--space", "docs", "--document", "pumps/glimmer.md", "--url", url,
+                             "--json", env=env).stdout)  # fmt: skip
+    assert as_json["coverage"] == {"chunks_read": 1, "chunks_selected": 1} and as_json["cached"] is False
+    again = rag("summarize", "--space", "docs", "--document", "pumps/glimmer.md", "--url", url, env=env)
+    assert "stored earlier" in again.stdout, again.stdout
+    chat = json.loads(rag("summarize", "--space", "docs", "--participant", "Петров", "--url", url, "--json").stdout)
+    assert chat["coverage"]["chunks_selected"] == 1 and chat["language"] == "ru"
+    missing = rag("summarize", "--space", "docs", "--document", "nope.md", "--url", url, env=env)
+    assert missing.returncode == 1 and "404" in missing.stderr and "nope.md" in missing.stderr
+    assert rag("summarize", "--space", "docs", "--url", url).returncode == 2  # nothing said to summarise
