@@ -253,15 +253,15 @@ class SummaryService:
                         budget - estimate_tokens(instruction))  # fmt: skip
         if len(batches) == 1:
             yield Progress(0, 1)
-            async for event in run.final(instruction + "\n\n" + _passages(chunks, 1)):
+            async for event in run.final(instruction, _passages(chunks, 1)):
                 yield event
         else:
             # map: every chunk read, notes citing the selection-wide [n]
             yield Progress(0, len(batches) + 1)
             notes: list[str] = []
             for i, (start, end) in enumerate(batches):
-                prompt = _MAP[lang].format(what=what) + "\n\n" + _passages(chunks[start:end], start + 1)
-                notes.extend(_note_lines(await run.complete(prompt)))
+                notes.extend(_note_lines(await run.complete(_MAP[lang].format(what=what),
+                                                            _passages(chunks[start:end], start + 1))))  # fmt: skip
                 run.map_calls += 1
                 yield Progress(i + 1, len(batches) + 1)
             # reduce: merge notes until they fit one prompt, then the final call streams
@@ -272,13 +272,13 @@ class SummaryService:
                     break
                 merged: list[str] = []
                 for start, end in groups:
-                    merged.extend(_note_lines(await run.complete(reduce_intro + "\n\n" + "\n".join(notes[start:end]))))
+                    merged.extend(_note_lines(await run.complete(reduce_intro, "\n".join(notes[start:end]))))
                     run.reduce_calls += 1
                 if len(merged) >= len(notes):  # merging no longer shrinks them: keep the first that fit
                     notes = notes[: groups[0][1]]
                     break
                 notes = merged
-            async for event in run.final(reduce_intro + "\n\n" + "\n".join(notes)):
+            async for event in run.final(reduce_intro, "\n".join(notes)):
                 yield event
         text = "".join(run.parts).strip()
         cited = sorted(cited_numbers(text, len(chunks)))
@@ -332,8 +332,9 @@ class _Run:
         self.prompt_tokens: int | None = 0
         self.parts: list[str] = []
 
-    async def _stream(self, prompt: str) -> AsyncIterator[str]:
-        messages = [{"role": "user", "content": prompt}]
+    async def _stream(self, instruction: str, text: str) -> AsyncIterator[str]:
+        # The task as the system message, the text to work on as the user's: small models then echo less of it.
+        messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
         try:
             begun = await self.s.llm.start(messages, max_tokens=self.s.max_tokens, temperature=self.s.temperature)
         except AllBackendsFailedError as exc:
@@ -356,18 +357,18 @@ class _Run:
             except StopAsyncIteration:
                 return
 
-    async def complete(self, prompt: str) -> str:
+    async def complete(self, instruction: str, text: str) -> str:
         """One map or reduce call, whole; a server failing midway is asked again once (through the chain)."""
         for attempt in (1, 2):
             try:
-                return "".join([d async for d in self._stream(prompt)])
+                return "".join([d async for d in self._stream(instruction, text)])
             except LLMError as exc:
                 if attempt == 2:
                     raise LLMUnavailableError(f"the LLM server failed twice during a summary: {exc}", []) from exc
                 log.warning("summary: an LLM call failed midway (%s); asking again", exc)
         raise AssertionError("unreachable")
 
-    async def final(self, prompt: str) -> AsyncIterator[SummaryEvent]:
-        async for delta in self._stream(prompt):
+    async def final(self, instruction: str, text: str) -> AsyncIterator[SummaryEvent]:
+        async for delta in self._stream(instruction, text):
             self.parts.append(delta)
             yield Token(delta)

@@ -72,8 +72,8 @@ function renderSources(cited) {
     item.className = cited.has(s.n) ? "cited" : "";
     const where = [s.path || s.document, s.heading, s.page ? t("page", { page: s.page }) : "", whoAndWhen(s)]
       .filter(Boolean).join(" · ");
-    const score = t("score", { score: formatNumber(s.score, 3) });
-    item.textContent = `${where} (${score})${cited.has(s.n) ? ` - ${t("cited")}` : ""}`;
+    const score = s.score != null ? ` (${t("score", { score: formatNumber(s.score, 3) })})` : "";
+    item.textContent = `${where}${score}${cited.has(s.n) ? ` - ${t("cited")}` : ""}`;
     item.addEventListener("click", () => showSource(s.n));
     item.addEventListener("keydown", (event) => { if (event.key === "Enter") showSource(s.n); });
     list.append(item);
@@ -118,7 +118,7 @@ function showSource(n) {
      s.chunk != null ? t("chunk", { chunk: s.chunk }) : "",
      s.modified_at && !s.conversation ? t("modified", { date: formatDate(s.modified_at) }) : "",
      whoAndWhen(s),
-     t("score", { score: formatNumber(s.score, 3) })].filter(Boolean).join(" · ");
+     s.score != null ? t("score", { score: formatNumber(s.score, 3) }) : ""].filter(Boolean).join(" · ");
   $("source-text").textContent = s.text;
   $("source-view").hidden = false;
   $("close-source").focus();
@@ -172,41 +172,100 @@ async function ask(event) {
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorOf(response));
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let end;
-      while ((end = buffer.indexOf("\n\n")) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        const kind = (block.match(/^event: (.*)$/m) || [])[1];
-        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
-        if (kind === "sources") {
-          sources = data.sources;
-          renderSources(new Set());
-          $("ask-state").textContent = t("ask.writing");
-        } else if (kind === "token") {
-          text += data.delta;
-          renderAnswer(text);
-        } else if (kind === "done") {
-          renderAnswer(data.answer);  // with its citations checked against the sources
-          renderSources(new Set(data.cited));
-          warnUnsupported(data);
-          $("meta").textContent = describe(data);
-        } else if (kind === "error") {
-          throw new Error(data.error.message);
-        }
+    await readEvents(response, (kind, data) => {
+      if (kind === "sources") {
+        sources = data.sources;
+        renderSources(new Set());
+        $("ask-state").textContent = t("ask.writing");
+      } else if (kind === "token") {
+        text += data.delta;
+        renderAnswer(text);
+      } else if (kind === "done") {
+        renderAnswer(data.answer);  // with its citations checked against the sources
+        renderSources(new Set(data.cited));
+        warnUnsupported(data);
+        $("meta").textContent = describe(data);
       }
-    }
+    });
     $("ask-state").textContent = "";
   } catch (error) {
     $("ask-state").textContent = "";
     if (error.name !== "AbortError") notice(t("ask.failed", { error: error.message }));
   } finally {
     $("ask").disabled = false;
+    $("stop").hidden = true;
+    controller = null;
+  }
+}
+
+// Server-Sent Events of a streamed response, one (kind, data) at a time; an `error` event throws.
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const kind = (block.match(/^event: (.*)$/m) || [])[1];
+      const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
+      if (kind === "error") throw new Error(data.error.message);
+      onEvent(kind, data);
+    }
+  }
+}
+
+// A summary of one document (documentId), or of what the filters select (none: the whole space).
+async function summarize(space, documentId) {
+  if (!space) { notice(t("ask.pick")); return; }
+  notice("");
+  sources = [];
+  renderSources(new Set());
+  renderAnswer("");
+  $("unsupported").hidden = true;
+  $("meta").textContent = "";
+  $("ask-state").textContent = t("ask.searching");
+  $("ask").disabled = $("summarize").disabled = true;
+  $("stop").hidden = false;
+  controller = new AbortController();
+  const selection = documentId ? { document_id: documentId } : { filters: filters() || {} };
+  let text = "";
+  try {
+    const response = await fetch("/summarize", {
+      method: "POST",
+      headers: { ...headers(), "Content-Type": "application/json" },
+      body: JSON.stringify({ space_id: space, style: $("style").value, stream: true, ...selection }),
+      signal: controller.signal,
+    });
+    if (!response.ok) throw new Error(await errorOf(response));
+    await readEvents(response, (kind, data) => {
+      if (kind === "progress") {
+        $("ask-state").textContent = t("summarize.reading", {
+          done: formatNumber(data.done, 0), total: formatNumber(data.total, 0) });
+      } else if (kind === "token") {
+        $("ask-state").textContent = t("summarize.writing");
+        text += data.delta;
+        renderAnswer(text);
+      } else if (kind === "done") {
+        sources = data.sources;
+        renderAnswer(data.summary);
+        renderSources(new Set(data.sources.map((x) => x.n)));
+        const c = data.coverage;
+        $("meta").textContent = t(data.cached ? "summarize.stored" : "summarize.meta", {
+          read: formatNumber(c.chunks_read, 0), selected: formatNumber(c.chunks_selected, 0),
+          calls: formatNumber(data.llm_calls, 0), t: formatSeconds(data.seconds * 1000),
+          backend: data.backend, model: data.model });
+      }
+    });
+    $("ask-state").textContent = "";
+  } catch (error) {
+    $("ask-state").textContent = "";
+    if (error.name !== "AbortError") notice(t("summarize.failed", { error: error.message }));
+  } finally {
+    $("ask").disabled = $("summarize").disabled = false;
     $("stop").hidden = true;
     controller = null;
   }
@@ -254,6 +313,15 @@ function upload(event) {
           cell.textContent = value;
           if (cls) cell.className = cls;
         }
+        const action = row.insertCell();
+        if (f.status !== "failed") {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "summarize-document";
+          button.textContent = t("summarize.button");
+          button.addEventListener("click", () => summarize(space, f.document_id));
+          action.append(button);
+        }
       }
       $("upload-results").hidden = false;
       localStorage.setItem(SPACE_STORE, space);
@@ -275,6 +343,7 @@ $("key").value = localStorage.getItem(KEY_STORE) || "";
 $("key").addEventListener("change", () => { localStorage.setItem(KEY_STORE, $("key").value.trim()); loadSpaces(); });
 $("refresh").addEventListener("click", loadSpaces);
 $("ask-form").addEventListener("submit", ask);
+$("summarize").addEventListener("click", () => summarize($("space").value, null));
 $("stop").addEventListener("click", () => controller && controller.abort());
 $("close-source").addEventListener("click", () => { $("source-view").hidden = true; });
 $("upload-form").addEventListener("submit", upload);

@@ -223,3 +223,30 @@ def test_conversation_filters_and_who_wrote_when(russian_page: object, tmp_path:
     tab.fill("#question", "Когда зальют фундамент?")
     tab.click("#ask")
     expect(tab.locator("#sources li").first).to_contain_text("Анна Смирнова", timeout=60_000)
+
+
+def test_summaries_of_a_document_and_of_a_filter_with_progress(russian_page: object, tmp_path: Path) -> None:
+    tab: playwright_sync.Page = russian_page  # type: ignore[assignment]
+    expect = playwright_sync.expect
+    tab.fill("#key", KEY)
+    tab.press("#key", "Tab")
+    minutes = tmp_path / "протокол.md"
+    minutes.write_text("# Протокол совещания 15 марта\n\nРешили закупить насосы у компании «Вектор».\n\n"
+                       "# Поручения\n\nАнна Смирнова готовит договор до 20 марта.\n", encoding="utf-8")  # fmt: skip
+    tab.fill("#upload-space", "minutes")
+    tab.set_input_files("#files", [str(minutes)])
+    tab.click("#upload")
+    expect(tab.locator("#upload-results tbody tr")).to_have_count(1, timeout=60_000)
+    expect(tab.locator("#space")).to_have_value("minutes")
+
+    tab.select_option("#style", "decisions")
+    tab.locator(".summarize-document").click()  # the uploaded document's own summary
+    expect(tab.locator("#meta")).to_contain_text("прочитано фрагментов: 2 из 2", timeout=120_000)  # two sections
+    assert tab.locator("#answer").inner_text().strip()
+    tab.screenshot(path=str(ARTIFACTS / "6-summary.png"), full_page=True)
+    tab.locator(".summarize-document").click()
+    expect(tab.locator("#meta")).to_contain_text("сохранённая сводка", timeout=60_000)  # stored, not rewritten
+
+    tab.click("#summarize")  # no filters: the whole space
+    expect(tab.locator("#meta")).to_contain_text("прочитано фрагментов", timeout=120_000)
+    expect(tab.locator("#summarize")).to_have_text("Сводка")
