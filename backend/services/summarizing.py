@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,54 +36,46 @@ Style = Literal["brief", "detailed", "decisions", "action_items"]
 
 _WHAT = {
     "en": {
-        "brief": "a brief summary: the main points in a few sentences",
-        "detailed": "a detailed summary: every topic, what was said and concluded, with names, dates and amounts",
-        "decisions": "the decisions taken: what was decided, by whom and when",
-        "action_items": "the action items: who is to do what, and by when",
+        "brief": "the main points",
+        "detailed": "every topic: what was said and concluded, with names, dates and amounts",
+        "decisions": "the decisions (sentences saying what was decided, agreed or approved)",
+        "action_items": "the action items (who is to do what, and by when)",
     },
     "ru": {
-        "brief": "краткое изложение: главное в нескольких предложениях",
-        "detailed": "подробное изложение: каждая тема, что сказано и решено, с именами, датами и суммами",
-        "decisions": "принятые решения: что решили, кто и когда",
-        "action_items": "поручения: кто что должен сделать и к какому сроку",
+        "brief": "главное",
+        "detailed": "каждую тему: что сказано и решено, с именами, датами и суммами",
+        "decisions": "принятые решения (предложения со словами «решили», «постановили», «согласовали», «утвердили»)",
+        "action_items": "поручения (кто что должен сделать и к какому сроку)",
     },
 }
+# Small local models follow a concrete extraction ("write out ... each on its own line, ending with [n]")
+# better than "summarise", and take an offered "write none" even when the passage holds the answer, so none
+# is offered; the format keeps every point tied to its passage. Measured: docs/evaluation.md, summaries.
 _MAP = {
     "en": (
-        "You read part of a larger text (passages between <<< and >>>). Write short notes for {what}. One "
-        "note per line, starting with '- ', each ending with the [n] of the passage it comes from. Keep "
-        "names, dates and amounts exactly as written. Only what the passages say; if they hold nothing "
-        "for it, write '- nothing'."
+        "From the numbered passages, write out only {what}. Each on its own line starting with '- ', with its "
+        "names, dates and amounts exactly as written, ending with its passage number in square brackets. "
+        "Nothing else."
     ),
     "ru": (
-        "Ты читаешь часть большого текста (фрагменты между <<< и >>>). Выпиши короткие заметки для задачи: "
-        "{what}. Одна заметка в строке, начиная с '- ', в конце каждой номер фрагмента в квадратных скобках, "
-        "например [3]. Имена, даты и суммы пиши точно как в тексте. Только то, что есть во фрагментах; если "
-        "для задачи ничего нет, напиши '- нет'."
+        "Выпиши из пронумерованных фрагментов только {what}. Каждый пункт отдельной строкой, начиная с «- », "
+        "имена, даты и суммы дословно, в конце номер его фрагмента в квадратных скобках. Больше ничего не пиши."
     ),
 }
 _REDUCE = {
     "en": (
-        "Below are notes taken from a text, each with the [n] of its source. Merge them into {what}. Keep "
-        "the [n] of every note you use at the end of its sentence; keep names, dates and amounts exactly; "
-        "add nothing the notes do not say. Write in English."
+        "Below are points taken from a text, each ending with the number of its source in square brackets. "
+        "Keep only {what}; drop repeats; keep names, dates and amounts exactly and each point's number at its "
+        "end; add nothing. Each point on its own line starting with '- '. Nothing else."
     ),
     "ru": (
-        "Ниже заметки по тексту, у каждой номер источника [n]. Составь из них: {what}. Сохраняй номер [n] "
-        "каждой использованной заметки в конце предложения; имена, даты и суммы пиши точно; не добавляй "
-        "ничего, чего нет в заметках. Пиши по-русски."
+        "Ниже пункты из текста, в конце каждого номер источника в квадратных скобках. Оставь только {what}; "
+        "убери повторы; имена, даты, суммы и номер в конце пункта сохрани; ничего не добавляй. Каждый пункт "
+        "отдельной строкой, начиная с «- ». Больше ничего не пиши."
     ),
 }
-_FINAL = {
-    "en": (
-        "Write {what} of the passages (between <<< and >>>), only from them. End every sentence with the "
-        "[n] of the passage it comes from. Keep names, dates and amounts exactly. Write in English."
-    ),
-    "ru": (
-        "Напиши {what} по фрагментам (между <<< и >>>), только по ним. В конце каждого предложения укажи "
-        "номер фрагмента в квадратных скобках, например [2]. Имена, даты и суммы пиши точно. Пиши по-русски."
-    ),
-}
+_FINAL = _MAP  # a selection that fits one prompt: its points are the summary
+_NOTHING = ("- none", "- нет", "none", "нет", "- nothing", "nothing")
 
 
 class SelectionError(Exception):
@@ -156,7 +150,7 @@ _FIELDS = set(SummaryResult.__dataclass_fields__)
 
 
 def _passages(chunks: list[ChunkPoint], first: int) -> str:
-    return "\n\n".join(f"[{first + i}]\n<<<\n{c.payload.get('text', '')}\n>>>" for i, c in enumerate(chunks))
+    return "\n\n".join(f"[{first + i}]\n{c.payload.get('text', '')}" for i, c in enumerate(chunks))
 
 
 class SummaryService:
@@ -238,6 +232,17 @@ class SummaryService:
                         "current": all(current.get(d) == v for d, v in versions.items())})  # fmt: skip
         return sorted(out, key=lambda e: -float(e["created_at"] or 0))
 
+    async def _sizer(self, chunks: list[ChunkPoint]) -> Callable[[str], int]:
+        """Tokens of a text for packing: the safe estimate (a token per Cyrillic character), scaled down by
+        what the server's tokenizer counts for a sample of the selection (one request), with 15% to spare.
+        Without a count the estimate stands: more, smaller batches, never an overfull prompt."""
+        sample = "\n\n".join(str(c.payload.get("text", "")) for c in chunks[:20])[:20_000]
+        counted = await self.llm.count_prompt_tokens([{"role": "user", "content": sample}]) if sample else None
+        ratio = 1.0
+        if counted:
+            ratio = min(1.0, max(0.2, 1.15 * counted / max(1, estimate_tokens(sample))))
+        return lambda text: math.ceil(estimate_tokens(text) * ratio)
+
     async def _write(self, space: str, chunks: list[ChunkPoint], style: Style) -> AsyncIterator[SummaryEvent]:
         started = time.perf_counter()
         sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
@@ -249,8 +254,8 @@ class SummaryService:
             budget = min(budget, self.batch_tokens)
         run = _Run(self, started)
         instruction = _FINAL[lang].format(what=what)
-        batches = _pack([estimate_tokens(str(c.payload.get("text", ""))) + 8 for c in chunks],
-                        budget - estimate_tokens(instruction))  # fmt: skip
+        size = await self._sizer(chunks)
+        batches = _pack([size(str(c.payload.get("text", ""))) + 8 for c in chunks], budget - size(instruction))
         if len(batches) == 1:
             yield Progress(0, 1)
             async for event in run.final(instruction, _passages(chunks, 1)):
@@ -267,7 +272,7 @@ class SummaryService:
             # reduce: merge notes until they fit one prompt, then the final call streams
             reduce_intro = _REDUCE[lang].format(what=what)
             while True:
-                groups = _pack([estimate_tokens(n) + 2 for n in notes], budget - estimate_tokens(reduce_intro))
+                groups = _pack([size(n) + 2 for n in notes], budget - size(reduce_intro))
                 if len(groups) <= 1:
                     break
                 merged: list[str] = []
@@ -310,11 +315,14 @@ def _pack(sizes: list[int], budget: int) -> list[tuple[int, int]]:
 
 
 def _note_lines(text: str) -> list[str]:
-    """The notes of a map or reduce answer: its list items and the lines that cite a passage (a model that
-    wrote neither is kept whole: its words are all the batch left)."""
+    """The notes of a map or reduce answer: its list items and the lines that cite a passage, less "none"
+    (a model that wrote neither is kept whole: its words are all the batch left)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     notes = [line for line in lines if "[" in line or line.startswith(("-", "*", "•"))]
-    return notes or ([" ".join(lines)] if lines else [])
+    kept = [n for n in notes if re.sub(r"\s*\[[\d,\s]+\]\s*$", "", n).strip().rstrip(".").casefold() not in _NOTHING]
+    if notes:
+        return kept
+    return [" ".join(lines)] if lines else []
 
 
 class _Run:
