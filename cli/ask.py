@@ -90,20 +90,27 @@ def _who_and_when(source: dict[str, Any]) -> str:
     return ", ".join(people[:3] + ([f"+{len(people) - 3}"] if len(people) > 3 else []) + ([when] if when else []))
 
 
+def service_client(url: str | None, timeout_s: float) -> httpx.Client:
+    """A client of the service at `url`, else SERVICE_URL, else http://HOST:PORT, with RAG_API_KEY's key.
+    Raises ConfigError when the settings that give the address are wrong."""
+    base = (url or load_settings().resolved_service_url).rstrip("/")
+    key = os.environ.get("RAG_API_KEY", "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(timeout_s, connect=5))
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m cli.ask") -> int:
     args = parse_args(argv, prog)
     if not SPACE_RE.match(args.space):
         ui.error(f"invalid --space {args.space!r}: use 1-63 of a-z 0-9 - _")
         return 2
     try:
-        url = (args.url or load_settings().resolved_service_url).rstrip("/")
+        client = service_client(args.url, 600)
     except ConfigError as exc:
         ui.error(str(exc))
         return 2
-    key = os.environ.get("RAG_API_KEY", "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(600, connect=5)) as http:
+        with client as http:
             if args.json:
                 response = http.post("/ask", json=_body(args, stream=False))
                 if response.status_code != 200:
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.ask") -> int:
                 return 0
             return _stream(http, args)
     except httpx.HTTPError as exc:
-        ui.error(f"cannot reach the service at {url}: {exc} (is it running? --url)")
+        ui.error(f"cannot reach the service at {client.base_url}: {exc} (is it running? --url)")
         return 1
 
 

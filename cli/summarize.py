@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from typing import Any
 
 import httpx
 
-from backend.config import SPACE_RE, ConfigError, load_settings
+from backend.config import SPACE_RE, ConfigError
 from cli import ui
-from cli.ask import _refused, _who_and_when
+from cli.ask import _refused, _who_and_when, service_client
 
 STYLES = ("brief", "detailed", "decisions", "action_items")
 
@@ -81,14 +80,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.summarize") -
         ui.error("say what to summarise: --document PATH, or filters (--folder, --chat, --after...), or --all")
         return 2
     try:
-        url = (args.url or load_settings().resolved_service_url).rstrip("/")
+        client = service_client(args.url, 3600)
     except ConfigError as exc:
         ui.error(str(exc))
         return 2
-    key = os.environ.get("RAG_API_KEY", "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(3600, connect=5)) as http:
+        with client as http:
             body: dict[str, Any] = {"space_id": args.space, "style": args.style}
             if args.document is not None:
                 found = _document_id(http, args.space, args.document)
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.summarize") -
                 return 0
             return _stream(http, {**body, "stream": True})
     except httpx.HTTPError as exc:
-        ui.error(f"cannot reach the service at {url}: {exc} (is it running? --url)")
+        ui.error(f"cannot reach the service at {client.base_url}: {exc} (is it running? --url)")
         return 1
 
 

@@ -153,7 +153,9 @@ class ConversationOut(BaseModel):
     attachment: str | None = Field(default=None, description="The attached file this chunk comes from, if any.")
 
 
-class SourceOut(BaseModel):
+class ChunkOut(BaseModel):
+    """A chunk as a source: numbered for [n] citations, with where it lies and its text."""
+
     n: int
     id: str | None = Field(
         default=None, description="The chunk's id: kept when its document is re-indexed with its text unchanged."
@@ -164,13 +166,16 @@ class SourceOut(BaseModel):
     heading: str | None = None
     page: int | None = None
     chunk: int | None
-    score: float
     text: str
-    modified_at: float | None = Field(default=None, description="The file's modification time (unix seconds).")
-    cited: bool = False
     conversation: ConversationOut | None = Field(
         default=None, description="For a chunk of a mail thread or chat: who wrote its messages, and when."
     )
+
+
+class SourceOut(ChunkOut):
+    score: float
+    modified_at: float | None = Field(default=None, description="The file's modification time (unix seconds).")
+    cited: bool = False
 
 
 class UsageOut(BaseModel):
@@ -332,19 +337,6 @@ class SummarizeRequest(BaseModel):
     )
 
 
-class SummarySourceOut(BaseModel):
-    n: int = Field(description="The chunk's place in the selection (document order): what [n] in the summary cites.")
-    id: str
-    document: str | None
-    path: str | None
-    title: str | None
-    heading: str | None = None
-    page: int | None = None
-    chunk: int | None
-    text: str
-    conversation: ConversationOut | None = None
-
-
 class SummaryCoverage(BaseModel):
     chunks_read: int = Field(description="Chunks the summary's LLM calls read: always every selected chunk.")
     chunks_selected: int
@@ -354,7 +346,9 @@ class SummaryResponse(BaseModel):
     summary: str = Field(description="The summary; [n] cites sources[n].")
     style: str
     language: Literal["ru", "en"] = Field(description="The documents' language, which the summary is written in.")
-    sources: list[SummarySourceOut] = Field(description="The chunks the summary cites.")
+    sources: list[ChunkOut] = Field(
+        description="The chunks the summary cites; n numbers the selection in document order."
+    )
     coverage: SummaryCoverage
     llm_calls: int = Field(description="map_calls + reduce_calls + 1 (the call that writes the summary).")
     map_calls: int

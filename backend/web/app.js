@@ -146,13 +146,8 @@ function warnUnsupported(done) {
   $("unsupported").hidden = !count;
 }
 
-async function ask(event) {
-  event.preventDefault();
-  const space = $("space").value;
-  const q = $("question").value.trim();
-  if (!space) { notice(t("ask.pick")); return; }
-  if (!q) return;
-  localStorage.setItem(SPACE_STORE, space);
+// An answer or a summary begins: the last one's text, sources and notes go; Ask and Summarise wait.
+function beginRun() {
   notice("");
   sources = [];
   renderSources(new Set());
@@ -160,9 +155,25 @@ async function ask(event) {
   $("unsupported").hidden = true;
   $("meta").textContent = "";
   $("ask-state").textContent = t("ask.searching");
-  $("ask").disabled = true;
+  $("ask").disabled = $("summarize").disabled = true;
   $("stop").hidden = false;
   controller = new AbortController();
+}
+
+function endRun() {
+  $("ask").disabled = $("summarize").disabled = false;
+  $("stop").hidden = true;
+  controller = null;
+}
+
+async function ask(event) {
+  event.preventDefault();
+  const space = $("space").value;
+  const q = $("question").value.trim();
+  if (!space) { notice(t("ask.pick")); return; }
+  if (!q) return;
+  localStorage.setItem(SPACE_STORE, space);
+  beginRun();
   let text = "";
   try {
     const response = await fetch("/ask", {
@@ -192,9 +203,7 @@ async function ask(event) {
     $("ask-state").textContent = "";
     if (error.name !== "AbortError") notice(t("ask.failed", { error: error.message }));
   } finally {
-    $("ask").disabled = false;
-    $("stop").hidden = true;
-    controller = null;
+    endRun();
   }
 }
 
@@ -221,16 +230,7 @@ async function readEvents(response, onEvent) {
 // A summary of one document (documentId), or of what the filters select (none: the whole space).
 async function summarize(space, documentId) {
   if (!space) { notice(t("ask.pick")); return; }
-  notice("");
-  sources = [];
-  renderSources(new Set());
-  renderAnswer("");
-  $("unsupported").hidden = true;
-  $("meta").textContent = "";
-  $("ask-state").textContent = t("ask.searching");
-  $("ask").disabled = $("summarize").disabled = true;
-  $("stop").hidden = false;
-  controller = new AbortController();
+  beginRun();
   const selection = documentId ? { document_id: documentId } : { filters: filters() || {} };
   let text = "";
   try {
@@ -265,9 +265,7 @@ async function summarize(space, documentId) {
     $("ask-state").textContent = "";
     if (error.name !== "AbortError") notice(t("summarize.failed", { error: error.message }));
   } finally {
-    $("ask").disabled = $("summarize").disabled = false;
-    $("stop").hidden = true;
-    controller = null;
+    endRun();
   }
 }
 
