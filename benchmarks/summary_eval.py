@@ -147,9 +147,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 assert result is not None
                 by_n = {i + 1: str(c.payload.get("text", "")) for i, c in enumerate(chunks)}
                 row = {"path": path, "lang": path[:2], "chunks": len(chunks), "map_calls": result.map_calls,
-                       "reduce_calls": result.reduce_calls, "seconds": round(time.perf_counter() - started, 1),
-                       "model": result.model, "summary": result.summary,
-                       **score(result.summary, by_n, decisions)}  # fmt: skip
+                       "reduce_calls": result.reduce_calls, "llm_calls": result.to_dict()["llm_calls"],
+                       "seconds": round(time.perf_counter() - started, 1), "model": result.model,
+                       "summary": result.summary, **score(result.summary, by_n, decisions)}  # fmt: skip
                 rows.append(row)
                 sys.stderr.write(f"{path}: {row['mentioned']}/{row['planted']} decisions, citations "
                                  f"{row['citations_holding_fact']}/{row['citations_checked']}, "
@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "mentioned_rate": round(mentioned / planted, 3) if planted else None,
                          "citations_holding_fact": f"{held}/{checked}",
                          "citation_rate": round(held / checked, 3) if checked else None,
-                         "llm_calls_per_summary": _mean([r["map_calls"] + r["reduce_calls"] + 1 for r in mine]),
+                         "llm_calls_per_summary": _mean([r["llm_calls"] for r in mine]),
                          "seconds_per_summary": _mean([r["seconds"] for r in mine])}  # fmt: skip
     return {"by_language": by_lang, "batch_tokens": args.batch_tokens, "max_tokens": args.max_tokens,
             "seed": args.seed, "rows": rows}  # fmt: skip

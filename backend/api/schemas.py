@@ -350,9 +350,11 @@ class SummaryResponse(BaseModel):
         description="The chunks the summary cites; n numbers the selection in document order."
     )
     coverage: SummaryCoverage
-    llm_calls: int = Field(description="map_calls + reduce_calls + 1 (the call that writes the summary).")
-    map_calls: int
-    reduce_calls: int
+    llm_calls: int = Field(description="map_calls + reduce_calls + final_calls.")
+    map_calls: int = Field(description="Calls that read the selection, batch by batch (0: it fit one prompt).")
+    reduce_calls: int = Field(description="Calls that merged notes too many for one prompt.")
+    final_calls: int = Field(description="Calls that wrote the summary: 1, or one per part of notes too many "
+                             "for one prompt (never cut).")  # fmt: skip
     model: str
     backend: str
     fallback_used: bool

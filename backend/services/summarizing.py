@@ -75,6 +75,7 @@ _REDUCE = {
     ),
 }
 _FINAL = _MAP  # a selection that fits one prompt: its points are the summary
+_NONE_FOUND = {"en": "The selection holds nothing of the kind asked for.", "ru": "В выбранном нет ничего такого."}
 _NOTHING = ("- none", "- нет", "none", "нет", "- nothing", "nothing")
 
 
@@ -105,7 +106,8 @@ class SummaryResult:
     sources: list[dict[str, Any]]  # the cited chunks; [n] numbers the selection in document order
     chunks_selected: int  # all of them read
     map_calls: int
-    reduce_calls: int  # merging rounds' calls; the final call that writes the summary is one more
+    reduce_calls: int  # merging rounds' calls
+    final_calls: int  # calls that wrote the summary: one, or one per part when the notes did not fit one
     model: str
     backend: str
     fallback_used: bool
@@ -116,7 +118,7 @@ class SummaryResult:
     cached: bool = False  # a stored result of the same selection, document versions, style and model
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "llm_calls": self.map_calls + self.reduce_calls + 1,
+        return {**self.__dict__, "llm_calls": self.map_calls + self.reduce_calls + self.final_calls,
                 "coverage": {"chunks_read": self.chunks_selected, "chunks_selected": self.chunks_selected}}  # fmt: skip
 
 
@@ -201,8 +203,10 @@ class SummaryService:
         Raises LLMUnavailableError when no backend answers a call (fallback happens within each call)."""
         key, versions = summary_key(space, selection, style), _versions(chunks)
         stored = await self.store.get_summary(space, key)
-        if stored and stored.get("versions") == versions and stored.get("model") == await self.llm.primary_model():
-            result = SummaryResult(**{k: v for k, v in stored["result"].items() if k in _FIELDS})
+        fields = (stored or {}).get("result") or {}
+        if (stored and _FIELDS - {"cached"} <= fields.keys() and stored.get("versions") == versions
+                and stored.get("model") == await self.llm.primary_model()):  # fmt: skip
+            result = SummaryResult(**{k: v for k, v in fields.items() if k in _FIELDS})
             result.cached = True
             self.metrics.summary_cache_hits.labels(space).inc()
             yield Token(result.summary)
@@ -271,20 +275,26 @@ class SummaryService:
                 yield Progress(i + 1, len(batches) + 1)
             # reduce: merge notes until they fit one prompt, then the final call streams
             reduce_intro = _REDUCE[lang].format(what=what)
-            while True:
-                groups = _pack([size(n) + 2 for n in notes], budget - size(reduce_intro))
-                if len(groups) <= 1:
-                    break
+            groups = _pack([size(n) + 2 for n in notes], budget - size(reduce_intro))
+            while len(groups) > 1:
                 merged: list[str] = []
                 for start, end in groups:
                     merged.extend(_note_lines(await run.complete(reduce_intro, "\n".join(notes[start:end]))))
                     run.reduce_calls += 1
-                if len(merged) >= len(notes):  # merging no longer shrinks them: keep the first that fit
-                    notes = notes[: groups[0][1]]
+                if len(merged) >= len(notes):  # merging no longer shrinks them: write each group's part
                     break
                 notes = merged
-            async for event in run.final(reduce_intro, "\n".join(notes)):
-                yield event
+                groups = _pack([size(n) + 2 for n in notes], budget - size(reduce_intro))
+            # Never a silent cut: notes that still do not fit one prompt are written part by part.
+            for i, (start, end) in enumerate(groups):
+                if i:
+                    run.parts.append("\n")
+                    yield Token("\n")
+                async for event in run.final(reduce_intro, "\n".join(notes[start:end])):
+                    yield event
+            if not groups:  # no batch yielded a note: say so rather than ask the model to write from nothing
+                run.parts.append(_NONE_FOUND[lang])
+                yield Token(_NONE_FOUND[lang])
         text = "".join(run.parts).strip()
         cited = sorted(cited_numbers(text, len(chunks)))
         sources = _sources(chunks, cited)
@@ -292,11 +302,11 @@ class SummaryService:
         self.metrics.summaries.labels(space, style).inc()
         self.metrics.summary_llm_calls.labels(space, "map").inc(run.map_calls)
         self.metrics.summary_llm_calls.labels(space, "reduce").inc(run.reduce_calls)
-        self.metrics.summary_llm_calls.labels(space, "final").inc()
+        self.metrics.summary_llm_calls.labels(space, "final").inc(run.final_calls)
         self.metrics.summary_duration.observe(seconds)
-        yield SummaryResult(text, style, lang, sources, len(chunks), run.map_calls, run.reduce_calls, run.model,
-                            run.backend, run.fallback_used, run.completion_tokens, run.prompt_tokens,
-                            round(seconds, 3), round(time.time(), 3))  # fmt: skip
+        yield SummaryResult(text, style, lang, sources, len(chunks), run.map_calls, run.reduce_calls,
+                            run.final_calls, run.model, run.backend, run.fallback_used, run.completion_tokens,
+                            run.prompt_tokens, round(seconds, 3), round(time.time(), 3))  # fmt: skip
 
 
 def _pack(sizes: list[int], budget: int) -> list[tuple[int, int]]:
@@ -333,6 +343,7 @@ class _Run:
         self.started = started
         self.map_calls = 0
         self.reduce_calls = 0
+        self.final_calls = 0
         self.model = ""
         self.backend = ""
         self.fallback_used = False
@@ -377,6 +388,7 @@ class _Run:
         raise AssertionError("unreachable")
 
     async def final(self, instruction: str, text: str) -> AsyncIterator[SummaryEvent]:
+        self.final_calls += 1
         async for delta in self._stream(instruction, text):
             self.parts.append(delta)
             yield Token(delta)
