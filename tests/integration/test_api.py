@@ -354,15 +354,16 @@ def test_oversized_chunked_upload_without_length_is_refused_with_413(make_settin
 def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
-        "/ask", "/search", "/documents", "/documents/plan", "/documents/{document_id}",
+        "/ask", "/search", "/summarize", "/summaries", "/documents", "/documents/plan", "/documents/{document_id}",
         "/spaces", "/spaces/{space}", "/plan", "/plan/catalogue", "/health", "/ready",
         "/v1/models", "/v1/chat/completions",
     }  # fmt: skip
     assert set(spec["paths"]["/plan"]) == {"get", "post"}
-    assert set(spec["paths"]["/ask"]["post"]["responses"]["200"]["content"]) == {
-        "application/json",
-        "text/event-stream",
-    }
+    for streamed in ("/ask", "/summarize"):
+        assert set(spec["paths"][streamed]["post"]["responses"]["200"]["content"]) == {
+            "application/json",
+            "text/event-stream",
+        }
     assert client.get("/docs").status_code == 200
 
 
