@@ -205,7 +205,7 @@ class Container:
         summaries = SummaryService(
             store, llm, metrics, max_tokens=settings.llm_max_tokens, temperature=settings.llm_temperature,
             context_tokens=settings.llm_context_tokens, max_chunks=settings.max_summary_chunks,
-            batch_tokens=settings.summary_batch_tokens,
+            batch_tokens=settings.summary_batch_tokens, check=settings.citation_check,
         )  # fmt: skip
         return cls(settings, metrics, http, store, embedder, llm, ingest, retrieval, answers, status, conversations,
                    summaries)  # fmt: skip

@@ -4,12 +4,15 @@
         --out bench-out/summary-eval.json [--docs 3] [--batch-tokens 900] [--max-tokens 256]
 
 Writes Russian and English meeting minutes (a project, days of discussion, and five decisions each with
-a key fact: a supplier, a date, a person, an amount, a place), indexes them into a throwaway embedded
+a key fact: a supplier, a date, a person, an amount, a place; each phrased the way minutes state decisions,
+with a different one of the set words: «Решили», «Постановили», «Согласовали», «Утвердили»,
+«Договорились»; "Decided", "Resolved", "Agreed", "Approved", "The decision is"), indexes them into a throwaway embedded
 store, and summarises each with style `decisions` through the service's own SummaryService against the
 LLM at LLM_BASE_URL (start one: docs/evaluation.md). Reported per language:
 - decisions mentioned: planted decisions whose key fact is in the summary (target >= 80%);
 - citations holding the fact: of the [n] citations on a sentence that states a planted key fact, those
   whose chunk holds that fact (target >= 90%);
+- lines of the summary that state none of the planted decisions (discussion the model kept: noise);
 - LLM calls (map, reduce, final) and seconds per summary.
 The documents are the same for the same --seed.
 """
@@ -67,17 +70,17 @@ def _decisions(lang: str, rng: random.Random) -> list[Decision]:
     if lang == "ru":
         return [
             Decision(f"Решили: серверы закупаем у компании «{company}».", company[:5]),
-            Decision(f"Решили перенести приёмку системы на {day} {month}.", f"{day} {month}"),
-            Decision(f"Решили назначить ответственным за монтаж {person}.", person[:6]),
-            Decision(f"Решили утвердить бюджет на испытания: {amount} рублей.", amount),
-            Decision(f"Решили провести обучение персонала в {_CITIES[lang][city]}.", _KEYS[lang][city]),
+            Decision(f"Постановили перенести приёмку системы на {day} {month}.", f"{day} {month}"),
+            Decision(f"Согласовали: ответственным за монтаж назначен {person}.", person[:6]),
+            Decision(f"Утвердили бюджет на испытания: {amount} рублей.", amount),
+            Decision(f"Договорились провести обучение персонала в {_CITIES[lang][city]}.", _KEYS[lang][city]),
         ]
     return [
         Decision(f"Decided: the servers will be bought from {company} Ltd.", company),
-        Decision(f"Decided to move the system acceptance to {month} {day}.", f"{month} {day}"),
-        Decision(f"Decided to put {person} in charge of the installation.", person),
-        Decision(f"Decided to approve a testing budget of {amount} dollars.", amount),
-        Decision(f"Decided to hold the staff training in {_CITIES[lang][city]}.", _KEYS[lang][city]),
+        Decision(f"Resolved to move the system acceptance to {month} {day}.", f"{month} {day}"),
+        Decision(f"Agreed: {person} is in charge of the installation.", person),
+        Decision(f"Approved a testing budget of {amount} dollars.", amount),
+        Decision(f"The decision is to hold the staff training in {_CITIES[lang][city]}.", _KEYS[lang][city]),
     ]
 
 
@@ -109,14 +112,18 @@ def _has(text: str, key: str) -> bool:
 def score(summary: str, chunks: dict[int, str], decisions: list[Decision]) -> dict[str, Any]:
     mentioned = [d.key for d in decisions if _has(summary, d.key)]
     checked = held = 0
-    for sentence in re.split(r"(?<=[.!?])\s+|\n+", summary):
+    # a sentence ends before a capital letter or a line end; its citations, written before or after its
+    # full stop, belong to it
+    for sentence in re.split(r"(?<=[.!?])\s+(?=[A-ZА-ЯЁ«])|\n+", summary):
         keys = [d.key for d in decisions if _has(sentence, d.key)]
         for n in map(int, re.findall(r"\[(\d+)\]", sentence)):
             if keys and n in chunks:
                 checked += 1
                 held += any(_has(chunks[n], k) for k in keys)
+    items = [line for line in summary.splitlines() if line.strip()]
+    other = [line for line in items if not any(_has(line, d.key) for d in decisions)]
     return {"planted": len(decisions), "mentioned": len(mentioned), "citations_checked": checked,
-            "citations_holding_fact": held}  # fmt: skip
+            "citations_holding_fact": held, "lines": len(items), "lines_without_decision": len(other)}  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,6 +172,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "mentioned_rate": round(mentioned / planted, 3) if planted else None,
                          "citations_holding_fact": f"{held}/{checked}",
                          "citation_rate": round(held / checked, 3) if checked else None,
+                         "lines_without_decision": f"{sum(r['lines_without_decision'] for r in mine)}/"
+                                                   f"{sum(r['lines'] for r in mine)}",
                          "llm_calls_per_summary": _mean([r["llm_calls"] for r in mine]),
                          "seconds_per_summary": _mean([r["seconds"] for r in mine])}  # fmt: skip
     return {"by_language": by_lang, "batch_tokens": args.batch_tokens, "max_tokens": args.max_tokens,

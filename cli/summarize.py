@@ -117,6 +117,7 @@ def _stream(http: httpx.Client, body: dict[str, Any]) -> int:
         advance = None
         shown = 0
         event = ""
+        streamed: list[str] = []
         for line in response.iter_lines():
             if line.startswith("event: "):
                 event = line[7:]
@@ -133,6 +134,7 @@ def _stream(http: httpx.Client, body: dict[str, Any]) -> int:
                 if advance is not None:  # every chunk read: the summary is being written
                     bar.close()
                     advance = None
+                streamed.append(data["delta"])
                 sys.stdout.write(data["delta"])
                 sys.stdout.flush()
             elif event == "error":
@@ -141,11 +143,16 @@ def _stream(http: httpx.Client, body: dict[str, Any]) -> int:
                 return 1
             elif event == "done":
                 sys.stdout.write("\n")
+                if data["summary"] != "".join(streamed).strip():  # citations moved or added by the check
+                    ui.say(f"with its citations checked:\n{data['summary']}", "dim")
                 _show(data)
     return 0
 
 
 def _show(data: dict[str, Any]) -> None:
+    unsupported = data["checks"]["unsupported"]
+    if unsupported:
+        ui.say(f"warning: {unsupported} statement(s) of this summary are in none of the chunks read", "yellow")
     if data["sources"]:
         ui.say("")
         rows = [(f"[{s['n']}]", s["path"] or "?", _who_and_when(s)) for s in data["sources"]]

@@ -342,6 +342,17 @@ class SummaryCoverage(BaseModel):
     chunks_selected: int
 
 
+class SummaryChecks(BaseModel):
+    moved: int = Field(description="Sentences whose [n] was moved to the chunk that clearly holds them.")
+    added: int = Field(description="Sentences that got the [n] they lacked.")
+    unsupported: int = Field(description="Sentences no selected chunk supports even weakly.")
+    restored: int = Field(description="Sentences stating a decision or action item that the model's summary "
+                          "left out, added word for word with their [n] (styles decisions, action_items).")  # fmt: skip
+    cut_short: int = Field(description="LLM outputs kept although they stopped at LLM_MAX_TOKENS: the summary "
+                           "itself, a merge, or the notes of a single chunk (notes of several chunks that reach "
+                           "it are read again in halves instead).")  # fmt: skip
+
+
 class SummaryResponse(BaseModel):
     summary: str = Field(description="The summary; [n] cites sources[n].")
     style: str
@@ -362,6 +373,7 @@ class SummaryResponse(BaseModel):
     prompt_tokens: int | None
     seconds: float
     created_at: float = Field(description="When the summary was written (unix seconds).")
+    checks: SummaryChecks = Field(description="What the check of the written summary changed (CITATION_CHECK).")
     cached: bool = Field(description="A stored result: same selection, document versions, style and model.")
 
 

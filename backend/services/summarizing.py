@@ -7,10 +7,17 @@ style, each ending with the [n] of the chunk it comes from (chunks are numbered 
 selection, so citations survive every stage); the reduce stage merges the notes, in as many rounds as
 their size needs, and the last call writes the summary, streamed. A selection that fits one prompt
 goes straight to that last call. Every chunk is read, never a silent cut: `coverage` says so.
+
+Small local models drop citations and decisions along the way, so the written summary is checked: each
+sentence's [n] against the selected chunks (moved to the chunk that clearly holds it, added where one
+does, services/citations.py), and for `decisions` and `action_items` the sentences stating one
+(services/summary_cues.py) are notes from the start, and any the summary leaves out are added to it word
+for word with their [n] (`checks` counts both).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -26,8 +33,9 @@ from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
 from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
 from backend.observability import Metrics
 from backend.services.answering import LLMUnavailableError, conversation_of, estimate_tokens
-from backend.services.citations import cited_numbers
+from backend.services.citations import check_citations, cited_numbers
 from backend.services.errors import SpaceNotFoundError
+from backend.services.summary_cues import CueSentence, cue_sentences, missing_from
 from backend.services.text_analysis import is_cyrillic
 
 log = logging.getLogger(__name__)
@@ -115,11 +123,22 @@ class SummaryResult:
     prompt_tokens: int | None
     seconds: float
     created_at: float
+    # citations moved / added / unsupported by the check; cue sentences restored; outputs cut at max tokens
+    checks: dict[str, int]
     cached: bool = False  # a stored result of the same selection, document versions, style and model
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "llm_calls": self.map_calls + self.reduce_calls + self.final_calls,
                 "coverage": {"chunks_read": self.chunks_selected, "chunks_selected": self.chunks_selected}}  # fmt: skip
+
+
+@dataclass
+class SummaryPlan:
+    lang: Literal["ru", "en"]
+    budget: int  # tokens of text one call may read
+    size: Callable[[str], int]  # tokens of a text, as packing counts them
+    texts: list[str]
+    batches: list[tuple[int, int]]  # [start, end) of each map call's chunks
 
 
 def _sources(chunks: list[ChunkPoint], cited: list[int]) -> list[dict[str, Any]]:
@@ -137,6 +156,13 @@ def _versions(chunks: list[ChunkPoint]) -> dict[str, str]:
     """{document id: version} of the files the selection's chunks come from (an attachment's: its mail file)."""
     return {str(c.payload.get("owner") or c.payload.get("document_id")): str(c.payload.get("version"))
             for c in chunks}  # fmt: skip
+
+
+def _of_version(chunk: ChunkPoint, indexed: dict[str, str | None]) -> bool:
+    """Does the chunk belong to its file's indexed version (an attachment's: its mail file's)?"""
+    version = indexed.get(str(chunk.payload.get("owner") or chunk.payload.get("document_id")))
+    tag = chunk.payload.get("version")
+    return version is not None and (tag == version or (isinstance(tag, list) and version in tag))
 
 
 def summary_key(space: str, selection: dict[str, Any], style: str) -> str:
@@ -167,6 +193,7 @@ class SummaryService:
         context_tokens: int,
         max_chunks: int,
         batch_tokens: int = 0,
+        check: bool = True,
     ) -> None:
         self.store = store
         self.llm = llm
@@ -176,12 +203,17 @@ class SummaryService:
         self.context_tokens = context_tokens
         self.max_chunks = max_chunks
         self.batch_tokens = batch_tokens  # 0: as much of the window as a call can take
+        self.check = check  # CITATION_CHECK: citations checked against the chunks, left-out cue sentences added
 
     async def select(self, space: str, document_id: str | None, filters: ChunkFilter | None) -> list[ChunkPoint]:
         """The selected chunks in document order; SelectionError when there is nothing or too much."""
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
         chunks = await self.store.select_chunks(space, filters, document_id=document_id, limit=self.max_chunks + 1)
+        # A file being rewritten holds its new version's chunks beside the indexed one's until the commit:
+        # the summary reads the indexed version alone, as if the write had not begun.
+        indexed = {r.id: r.version for r in await self.store.list_documents(space)}
+        chunks = [c for c in chunks if _of_version(c, indexed)]
         if len(chunks) > self.max_chunks:
             raise SelectionError(
                 "selection_too_large",
@@ -247,19 +279,28 @@ class SummaryService:
             ratio = min(1.0, max(0.2, 1.15 * counted / max(1, estimate_tokens(sample))))
         return lambda text: math.ceil(estimate_tokens(text) * ratio)
 
-    async def _write(self, space: str, chunks: list[ChunkPoint], style: Style) -> AsyncIterator[SummaryEvent]:
-        started = time.perf_counter()
+    async def plan(self, chunks: list[ChunkPoint], style: Style) -> SummaryPlan:
+        """The selection's language and its batches for the map stage (one batch: no map stage)."""
         sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
         lang: Literal["ru", "en"] = "ru" if is_cyrillic(sample) else "en"
-        what = _WHAT[lang][style]
         window = await self.llm.context_window(self.context_tokens)
         budget = window - self.max_tokens - 64  # room for the instruction's own framing
         if self.batch_tokens:
             budget = min(budget, self.batch_tokens)
+        size = await self._sizer(chunks)
+        instruction = _FINAL[lang].format(what=_WHAT[lang][style])
+        texts = [str(c.payload.get("text", "")) for c in chunks]
+        batches = _pack([size(t) + 8 for t in texts], budget - size(instruction))
+        return SummaryPlan(lang, budget, size, texts, batches)
+
+    async def _write(self, space: str, chunks: list[ChunkPoint], style: Style) -> AsyncIterator[SummaryEvent]:
+        started = time.perf_counter()
+        plan = await self.plan(chunks, style)
+        lang, budget, size, texts, batches = plan.lang, plan.budget, plan.size, plan.texts, plan.batches
+        what = _WHAT[lang][style]
         run = _Run(self, started)
         instruction = _FINAL[lang].format(what=what)
-        size = await self._sizer(chunks)
-        batches = _pack([size(str(c.payload.get("text", ""))) + 8 for c in chunks], budget - size(instruction))
+        cues = cue_sentences(texts, style) if self.check else []
         if len(batches) == 1:
             yield Progress(0, 1)
             async for event in run.final(instruction, _passages(chunks, 1)):
@@ -268,11 +309,18 @@ class SummaryService:
             # map: every chunk read, notes citing the selection-wide [n]
             yield Progress(0, len(batches) + 1)
             notes: list[str] = []
-            for i, (start, end) in enumerate(batches):
-                notes.extend(_note_lines(await run.complete(_MAP[lang].format(what=what),
-                                                            _passages(chunks[start:end], start + 1))))  # fmt: skip
+            pending = list(batches)
+            while pending:
+                start, end = pending.pop(0)
+                written = await run.complete(_MAP[lang].format(what=what), _passages(chunks[start:end], start + 1))
                 run.map_calls += 1
-                yield Progress(i + 1, len(batches) + 1)
+                if run.last_cut and end - start > 1:
+                    # the notes reached LLM_MAX_TOKENS: not cut, read again in two halves
+                    run.cut_short -= 1
+                    pending[:0] = [(start, (start + end) // 2), ((start + end) // 2, end)]
+                else:
+                    notes.extend(_with_cues(_note_lines(written), [c for c in cues if start < c.number <= end]))
+                yield Progress(run.map_calls, run.map_calls + len(pending) + 1)
             # reduce: merge notes until they fit one prompt, then the final call streams
             reduce_intro = _REDUCE[lang].format(what=what)
             groups = _pack([size(n) + 2 for n in notes], budget - size(reduce_intro))
@@ -296,6 +344,20 @@ class SummaryService:
                 run.parts.append(_NONE_FOUND[lang])
                 yield Token(_NONE_FOUND[lang])
         text = "".join(run.parts).strip()
+        checks = {"moved": 0, "added": 0, "unsupported": 0, "restored": 0, "cut_short": run.cut_short}
+        if self.check:
+            # CPU work over every selected chunk: off the event loop
+            checked = await asyncio.to_thread(check_citations, text, texts)
+            text = checked.text
+            checks.update(moved=checked.moved, added=checked.added, unsupported=checked.unsupported)
+            left_out = missing_from(text, cues)
+            if left_out:
+                if text.startswith(_NONE_FOUND[lang]):
+                    text = ""
+                restored = "\n".join(c.note() for c in left_out)
+                yield Token("\n" + restored)
+                text = f"{text}\n{restored}".strip()
+                checks["restored"] = len(left_out)
         cited = sorted(cited_numbers(text, len(chunks)))
         sources = _sources(chunks, cited)
         seconds = time.perf_counter() - started
@@ -306,7 +368,12 @@ class SummaryService:
         self.metrics.summary_duration.observe(seconds)
         yield SummaryResult(text, style, lang, sources, len(chunks), run.map_calls, run.reduce_calls,
                             run.final_calls, run.model, run.backend, run.fallback_used, run.completion_tokens,
-                            run.prompt_tokens, round(seconds, 3), round(time.time(), 3))  # fmt: skip
+                            run.prompt_tokens, round(seconds, 3), round(time.time(), 3), checks)  # fmt: skip
+
+
+def _with_cues(notes: list[str], cues: list[CueSentence]) -> list[str]:
+    """A batch's notes, and its cue sentences the model's notes left out (as notes citing their chunk)."""
+    return notes + [c.note() for c in missing_from("\n".join(notes), cues)]
 
 
 def _pack(sizes: list[int], budget: int) -> list[tuple[int, int]]:
@@ -350,10 +417,13 @@ class _Run:
         self.completion_tokens = 0
         self.prompt_tokens: int | None = 0
         self.parts: list[str] = []
+        self.last_cut = False  # the last call stopped at LLM_MAX_TOKENS
+        self.cut_short = 0  # such calls whose output was kept
 
     async def _stream(self, instruction: str, text: str) -> AsyncIterator[str]:
         # The task as the system message, the text to work on as the user's: small models then echo less of it.
         messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
+        self.last_cut = False
         try:
             begun = await self.s.llm.start(messages, max_tokens=self.s.max_tokens, temperature=self.s.temperature)
         except AllBackendsFailedError as exc:
@@ -365,6 +435,9 @@ class _Run:
         while True:
             if event.delta:
                 yield event.delta
+            if event.finish_reason is not None:
+                self.last_cut = event.finish_reason == "length"
+                self.cut_short += self.last_cut
             if event.usage is not None:
                 self.completion_tokens += event.usage.completion_tokens
                 if self.prompt_tokens is not None and event.usage.prompt_tokens is not None:

@@ -253,6 +253,7 @@ async function summarize(space, documentId) {
         sources = data.sources;
         renderAnswer(data.summary);
         renderSources(new Set(data.sources.map((x) => x.n)));
+        warnUnsupported({ citations: data.checks });
         const c = data.coverage;
         $("meta").textContent = t(data.cached ? "summarize.stored" : "summarize.meta", {
           read: formatNumber(c.chunks_read, 0), selected: formatNumber(c.chunks_selected, 0),

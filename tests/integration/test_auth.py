@@ -191,6 +191,26 @@ def test_tenancy_over_1000_randomised_queries(make_settings: Callable[..., Setti
                 assert resp.status_code == 403, resp.text
                 counts["denied"] += 1
         assert counts["allowed"] > 300 and counts["denied"] > 300
+        # Summaries: the same selection and style in each space is written afresh for that space (a cache
+        # shared across spaces would answer the second one stored), from that space's chunks alone.
+        everything = "everything-0123456789"
+        for space in SPACES:
+            resp = client.post("/summarize", json={"space_id": space, "filters": {}}, headers=bearer(everything))
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            assert body["cached"] is False and body["coverage"]["chunks_selected"] == 2
+            for source in body["sources"]:
+                assert not [s for s in SPACES if s != space and f"site {s}:" in source["text"]], source
+            stored = client.get("/summaries", params={"space_id": space}, headers=bearer(everything)).json()
+            assert [s["selection"] for s in stored["summaries"]] == [{"filters": {}}]
+        for key, readable in keys.items():
+            for space in SPACES:
+                listed = client.get("/summaries", params={"space_id": space}, headers=bearer(key))
+                again = client.post("/summarize", json={"space_id": space, "filters": {}}, headers=bearer(key))
+                assert (listed.status_code, again.status_code) == ((200, 200) if space in readable else (403, 403))
+                if space in readable:
+                    assert again.json()["cached"] is True
+                    assert not [s for s in SPACES if s != space and f"site {s}:" in again.text]
         for key, readable in keys.items():
             listed = {s["name"] for s in client.get("/spaces", headers=bearer(key)).json()["spaces"]}
             assert listed == readable

@@ -8,7 +8,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from qdrant_client.http import models
@@ -19,6 +19,7 @@ from backend.config import Settings
 from backend.container import Container, build_ingest, load_embedder, open_store
 from backend.observability import Metrics
 from backend.services.ingest import IngestService, SourceFile
+from backend.services.summarizing import SummaryService
 
 
 def snapshot(store: VectorStore, space: str) -> dict[str, str]:
@@ -160,9 +161,17 @@ def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
     run(service.ingest("s", v1))
     indexed = chunk_texts(service.store, "s")
     assert len(indexed) > 16  # the crash below lands after the first batch of 8, which rewrote kept chunks
-    interrupted_at_second_upsert(service, [SourceFile("plan.md", sections(41))], monkeypatch)
+    # part 1 changed (a new chunk in the first batch), part 40 added
+    v2 = sections(41).replace(b"the value is 11,", b"the value is 12,")
+    interrupted_at_second_upsert(service, [SourceFile("plan.md", v2)], monkeypatch)
     shared = [i for i, (_, tag) in chunk_texts(service.store, "s").items() if isinstance(tag, list)]
     assert shared  # kept chunks were re-tagged [old, new] before the crash
+    # a summary meanwhile reads the indexed version alone, none of the half-written one's new chunks
+    [doc] = run(service.store.list_documents("s"))
+    assert len(chunk_texts(service.store, "s")) > len(indexed)
+    summaries = SummaryService(service.store, cast(Any, None), Metrics(), max_tokens=64, temperature=0,
+                               context_tokens=2048, max_chunks=1000)  # fmt: skip
+    assert {c.id for c in run(summaries.select("s", doc.id, None))} == set(indexed)
     assert run(service.repair("s")) == 1
     # The indexed version is whole again: the same ids, the same texts, tagged with it alone ...
     assert chunk_texts(service.store, "s") == indexed
