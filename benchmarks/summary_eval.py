@@ -13,6 +13,7 @@ LLM at LLM_BASE_URL (start one: docs/evaluation.md). Reported per language:
 - citations holding the fact: of the [n] citations on a sentence that states a planted key fact, those
   whose chunk holds that fact (target >= 90%);
 - lines of the summary that state none of the planted decisions (discussion the model kept: noise);
+- what the check did: decision sentences restored word for word, citations moved or added;
 - LLM calls (map, reduce, final) and seconds per summary.
 The documents are the same for the same --seed.
 """
@@ -156,7 +157,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 row = {"path": path, "lang": path[:2], "chunks": len(chunks), "map_calls": result.map_calls,
                        "reduce_calls": result.reduce_calls, "llm_calls": result.to_dict()["llm_calls"],
                        "seconds": round(time.perf_counter() - started, 1), "model": result.model,
-                       "summary": result.summary, **score(result.summary, by_n, decisions)}  # fmt: skip
+                       "summary": result.summary, "checks": result.checks,
+                       **score(result.summary, by_n, decisions)}  # fmt: skip
                 rows.append(row)
                 sys.stderr.write(f"{path}: {row['mentioned']}/{row['planted']} decisions, citations "
                                  f"{row['citations_holding_fact']}/{row['citations_checked']}, "
@@ -174,6 +176,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                          "citation_rate": round(held / checked, 3) if checked else None,
                          "lines_without_decision": f"{sum(r['lines_without_decision'] for r in mine)}/"
                                                    f"{sum(r['lines'] for r in mine)}",
+                         "restored": sum(r["checks"]["restored"] for r in mine),
+                         "citations_moved_or_added": sum(r["checks"]["moved"] + r["checks"]["added"] for r in mine),
                          "llm_calls_per_summary": _mean([r["llm_calls"] for r in mine]),
                          "seconds_per_summary": _mean([r["seconds"] for r in mine])}  # fmt: skip
     return {"by_language": by_lang, "batch_tokens": args.batch_tokens, "max_tokens": args.max_tokens,

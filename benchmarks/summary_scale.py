@@ -4,8 +4,9 @@
         --plan-kb 8,16,32,64,128,256,512,1024 --run-kb 8,16,32 --out bench-out/summary-scale.json
 
 Writes a Telegram export of one Russian work chat of `max(--plan-kb)` KB of message text (messages of a
-few sentences, several a day), indexes it into a throwaway embedded store, and selects its first N KB
-with a `sent_before` filter, as a user narrowing a thread by date would. For every --plan-kb size it
+few sentences, several a day: questions, payments, dates moved, deliveries, now and then a decision),
+indexes it into a throwaway embedded store, and selects its first N KB with a `sent_before` filter, as a
+user narrowing a thread by date would. For every --plan-kb size it
 reports the chunks selected and the map calls the service's own batching needs (SummaryService.plan:
 the server's token count and context window, no text generated). For every --run-kb size it writes the
 whole summary (style `brief`) through the service against the LLM at LLM_BASE_URL and reports the calls
@@ -27,9 +28,33 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.mbox_ingest import _sentence
-
 PEOPLE = ["Пётр Петров", "Анна Смирнова", "Игорь Кузнецов", "Ольга Васильева"]
+COMPANIES = ["Вектор", "Орион", "Гелиос", "Меркурий", "Атлант", "Полюс"]
+ITEMS = ["насосов", "кабеля", "серверов", "щитов управления", "датчиков давления", "трубной арматуры"]
+DOCS = ["акт сверки", "график работ", "смета на монтаж", "протокол испытаний", "договор поставки"]
+MONTHS = ["марта", "апреля", "мая", "июня"]
+# What a work chat says: questions, payments, dates moved, deliveries, documents, now and then a decision.
+TEMPLATES = [
+    "{who}, когда будет готов {doc}?",
+    "Счёт от «{company}» на {amount} руб. оплачен, платёжка в почте.",
+    "Перенесли встречу с «{company}» на {day} {month}, в 11:00 у нас.",
+    "Поставка {item} задерживается на {n} дня, склад в курсе.",
+    "Отправил {doc} по договору №{n}{day}, посмотрите до вечера.",
+    "Прошу согласовать {doc} на следующую неделю, без него не начнём.",
+    "«{company}» просит предоплату 30%, остальное после приёмки.",
+    "Созвонился с «{company}»: цена на {item} выросла на {n}%.",
+    "Решили: {item} закупаем у «{company}», {who} готовит заявку.",
+    "Ок, беру на себя. Вернусь с ответом завтра.",
+    "На объекте всё по графику, монтаж {item} закончим к {day} {month}.",
+]
+
+
+def _message(rng: random.Random) -> str:
+    return rng.choice(TEMPLATES).format(
+        who=rng.choice(PEOPLE).split()[0], doc=rng.choice(DOCS), company=rng.choice(COMPANIES),
+        amount=f"{rng.randint(10, 990)} {rng.randint(100, 999)}", day=rng.randint(1, 28), month=rng.choice(MONTHS),
+        item=rng.choice(ITEMS), n=rng.randint(2, 9),
+    )  # fmt: skip
 
 
 def write_chat(path: Path, kb: int, seed: int = 5) -> list[tuple[float, int]]:
@@ -42,7 +67,7 @@ def write_chat(path: Path, kb: int, seed: int = 5) -> list[tuple[float, int]]:
     while total < kb * 1024:
         t += timedelta(minutes=rng.randint(5, 150))
         who = rng.randrange(len(PEOPLE))
-        text = " ".join(_sentence(rng, "ru") for _ in range(rng.randint(1, 4)))
+        text = " ".join(_message(rng) for _ in range(rng.randint(1, 3)))
         rows.append({"id": len(rows) + 1, "type": "message", "date": t.strftime("%Y-%m-%dT%H:%M:%S"),
                      "date_unixtime": str(int(t.timestamp())), "from": PEOPLE[who], "from_id": f"user{who}",
                      "text": text, "text_entities": [{"type": "plain", "text": text}]})  # fmt: skip
@@ -112,12 +137,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await container.close()
     per_call = sum(m["seconds"] for m in measured) / max(1, sum(m["llm_calls"] for m in measured))
-    for p in planned:
-        if not any(m["kb"] == p["kb"] for m in measured) and measured:
-            # a reduce round and the final call come on top of the map calls: about one call per 10 map calls
-            p["estimated_seconds"] = round(per_call * (p["map_calls"] * 1.1 + 1))
+    add_estimates(planned, measured, per_call)
     return {"style": "brief", "max_tokens": args.max_tokens, "batch_tokens": args.batch_tokens,
             "planned": planned, "measured": measured, "seconds_per_call_measured": round(per_call, 1)}  # fmt: skip
+
+
+def add_estimates(planned: list[dict[str, Any]], measured: list[dict[str, Any]], per_call: float) -> None:
+    """Calls and seconds of the sizes not run: their planned batches times the calls per planned batch of
+    the largest run (batches read again in halves, merges and the final call included), at the measured
+    seconds per call."""
+    largest = max(measured, key=lambda m: m["kb"], default=None)
+    base = next((p for p in planned if largest and p["kb"] == largest["kb"]), None)
+    if largest is None or base is None or not base["map_calls"]:
+        return
+    ratio = largest["llm_calls"] / base["map_calls"]
+    for p in planned:
+        if p["kb"] > largest["kb"]:
+            p["estimated_calls"] = round(p["map_calls"] * ratio)
+            p["estimated_seconds"] = round(p["estimated_calls"] * per_call)
 
 
 def _sizes(text: str) -> list[int]:

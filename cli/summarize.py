@@ -31,6 +31,7 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.summarize") ->
     p.add_argument("--space", required=True, help="space the documents are in")
     p.add_argument("--url", help="the service (default: SERVICE_URL, else http://HOST:PORT)")
     p.add_argument("--style", choices=STYLES, default="brief", help="what to write (default: brief)")
+    p.add_argument("--language", choices=("ru", "en"), help="the summary's language (default: the documents')")
     p.add_argument("--json", action="store_true", help="print the whole JSON response (no streaming)")
     s = p.add_argument_group("what to summarise: one document, or what the filters select (--all: the whole space)")
     s.add_argument("--document", help="a document's path (as GET /documents lists it) or id")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.summarize") -
         return 2
     try:
         with client as http:
-            body: dict[str, Any] = {"space_id": args.space, "style": args.style}
+            body: dict[str, Any] = {"space_id": args.space, "style": args.style, "language": args.language}
             if args.document is not None:
                 found = _document_id(http, args.space, args.document)
                 if isinstance(found, httpx.Response):

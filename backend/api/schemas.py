@@ -332,6 +332,9 @@ class SummarizeRequest(BaseModel):
         default=None, description="Or summarise every chunk these filters match ({} = the whole space)."
     )
     style: Literal["brief", "detailed", "decisions", "action_items"] = "brief"
+    language: Literal["ru", "en"] | None = Field(
+        default=None, description="The summary's language; default: the documents' (Russian when mostly Cyrillic)."
+    )
     stream: bool = Field(
         default=False, description="Server-Sent Events: progress, then the summary's tokens, then done."
     )
@@ -349,8 +352,8 @@ class SummaryChecks(BaseModel):
     restored: int = Field(description="Sentences stating a decision or action item that the model's summary "
                           "left out, added word for word with their [n] (styles decisions, action_items).")  # fmt: skip
     cut_short: int = Field(description="LLM outputs kept although they stopped at LLM_MAX_TOKENS: the summary "
-                           "itself, a merge, or the notes of a single chunk (notes of several chunks that reach "
-                           "it are read again in halves instead).")  # fmt: skip
+                           "itself, a merge, or a batch's notes (a batch whose notes reach it is read again once, "
+                           "in two halves; a half's notes that reach it again are kept and counted here).")  # fmt: skip
 
 
 class SummaryResponse(BaseModel):

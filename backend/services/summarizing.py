@@ -41,6 +41,7 @@ from backend.services.text_analysis import is_cyrillic
 log = logging.getLogger(__name__)
 
 Style = Literal["brief", "detailed", "decisions", "action_items"]
+Language = Literal["ru", "en"]
 
 _WHAT = {
     "en": {
@@ -134,7 +135,7 @@ class SummaryResult:
 
 @dataclass
 class SummaryPlan:
-    lang: Literal["ru", "en"]
+    lang: Language
     budget: int  # tokens of text one call may read
     size: Callable[[str], int]  # tokens of a text, as packing counts them
     texts: list[str]
@@ -165,8 +166,11 @@ def _of_version(chunk: ChunkPoint, indexed: dict[str, str | None]) -> bool:
     return version is not None and (tag == version or (isinstance(tag, list) and version in tag))
 
 
-def summary_key(space: str, selection: dict[str, Any], style: str) -> str:
-    canonical = json.dumps({"space": space, "selection": selection, "style": style}, sort_keys=True)
+def summary_key(space: str, selection: dict[str, Any], style: str, language: str | None = None) -> str:
+    asked: dict[str, Any] = {"space": space, "selection": selection, "style": style}
+    if language is not None:  # the documents' language needs no mention (keys stored before it stay valid)
+        asked["language"] = language
+    canonical = json.dumps(asked, sort_keys=True)
     return str(uuid.uuid5(_KEYS, canonical))
 
 
@@ -214,6 +218,8 @@ class SummaryService:
         # the summary reads the indexed version alone, as if the write had not begun.
         indexed = {r.id: r.version for r in await self.store.list_documents(space)}
         chunks = [c for c in chunks if _of_version(c, indexed)]
+        for c in chunks:  # a kept chunk tagged [indexed, new] is read as the indexed version's
+            c.payload["version"] = indexed[str(c.payload.get("owner") or c.payload.get("document_id"))]
         if len(chunks) > self.max_chunks:
             raise SelectionError(
                 "selection_too_large",
@@ -228,12 +234,18 @@ class SummaryService:
         return sorted(chunks, key=lambda c: (str(c.payload.get("path", "")), int(c.payload.get("chunk") or 0)))
 
     async def summarize(
-        self, space: str, selection: dict[str, Any], chunks: list[ChunkPoint], style: Style
+        self,
+        space: str,
+        selection: dict[str, Any],
+        chunks: list[ChunkPoint],
+        style: Style,
+        language: Language | None = None,
     ) -> AsyncIterator[SummaryEvent]:
         """Progress events during the map stage, the summary's tokens, then the SummaryResult; a stored
         result of the same selection, document versions, style and model is returned at once instead.
-        Raises LLMUnavailableError when no backend answers a call (fallback happens within each call)."""
-        key, versions = summary_key(space, selection, style), _versions(chunks)
+        Raises LLMUnavailableError when no backend answers a call (fallback happens within each call).
+        `language`: the summary's; default the documents' (Russian when their text is mostly Cyrillic)."""
+        key, versions = summary_key(space, selection, style, language), _versions(chunks)
         stored = await self.store.get_summary(space, key)
         fields = (stored or {}).get("result") or {}
         if (stored and _FIELDS - {"cached"} <= fields.keys() and stored.get("versions") == versions
@@ -244,7 +256,7 @@ class SummaryService:
             yield Token(result.summary)
             yield result
             return
-        async for event in self._write(space, chunks, style):
+        async for event in self._write(space, chunks, style, language):
             if isinstance(event, SummaryResult):
                 result_dict = {k: v for k, v in event.__dict__.items() if k != "cached"}
                 await self.store.put_summary(space, key, {
@@ -279,10 +291,10 @@ class SummaryService:
             ratio = min(1.0, max(0.2, 1.15 * counted / max(1, estimate_tokens(sample))))
         return lambda text: math.ceil(estimate_tokens(text) * ratio)
 
-    async def plan(self, chunks: list[ChunkPoint], style: Style) -> SummaryPlan:
-        """The selection's language and its batches for the map stage (one batch: no map stage)."""
+    async def plan(self, chunks: list[ChunkPoint], style: Style, language: Language | None = None) -> SummaryPlan:
+        """The summary's language and the selection's batches for the map stage (one batch: no map stage)."""
         sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
-        lang: Literal["ru", "en"] = "ru" if is_cyrillic(sample) else "en"
+        lang: Language = language or ("ru" if is_cyrillic(sample) else "en")
         window = await self.llm.context_window(self.context_tokens)
         budget = window - self.max_tokens - 64  # room for the instruction's own framing
         if self.batch_tokens:
@@ -293,9 +305,11 @@ class SummaryService:
         batches = _pack([size(t) + 8 for t in texts], budget - size(instruction))
         return SummaryPlan(lang, budget, size, texts, batches)
 
-    async def _write(self, space: str, chunks: list[ChunkPoint], style: Style) -> AsyncIterator[SummaryEvent]:
+    async def _write(
+        self, space: str, chunks: list[ChunkPoint], style: Style, language: Language | None
+    ) -> AsyncIterator[SummaryEvent]:
         started = time.perf_counter()
-        plan = await self.plan(chunks, style)
+        plan = await self.plan(chunks, style, language)
         lang, budget, size, texts, batches = plan.lang, plan.budget, plan.size, plan.texts, plan.batches
         what = _WHAT[lang][style]
         run = _Run(self, started)
@@ -309,15 +323,17 @@ class SummaryService:
             # map: every chunk read, notes citing the selection-wide [n]
             yield Progress(0, len(batches) + 1)
             notes: list[str] = []
-            pending = list(batches)
+            pending = [(start, end, False) for start, end in batches]
             while pending:
-                start, end = pending.pop(0)
+                start, end, halved = pending.pop(0)
                 written = await run.complete(_MAP[lang].format(what=what), _passages(chunks[start:end], start + 1))
                 run.map_calls += 1
-                if run.last_cut and end - start > 1:
-                    # the notes reached LLM_MAX_TOKENS: not cut, read again in two halves
+                if run.last_cut and end - start > 1 and not halved:
+                    # The notes reached LLM_MAX_TOKENS: the batch is read again in two halves. Once only: a model
+                    # that copies its passages fills any room, and each halving would double the calls.
                     run.cut_short -= 1
-                    pending[:0] = [(start, (start + end) // 2), ((start + end) // 2, end)]
+                    middle = (start + end) // 2
+                    pending[:0] = [(start, middle, True), (middle, end, True)]
                 else:
                     notes.extend(_with_cues(_note_lines(written), [c for c in cues if start < c.number <= end]))
                 yield Progress(run.map_calls, run.map_calls + len(pending) + 1)

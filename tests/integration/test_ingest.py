@@ -171,7 +171,8 @@ def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
     assert len(chunk_texts(service.store, "s")) > len(indexed)
     summaries = SummaryService(service.store, cast(Any, None), Metrics(), max_tokens=64, temperature=0,
                                context_tokens=2048, max_chunks=1000)  # fmt: skip
-    assert {c.id for c in run(summaries.select("s", doc.id, None))} == set(indexed)
+    selected = run(summaries.select("s", doc.id, None))
+    assert {c.id for c in selected} == set(indexed) and {c.payload["version"] for c in selected} == {doc.version}
     assert run(service.repair("s")) == 1
     # The indexed version is whole again: the same ids, the same texts, tagged with it alone ...
     assert chunk_texts(service.store, "s") == indexed

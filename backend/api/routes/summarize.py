@@ -43,7 +43,7 @@ async def summarize(body: SummarizeRequest, summaries: SummaryDep, principal: Pr
         {"document_id": body.document_id} if body.document_id is not None
         else {"filters": body.filters.model_dump(mode="json", exclude_defaults=True) if body.filters else {}}
     )  # fmt: skip
-    events = summaries.summarize(body.space_id, selection, chunks, body.style)
+    events = summaries.summarize(body.space_id, selection, chunks, body.style, body.language)
     if body.stream:
         return StreamingResponse(_sse_events(events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
