@@ -129,7 +129,7 @@ def _stream(http: httpx.Client, body: dict[str, Any]) -> int:
             if event == "progress":
                 if advance is None:
                     advance = bar.enter_context(ui.progress("reading", data["total"]))
-                advance(data["done"] - shown, note="LLM calls")
+                advance(data["done"] - shown, note="LLM calls", total=data["total"])  # merges, re-reads: it grows
                 shown = data["done"]
             elif event == "token":
                 if advance is not None:  # every chunk read: the summary is being written

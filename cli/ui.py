@@ -63,7 +63,8 @@ def error(text: str) -> None:
 
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Any]:
-    """A progress bar on stderr, shown only in a terminal; yields `advance(n, **fields)`."""
+    """A progress bar on stderr, shown only in a terminal; yields `advance(n, note=..., total=...)` (a total
+    given moves the bar's end: work found on the way)."""
     bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TextColumn("{task.fields[note]}"), console=stderr(), transient=False, disable=not stderr().is_terminal,
@@ -71,7 +72,7 @@ def progress(description: str, total: int) -> Iterator[Any]:
     with bar:
         task = bar.add_task(description, total=total, note="")
 
-        def advance(n: int, note: str = "") -> None:
-            bar.update(task, advance=n, note=note)
+        def advance(n: int, note: str = "", total: int | None = None) -> None:
+            bar.update(task, advance=n, note=note, total=total)
 
         yield advance

@@ -21,7 +21,8 @@ router = APIRouter(tags=["summarize"])
 
 _SSE_DOC = {
     "description": (
-        "With `stream: true`: `text/event-stream` with events `progress` ({done, total}: LLM calls) while the "
+        "With `stream: true`: `text/event-stream` with events `progress` ({done, total}: LLM calls; total grows "
+        "when a batch is read again or a merging round is reached) while the "
         "selection is read, `token` ({delta}) repeated as the summary is written, then `done` (the "
         "SummaryResponse fields), or `error` ({error:{code,message}}) if the LLM fails midway."
     ),
