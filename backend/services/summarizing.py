@@ -153,17 +153,26 @@ def _sources(chunks: list[ChunkPoint], cited: list[int]) -> list[dict[str, Any]]
     return out
 
 
+def _file_of(chunk: ChunkPoint) -> str:
+    """The indexed file a chunk belongs to: its document, or for an attachment the mail file that owns it."""
+    return str(chunk.payload.get("owner") or chunk.payload.get("document_id"))
+
+
 def _versions(chunks: list[ChunkPoint]) -> dict[str, str]:
-    """{document id: version} of the files the selection's chunks come from (an attachment's: its mail file)."""
-    return {str(c.payload.get("owner") or c.payload.get("document_id")): str(c.payload.get("version"))
-            for c in chunks}  # fmt: skip
+    """{document id: version} of the files the selection's chunks come from."""
+    return {_file_of(c): str(c.payload.get("version")) for c in chunks}
 
 
-def _of_version(chunk: ChunkPoint, indexed: dict[str, str | None]) -> bool:
-    """Does the chunk belong to its file's indexed version (an attachment's: its mail file's)?"""
-    version = indexed.get(str(chunk.payload.get("owner") or chunk.payload.get("document_id")))
-    tag = chunk.payload.get("version")
-    return version is not None and (tag == version or (isinstance(tag, list) and version in tag))
+def _at_indexed_version(chunks: list[ChunkPoint], indexed: dict[str, str | None]) -> list[ChunkPoint]:
+    """The chunks of their file's indexed version; one also tagged with a version being written (kept by the
+    rewrite: [indexed, new]) is read as the indexed version's."""
+    out = []
+    for c in chunks:
+        version, tag = indexed.get(_file_of(c)), c.payload.get("version")
+        if version is not None and (tag == version or (isinstance(tag, list) and version in tag)):
+            c.payload["version"] = version
+            out.append(c)
+    return out
 
 
 def summary_key(space: str, selection: dict[str, Any], style: str, language: str | None = None) -> str:
@@ -216,10 +225,7 @@ class SummaryService:
         chunks = await self.store.select_chunks(space, filters, document_id=document_id, limit=self.max_chunks + 1)
         # A file being rewritten holds its new version's chunks beside the indexed one's until the commit:
         # the summary reads the indexed version alone, as if the write had not begun.
-        indexed = {r.id: r.version for r in await self.store.list_documents(space)}
-        chunks = [c for c in chunks if _of_version(c, indexed)]
-        for c in chunks:  # a kept chunk tagged [indexed, new] is read as the indexed version's
-            c.payload["version"] = indexed[str(c.payload.get("owner") or c.payload.get("document_id"))]
+        chunks = _at_indexed_version(chunks, {r.id: r.version for r in await self.store.list_documents(space)})
         if len(chunks) > self.max_chunks:
             raise SelectionError(
                 "selection_too_large",
