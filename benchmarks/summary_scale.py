@@ -98,7 +98,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         marks = write_chat(chat, max(plan_kb))
         throwaway = settings.model_copy(update={
             "qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant", "llm_max_tokens": args.max_tokens,
-            "summary_batch_tokens": args.batch_tokens, "max_summary_chunks": 100_000})  # fmt: skip
+            "summary_batch_tokens": args.batch_tokens, "max_summary_chunks": 100_000,
+            # a whole window prefills in ~50 s on 2 cores, more on a cold server: past the 60 s default
+            "llm_first_token_timeout_s": max(settings.llm_first_token_timeout_s, 240.0),
+            "llm_total_timeout_s": max(settings.llm_total_timeout_s, 600.0)})  # fmt: skip
         container = await Container.open(throwaway)
         try:
             started = time.perf_counter()
