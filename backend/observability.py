@@ -126,6 +126,20 @@ class Metrics:
             ["backend", "model", "kind"],
             registry=r,
         )
+        self.llm_switches = Counter(
+            "rag_llm_switches_total",
+            "Model switches on a shared GPU (LLM_MODELS swap_group), by outcome: ok, drain_timeout, sleep_failed, "
+            "wake_failed.",
+            ["group", "from_model", "to_model", "outcome"],
+            registry=r,
+        )
+        self.llm_switch_seconds = Histogram(
+            "rag_llm_switch_seconds",
+            "Phases of a model switch: drain (the awake model's answers end), sleep, wake.",
+            ["group", "model", "phase"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ingest_files = Counter(
             "rag_ingest_files_total",
             "Ingested files by result (new, changed, unchanged, failed).",

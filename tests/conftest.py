@@ -71,6 +71,15 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def vllm_server_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """A second real vLLM on CPU under another model name: the pair a GPU would share (model switching)."""
+    require_vllm_python()
+    server = VllmServer(tmp_path_factory.mktemp("vllm-b") / "vllm.log", served_name="smollm2-vllm-b")
+    yield server
+    server.stop()
+
+
 class QdrantStandin:
     """The Qdrant REST stand-in (tests/standins/qdrant_rest.py) as a process on a fixed port, so that a
     test can kill it and start it again over the same data, as a Qdrant server restarts."""

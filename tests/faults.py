@@ -35,9 +35,19 @@ class _CutStream(httpx.AsyncByteStream):
 
 
 class FaultTransport(httpx.AsyncBaseTransport):
-    def __init__(self, target_url: str, mode: Mode | None = None, *, delay_s: float = 0.0, cut_after: int = 8):
+    def __init__(
+        self,
+        target_url: str,
+        mode: Mode | None = None,
+        *,
+        delay_s: float = 0.0,
+        cut_after: int = 8,
+        path: str | None = None,
+    ):
+        """`path`: only requests to that path misbehave (vLLM's /wake_up, say); None: every request."""
         url = httpx.URL(target_url)
         self.target = (url.host, url.port)
+        self.path = path
         self.mode: Mode | None = mode
         self.delay_s = delay_s
         self.cut_after = cut_after
@@ -45,7 +55,11 @@ class FaultTransport(httpx.AsyncBaseTransport):
         self._real = httpx.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if (request.url.host, request.url.port) != self.target or self.mode is None:
+        if (
+            (request.url.host, request.url.port) != self.target
+            or self.mode is None
+            or (self.path is not None and request.url.path != self.path)
+        ):
             return await self._real.handle_async_request(request)
         self.hits += 1
         if self.mode == "refuse":

@@ -100,6 +100,15 @@ def require_write(principal: Principal, space: str) -> None:
         raise APIError(403, "forbidden", f"this API key may not write to space {space!r}")
 
 
+def require_model(principal: Principal, status: StatusService, model: str | None) -> str | None:
+    """`model` once checked: configured (else 400 unknown_model) and allowed to this key (else 403); the
+    default model (None) is checked too, for keys limited to some models."""
+    name = status.check_model(model)
+    if not principal.can_use(name):
+        raise APIError(403, "forbidden", f"this API key may not use model {name!r}")
+    return model
+
+
 def require_admin(principal: Principal) -> None:
     if not principal.admin:
         raise APIError(403, "forbidden", "deleting needs an API key with the admin scope")

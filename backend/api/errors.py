@@ -23,6 +23,8 @@ from backend.services.errors import (
     StoreError,
     StoreFullError,
     StoreUnavailableError,
+    SwitchQueueFullError,
+    UnknownModelError,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     StoreFullError: (507, "storage_full"),
     StoreError: (503, "store_unavailable"),
     EmbedderError: (503, "embedder_unavailable"),
+    UnknownModelError: (400, "unknown_model"),
 }
 
 
@@ -131,6 +134,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _store_unavailable(_: Request, exc: StoreUnavailableError) -> JSONResponse:
         retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         return error_response(503, "store_unavailable", str(exc), headers=retry)
+
+    @app.exception_handler(SwitchQueueFullError)
+    async def _switch_queue_full(_: Request, exc: SwitchQueueFullError) -> JSONResponse:
+        retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        return error_response(429, "model_switch_queue_full", str(exc), headers=retry)
 
     @app.exception_handler(LLMUnavailableError)
     async def _llm_unavailable(_: Request, exc: LLMUnavailableError) -> JSONResponse:

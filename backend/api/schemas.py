@@ -126,7 +126,14 @@ class QueryBase(BaseModel):
         return value
 
 
+ModelField = Field(
+    default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+    description="A named model (GET /models lists those this key may use); default: the default model.",
+)  # fmt: skip
+
+
 class AskRequest(QueryBase):
+    model: str | None = ModelField
     stream: bool = Field(default=False, description="Stream Server-Sent Events instead of one JSON.")
     include_reasoning: bool = Field(
         default=False, description="Return a reasoning model's thinking (kept out of `answer` either way)."
@@ -219,8 +226,10 @@ class AskResponse(BaseModel):
     answer: str = Field(description="The answer, its [n] citations checked against the sources (CITATION_CHECK).")
     sources: list[SourceOut]
     backend: str = Field(description="Kind of server that wrote the answer: vllm, ollama, openai (none: no LLM).")
-    model: str
-    fallback_used: bool = Field(description="True when the primary failed and the fallback answered.")
+    model: str = Field(description="The model id the server reported.")
+    model_name: str = Field(description="The named model that answered (LLM_MODELS; 'default' without it).")
+    fallback_used: bool = Field(description="True when the requested model failed and another answered.")
+    notices: list[str] = Field(description="Why the models tried before the one that answered did not answer.")
     retrieval: RetrievalOut
     usage: UsageOut
     finish_reason: str | None
@@ -332,6 +341,7 @@ class SummarizeRequest(BaseModel):
         default=None, description="Or summarise every chunk these filters match ({} = the whole space)."
     )
     style: Literal["brief", "detailed", "decisions", "action_items"] = "brief"
+    model: str | None = ModelField
     language: Literal["ru", "en"] | None = Field(
         default=None, description="The summary's language; default: the documents' (Russian when mostly Cyrillic)."
     )

@@ -2,6 +2,7 @@
 
 Keys are kept only as SHA-256 digests and compared in constant time; neither keys nor digests are ever
 logged. A key may read and/or write named spaces (or `*`), and `admin` may delete documents and spaces.
+A key with `model:NAME` scopes may use those named models only (LLM_MODELS); without any, every model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from backend.config import SPACE_RE, ConfigError, Settings
 
-_SCOPE_HELP = "scopes are read:SPACE, write:SPACE (SPACE a space name or *) and admin"
+_SCOPE_HELP = "scopes are read:SPACE, write:SPACE (SPACE a space name or *), model:NAME (of LLM_MODELS) and admin"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Principal:
     read: frozenset[str]
     write: frozenset[str]
     admin: bool
+    models: frozenset[str] = frozenset({"*"})  # named models it may use
+
+    def can_use(self, model: str) -> bool:
+        return "*" in self.models or model in self.models
 
     def can_read(self, space: str) -> bool:
         return "*" in self.read or space in self.read
@@ -50,13 +55,15 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def _principal(name: str, read: list[str], write: list[str], admin: bool, where: str) -> Principal:
+def _principal(
+    name: str, read: list[str], write: list[str], admin: bool, where: str, models: list[str] | None = None
+) -> Principal:
     for space in (*read, *write):
         if space != "*" and not SPACE_RE.match(space):
             raise ConfigError(f"{where}: {space!r} is not a space name ({_SCOPE_HELP})")
     if not (read or write or admin):
         raise ConfigError(f"{where}: the key has no scope; {_SCOPE_HELP}")
-    return Principal(name, frozenset(read), frozenset(write), admin)
+    return Principal(name, frozenset(read), frozenset(write), admin, frozenset(models or ["*"]))
 
 
 def _parse_inline(text: str) -> list[_Key]:
@@ -68,16 +75,17 @@ def _parse_inline(text: str) -> list[_Key]:
             raise ConfigError(f"{where}: write KEY=SCOPES with a key of at least 16 characters; {_SCOPE_HELP}")
         read: list[str] = []
         write: list[str] = []
+        models: list[str] = []
         admin = False
         for scope in filter(None, scopes.split(",")):
             kind, _, space = scope.partition(":")
             if kind == "admin" and not space:
                 admin = True
-            elif kind in ("read", "write") and space:
-                (read if kind == "read" else write).append(space)
+            elif kind in ("read", "write", "model") and space:
+                {"read": read, "write": write, "model": models}[kind].append(space)
             else:
                 raise ConfigError(f"{where}: unknown scope {scope!r}; {_SCOPE_HELP}")
-        keys.append(_Key(_digest(key), _principal(f"key{index}", read, write, admin, where)))
+        keys.append(_Key(_digest(key), _principal(f"key{index}", read, write, admin, where, models)))
     return keys
 
 
@@ -111,7 +119,11 @@ def _parse_file(path: Path) -> list[_Key]:
         if not (isinstance(read, list) and isinstance(write, list)):
             raise ConfigError(f"{where} ({name}): read and write are lists of space names")
         admin = entry.get("admin", False) is True
-        keys.append(_Key(digest, _principal(name, [str(s) for s in read], [str(s) for s in write], admin, where)))
+        models = entry.get("models", [])
+        if not isinstance(models, list):
+            raise ConfigError(f"{where} ({name}): models is a list of model names (LLM_MODELS)")
+        keys.append(_Key(digest, _principal(name, [str(s) for s in read], [str(s) for s in write], admin, where,
+                                            [str(m) for m in models])))  # fmt: skip
     return keys
 
 
@@ -125,6 +137,12 @@ class KeyRing:
         keys = _parse_inline(settings.api_keys.get_secret_value()) if settings.api_keys else []
         if settings.api_keys_file:
             keys += _parse_file(settings.api_keys_file)
+        known = {spec.name for spec in settings.model_specs}
+        for key in keys:
+            unknown = sorted(key.principal.models - known - {"*"})
+            if unknown:
+                raise ConfigError(f"API key {key.principal.name} names models {unknown} that LLM_MODELS does not "
+                                  f"define; the models are {sorted(known)}")  # fmt: skip
         if len({k.digest for k in keys}) != len(keys):
             raise ConfigError("the same API key appears twice (API_KEYS / API_KEYS_FILE); give each key once")
         if not keys and not settings.auth_disabled:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from backend.adapters.llm import LLMError, StreamEvent, Usage
-from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
+from backend.adapters.llm.fallback import AllBackendsFailedError
+from backend.adapters.llm.models import ModelRouter
 from backend.adapters.store import ScoredChunk
 from backend.observability import Metrics
 from backend.services.citations import CheckedAnswer, check_citations, cited_numbers
@@ -109,6 +110,8 @@ class AnswerStream:
     finish_reason: str | None = None
     llm_ms: float = 0.0
     fallback_used: bool = False
+    model_name: str = ""  # the named model that answered (LLM_MODELS); "" when no LLM did
+    notices: list[str] = field(default_factory=list)  # why models before it in the chain did not answer
     check_citations: bool = True
     checked: CheckedAnswer | None = None  # once the answer is complete
 
@@ -191,7 +194,9 @@ class AnswerStream:
             "sources": [s.to_dict() for s in self.sources],
             "backend": self.backend,
             "model": self.model,
+            "model_name": self.model_name,
             "fallback_used": self.fallback_used,
+            "notices": self.notices,
             "retrieval": self.retrieval.describe(),
             "usage": {
                 "prompt_tokens": self.usage.prompt_tokens,
@@ -307,7 +312,7 @@ class AnswerService:
     def __init__(
         self,
         retrieval: RetrievalService,
-        llm: FallbackLLM,
+        llm: ModelRouter,
         metrics: Metrics,
         *,
         max_tokens: int,
@@ -329,13 +334,17 @@ class AnswerService:
         # passages are about something else, and the answer says so instead (docs/evaluation.md).
         self.relevance_floor = relevance_floor
 
-    async def start(self, space: str, question: str, top_k: int, options: SearchOptions | None = None) -> AnswerStream:
-        """Retrieve, build the prompt and start the LLM; raises LLMUnavailableError before any output."""
+    async def start(
+        self, space: str, question: str, top_k: int, options: SearchOptions | None = None, model: str | None = None
+    ) -> AnswerStream:
+        """Retrieve, build the prompt and start the LLM (`model`: a name of LLM_MODELS, None for the default);
+        raises LLMUnavailableError before any output, UnknownModelError for a model not configured."""
         started = time.perf_counter()
+        llm = self.llm.chain(model)
         found = await self.retrieval.retrieve(space, question, top_k, options)
-        window = await self.llm.context_window(self.context_tokens)
+        window = await llm.context_window(self.context_tokens)
         kept, context = await fit_context(
-            question, found.chunks, window, self.max_tokens, self.llm.count_prompt_tokens, self.build_prompt
+            question, found.chunks, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
         )
         if context.dropped_chunks:
             log.info(
@@ -372,10 +381,11 @@ class AnswerService:
         messages = self.build_prompt(question, sources)
         llm_start = time.perf_counter()
         try:
-            begun = await self.llm.start(messages, max_tokens=self.max_tokens, temperature=self.temperature)
+            begun = await llm.start(messages, max_tokens=self.max_tokens, temperature=self.temperature)
         except AllBackendsFailedError as exc:
             raise LLMUnavailableError(f"no LLM backend could answer: {exc}", [s.to_dict() for s in sources]) from exc
         self.metrics.llm_ttft.labels(begun.backend, begun.model).observe(begun.ttft_s)
         started_answer = answer(begun.model, begun.backend, begun.first, begun.rest, llm_start, begun.ttft_s)
         started_answer.fallback_used = begun.role == "fallback"
+        started_answer.model_name, started_answer.notices = begun.name, begun.notices
         return started_answer

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.adapters.llm import LLMError
-from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
+from backend.adapters.llm.fallback import AllBackendsFailedError
+from backend.adapters.llm.models import ModelRouter
 from backend.services.reasoning import ThinkSplitter, split_final
 from backend.services.text_analysis import is_cyrillic
 
@@ -60,13 +61,14 @@ class StandaloneQuestion:
 
 
 class ConversationService:
-    def __init__(self, llm: FallbackLLM, *, enabled: bool = True, max_tokens: int = 256) -> None:
+    def __init__(self, llm: ModelRouter, *, enabled: bool = True, max_tokens: int = 256) -> None:
         self.llm = llm
         self.enabled = enabled
         self.max_tokens = max_tokens
 
-    async def standalone_question(self, turns: list[Turn]) -> StandaloneQuestion:
-        """`turns` ends with the user's question (the API checks that)."""
+    async def standalone_question(self, turns: list[Turn], model: str | None = None) -> StandaloneQuestion:
+        """`turns` ends with the user's question (the API checks that); `model` rewrites it (the one that
+        answers next: on a shared GPU no switch comes between)."""
         question = turns[-1].content.strip()
         earlier = [t for t in turns[:-1] if t.role in ("user", "assistant") and t.content.strip()]
         if not earlier:
@@ -75,7 +77,7 @@ class ConversationService:
             return self._joined(question, earlier, None)
         started = time.perf_counter()
         try:
-            text = await self._complete(_rewrite_messages(question, earlier))
+            text = await self._complete(_rewrite_messages(question, earlier), model)
         except (AllBackendsFailedError, LLMError) as exc:
             log.warning("question rewrite failed, searching with the previous question joined: %s", exc)
             return self._joined(question, earlier, (time.perf_counter() - started) * 1000)
@@ -93,8 +95,8 @@ class ConversationService:
         return StandaloneQuestion(text, question, text != question, "joined",
                                   round(elapsed, 1) if elapsed is not None else None)  # fmt: skip
 
-    async def _complete(self, messages: list[dict[str, str]]) -> str:
-        begun = await self.llm.start(messages, max_tokens=self.max_tokens, temperature=0.0)
+    async def _complete(self, messages: list[dict[str, str]], model: str | None) -> str:
+        begun = await self.llm.chain(model).start(messages, max_tokens=self.max_tokens, temperature=0.0)
         splitter, parts = ThinkSplitter(), []
         for piece_kind, text in splitter.feed(begun.first.delta):
             if piece_kind == "answer":

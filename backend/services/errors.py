@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from backend.adapters.embedder import EmbedderError as EmbedderError
 from backend.adapters.llm import LLMError as LLMError
+from backend.adapters.llm.models import UnknownModelError as UnknownModelError
+from backend.adapters.llm.switching import SwitchQueueFullError as SwitchQueueFullError
 from backend.adapters.reranker import RerankerError as RerankerError
 from backend.adapters.store import EmbeddingMismatchError as EmbeddingMismatchError
 from backend.adapters.store import SpaceNeedsMigrationError as SpaceNeedsMigrationError

@@ -10,7 +10,8 @@ from typing import Literal
 
 from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend
-from backend.adapters.llm.fallback import FallbackLLM, Member
+from backend.adapters.llm.fallback import Member
+from backend.adapters.llm.models import ModelRouter
 from backend.adapters.store import SpaceInfo, VectorStore
 
 Readiness = Literal["ready", "degraded", "unavailable"]
@@ -25,7 +26,7 @@ class Check:
 
 
 class StatusService:
-    def __init__(self, store: VectorStore, embedder: Embedder, llm: FallbackLLM, timeout_s: float = 5.0) -> None:
+    def __init__(self, store: VectorStore, embedder: Embedder, llm: ModelRouter, timeout_s: float = 5.0) -> None:
         self.store = store
         self.embedder = embedder
         self.llm = llm
@@ -34,6 +35,21 @@ class StatusService:
     async def spaces(self) -> list[SpaceInfo]:
         infos = [await self.store.space_info(name) for name in await self.store.list_space_names()]
         return [i for i in infos if i is not None]
+
+    def models(self) -> list[dict[str, object]]:
+        """The named models, in LLM_MODELS order: what a request may name, and where each runs."""
+        out = []
+        for m in self.llm.members:
+            out.append({
+                "name": m.name, "default": m.name == self.llm.default, "backend": m.llm.backend,
+                "base_url": m.llm.base_url, "swap_group": m.gate.name if m.gate else None,
+                "awake": (m.gate.awake == m.name if m.gate.known else None) if m.gate else True,
+            })  # fmt: skip
+        return out
+
+    def check_model(self, name: str | None) -> str:
+        """The model a request gets (the default for None); UnknownModelError for a name not configured."""
+        return self.llm.check(name)
 
     async def readiness(self) -> tuple[Readiness, dict[str, Check]]:
         """ready: everything answers; degraded: an LLM backend is down but another answers."""
@@ -55,6 +71,8 @@ class StatusService:
         within the first-token timeout is busy, not down: llama-cpp-python's server makes every other
         request wait while it writes one answer, and a 503 then would have a healthy service restarted."""
         check = await self._check(self._llm_serves(member.llm), f"{member.llm.backend} at {member.llm.base_url}")
+        if check.ok and member.gate is not None and member.gate.known and member.gate.awake != member.name:
+            check.detail = f"{check.detail}; asleep (GPU group {member.gate.name}: woken when a request names it)"
         in_flight, idle_s = member.activity.in_flight(), member.activity.idle_s()
         window_s = self.llm.first_token_timeout_s
         if check.timed_out and in_flight and idle_s is not None and idle_s <= window_s:

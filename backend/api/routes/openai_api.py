@@ -1,7 +1,8 @@
 """OpenAI-compatible chat over the spaces: point Open WebUI, AnythingLLM, Continue or the `openai` SDK at
-`<service>/v1` with an API key of ours, and pick the model `rag-<space>`.
+`<service>/v1` with an API key of ours, and pick the model `rag-<space>` (the default model answers) or
+`rag-<space>:<name>` (a named model of LLM_MODELS answers).
 
-- GET /v1/models: one model per space the key may read.
+- GET /v1/models: one model per space the key may read, and with LLM_MODELS one per space and named model.
 - POST /v1/chat/completions: the last user message, rewritten into a standalone question with the help of
   the earlier turns, is answered from that space like POST /ask (streamed or not). The answer ends with
   numbered references; the sources themselves come in the extra field `sources` (the response, or the
@@ -13,6 +14,7 @@ settings apply, as they do to /ask.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,14 +24,22 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import AnswerDep, ConversationDep, PrincipalDep, SettingsDep, StatusDep, require_read
+from backend.api.deps import (
+    AnswerDep,
+    ConversationDep,
+    PrincipalDep,
+    SettingsDep,
+    StatusDep,
+    require_model,
+    require_read,
+)
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.routes.ask import check_question, chunk_filter
 from backend.api.schemas import FiltersIn
-from backend.config import SPACE_RE
+from backend.config import MODEL_NAME_PATTERN, SPACE_RE
 from backend.services.answering import AnswerStream
 from backend.services.conversation import StandaloneQuestion, Turn, references
-from backend.services.errors import LLMError
+from backend.services.errors import LLMError, UnknownModelError
 from backend.services.retrieval import SearchOptions
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -62,7 +72,8 @@ class StreamOptions(BaseModel):
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # temperature, top_p, max_tokens, user ...: accepted, ignored
-    model: str = Field(description="rag-<space>, as listed by GET /v1/models.", examples=["rag-demo"])
+    model: str = Field(description="rag-<space> or rag-<space>:<model>, as listed by GET /v1/models.",
+                       examples=["rag-demo"])  # fmt: skip
     messages: list[ChatMessage] = Field(min_length=1, max_length=500)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -73,12 +84,17 @@ class ChatRequest(BaseModel):
     )
 
 
-def space_of(model: str) -> str:
-    space = model[len(MODEL_PREFIX) :] if model.startswith(MODEL_PREFIX) else ""
-    if not SPACE_RE.fullmatch(space):
-        message = f"unknown model {model[:100]!r}: the models here are rag-<space>; GET /v1/models lists them"
+_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
+
+
+def space_of(model: str) -> tuple[str, str | None]:
+    """The space and the named model (None: the default) of `rag-<space>[:<model>]`."""
+    space, _, name = (model[len(MODEL_PREFIX) :] if model.startswith(MODEL_PREFIX) else "").partition(":")
+    if not SPACE_RE.fullmatch(space) or (name and not _MODEL_NAME_RE.fullmatch(name)):
+        message = (f"unknown model {model[:100]!r}: the models here are rag-<space> and rag-<space>:<model>; "
+                   "GET /v1/models lists them")  # fmt: skip
         raise APIError(404, "model_not_found", message)
-    return space
+    return space, name or None
 
 
 def conversation(body: ChatRequest) -> list[Turn]:
@@ -97,11 +113,14 @@ def conversation(body: ChatRequest) -> list[Turn]:
 
 
 @router.get("/models")
-async def list_models(status: StatusDep, principal: PrincipalDep) -> dict[str, Any]:
-    """One model per space this API key may read."""
+async def list_models(status: StatusDep, settings: SettingsDep, principal: PrincipalDep) -> dict[str, Any]:
+    """One model per space this API key may read (the default model answers it), and with LLM_MODELS one
+    per space and named model this key may use."""
+    names = [m["name"] for m in status.models() if principal.can_use(str(m["name"]))]
+    suffixes = [None] + (names if settings.llm_models is not None else [])
     data = [
         {
-            "id": f"{MODEL_PREFIX}{s.name}",
+            "id": f"{MODEL_PREFIX}{s.name}" + (f":{name}" if name else ""),
             "object": "model",
             "created": 0,
             "owned_by": "rag-service",
@@ -109,6 +128,7 @@ async def list_models(status: StatusDep, principal: PrincipalDep) -> dict[str, A
         }
         for s in await status.spaces()
         if principal.can_read(s.name)
+        for name in suffixes
     ]
     return {"object": "list", "data": data}
 
@@ -119,17 +139,22 @@ async def chat_completions(
     answers: AnswerDep,
     conversations: ConversationDep,
     settings: SettingsDep,
+    status: StatusDep,
     principal: PrincipalDep,
 ) -> Any:
     """An answer grounded in the space named by `model`, with sources; `stream: true` for Server-Sent Events
     in OpenAI's chunk format, ending with `data: [DONE]`."""
-    space = space_of(body.model)
+    space, name = space_of(body.model)
     require_read(principal, space)
+    try:
+        model = require_model(principal, status, name)
+    except UnknownModelError as exc:  # OpenAI clients expect this code for a model that does not exist
+        raise APIError(404, "model_not_found", f"{exc}; GET /v1/models lists rag-<space>:<model>") from exc
     turns = conversation(body)
     check_question(turns[-1].content, settings)
-    question = await conversations.standalone_question(turns)
+    question = await conversations.standalone_question(turns, model)
     options = SearchOptions(filters=chunk_filter(body.filters))
-    answer = await answers.start(space, question.text, body.top_k or settings.top_k, options)
+    answer = await answers.start(space, question.text, body.top_k or settings.top_k, options, model)
     reply = _Reply(body.model, space, question, answer)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -171,7 +196,9 @@ class _Reply:
             "question": self.question.to_dict(),
             "backend": summary["backend"],
             "llm_model": summary["model"],
+            "model_name": summary["model_name"],
             "fallback_used": summary["fallback_used"],
+            "notices": summary["notices"],
             "retrieval": summary["retrieval"],
             "context": summary["context"],
             "timings": {**summary["timings"], "rewrite_ms": self.question.rewrite_ms},

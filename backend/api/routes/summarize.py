@@ -9,12 +9,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import PrincipalDep, SummaryDep, require_read
+from backend.api.deps import PrincipalDep, StatusDep, SummaryDep, require_model, require_read
 from backend.api.errors import ERROR_RESPONSES, APIError
 from backend.api.routes.ask import chunk_filter
 from backend.api.routes.documents import SpaceQuery
 from backend.api.schemas import SummarizeRequest, SummaryList, SummaryResponse
 from backend.services.answering import LLMUnavailableError
+from backend.services.errors import SwitchQueueFullError
 from backend.services.summarizing import Progress, SelectionError, SummaryEvent, SummaryResult, Token
 
 router = APIRouter(tags=["summarize"])
@@ -31,9 +32,10 @@ _SSE_DOC = {
 
 
 @router.post("/summarize", response_model=SummaryResponse, responses={**ERROR_RESPONSES, 200: _SSE_DOC})
-async def summarize(body: SummarizeRequest, summaries: SummaryDep, principal: PrincipalDep) -> Any:
+async def summarize(body: SummarizeRequest, summaries: SummaryDep, status: StatusDep, principal: PrincipalDep) -> Any:
     """Summarise a document (`document_id`) or a selection (`filters`); every selected chunk is read."""
     require_read(principal, body.space_id)
+    model = require_model(principal, status, body.model)
     if (body.document_id is None) == (body.filters is None):
         raise APIError(422, "invalid_selection", "give either document_id or filters ({} for the whole space)")
     try:
@@ -44,7 +46,7 @@ async def summarize(body: SummarizeRequest, summaries: SummaryDep, principal: Pr
         {"document_id": body.document_id} if body.document_id is not None
         else {"filters": body.filters.model_dump(mode="json", exclude_defaults=True) if body.filters else {}}
     )  # fmt: skip
-    events = summaries.summarize(body.space_id, selection, chunks, body.style, body.language)
+    events = summaries.summarize(body.space_id, selection, chunks, body.style, body.language, model)
     if body.stream:
         return StreamingResponse(_sse_events(events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
@@ -81,3 +83,5 @@ async def _sse_events(events: AsyncIterator[SummaryEvent]) -> AsyncIterator[str]
                 yield _sse("done", _response(event))
     except LLMUnavailableError as exc:
         yield _sse("error", {"error": {"code": "llm_unavailable", "message": str(exc)}})
+    except SwitchQueueFullError as exc:
+        yield _sse("error", {"error": {"code": "model_switch_queue_full", "message": str(exc)}})
