@@ -1,7 +1,8 @@
 """Will a model fit your GPU under vLLM, and with which settings? Computed from the model's shape.
 
     python -m cli.plan qwen3-30b-a3b@fp8 --max-model-len 32768
-    python -m cli.plan qwen3-30b-a3b@awq qwen3-30b-a3b@awq           # two models on one card
+    python -m cli.plan qwen3-30b-a3b@awq qwen3-30b-a3b@awq           # two models on one card, both awake
+    python -m cli.plan qwen3-30b-a3b@fp8 qwen3-30b-a3b@fp8 --pair    # ... or taking turns (vLLM sleep mode)
     python -m cli.plan qwen3-235b-a22b@awq --host-ram-gib 192          # offloading considered
     python -m cli.plan llama-3.1-70b --gpu h100-80gb --tensor-parallel-size 2
     python -m cli.plan ./my-model/config.json --format gptq
@@ -23,8 +24,17 @@ from backend.services.gpu_plan.catalogue import CATALOGUE
 from backend.services.gpu_plan.envfile import EnvWriteError, write_env
 from backend.services.gpu_plan.formats import FORMATS, KV_DTYPES
 from backend.services.gpu_plan.hardware import DEFAULT_GPU, GPUS
+from backend.services.gpu_plan.pair import PairPlan, write_pair_env
 from backend.services.gpu_plan.planner import Plan
-from backend.services.gpu_plan.service import PlanInputError, PlanInputs, build_plan, catalogue_to_list, plan_to_dict
+from backend.services.gpu_plan.service import (
+    PlanInputError,
+    PlanInputs,
+    build_pair,
+    build_plan,
+    catalogue_to_list,
+    pair_to_dict,
+    plan_to_dict,
+)
 from cli import ui
 
 EXIT_FITS, EXIT_USAGE, EXIT_DOES_NOT_FIT = 0, 2, 3
@@ -52,6 +62,9 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.plan") -> argp
     p.add_argument("--typical-tokens", type=int, default=4096, help="tokens of a typical RAG request (4096)")
     p.add_argument("--gpu-memory-utilization", type=float, help="check this value instead of choosing one")
     p.add_argument("--repo", action="append", default=[], help="checkpoint to serve, one per model")
+    p.add_argument("--pair", action="store_true",
+                   help="two models served by one backend (compose profile pair): awake together if they fit, "
+                   "else taking turns in vLLM's sleep mode; --write-env then writes both into FILE")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--write-env", type=Path, metavar="FILE",
                    help="write/update FILE's VLLM_* settings (a second model gets FILE.<model>-2)")  # fmt: skip
@@ -179,6 +192,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.plan") -> int
         gpu_memory_utilization=args.gpu_memory_utilization,
         repos=args.repo,
     )
+    if args.pair:
+        return _pair(inputs, args)
     try:
         plan = build_plan(inputs, allow_paths=True)
     except PlanInputError as exc:
@@ -196,6 +211,52 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.plan") -> int
             sys.stderr.write(f"error: {exc}\n")
             return EXIT_USAGE if plan.fits else EXIT_DOES_NOT_FIT
     return EXIT_FITS if plan.fits else EXIT_DOES_NOT_FIT
+
+
+def render_pair(pair: PairPlan) -> str:
+    names = [m.request.spec.name for m in pair.together.models]
+    out = ["Both awake (co-resident):", *("  " + line for line in render(pair.together).splitlines()), ""]
+    for i, plan in enumerate(pair.alone):
+        out.append(f"{names[i]} awake, {names[1 - i]} asleep (keeping {pair.asleep_gib[1 - i]:.1f} GiB on the card):")
+        out += ["  " + line for line in render(plan).splitlines()]
+        out.append("")
+    verdicts = {
+        "co-resident": "CO-RESIDENT: both fit awake at once; no switching (LLM_MODELS without swap_group)",
+        "switching": "SWITCHING: one awake at a time (LLM_MODELS with one swap_group, VLLM_ENABLE_SLEEP_MODE=true)",
+        "neither": "DOES NOT FIT, not even one at a time",
+    }
+    out.append(f"Pair verdict: {verdicts[pair.mode]}")
+    if pair.mode == "switching":
+        out.append(
+            "  wake from sleep level 1 copies the weights back from host RAM: about "
+            + ", ".join(f"{n} {s:.1f} s" for n, s in zip(names, pair.wake_s, strict=True))
+            + " (estimate at 25 GB/s; benchmarks/switch_time.py measures it); host RAM needed about "
+            f"{pair.host_ram_needed_gib:.0f} GiB"
+        )
+    out += [f"note: {n}" for n in pair.notes]
+    return "\n".join(out) + "\n"
+
+
+def _pair(inputs: PlanInputs, args: argparse.Namespace) -> int:
+    try:
+        pair = build_pair(inputs, allow_paths=True)
+    except PlanInputError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(json.dumps(pair_to_dict(pair), indent=2) + "\n")
+    else:
+        for line in render_pair(pair).splitlines():
+            ui.say(line, "bold red" if "DOES NOT FIT" in line else "bold green" if "verdict" in line else "")
+    fits = pair.mode != "neither"
+    if args.write_env:
+        try:
+            write_pair_env(pair, args.write_env)
+        except EnvWriteError as exc:
+            sys.stderr.write(f"error: {exc}\n")
+            return EXIT_USAGE if fits else EXIT_DOES_NOT_FIT
+        sys.stderr.write(f"wrote {args.write_env}\n")
+    return EXIT_FITS if fits else EXIT_DOES_NOT_FIT
 
 
 if __name__ == "__main__":

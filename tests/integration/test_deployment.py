@@ -112,7 +112,8 @@ def test_every_vllm_setting_reaches_its_server_flag(tmp_path: Path) -> None:
     fake = tmp_path / "python3"
     fake.write_text(
         '#!/usr/bin/env python3\nimport json, os, sys\nprint(json.dumps({"argv": sys.argv[1:], '
-        '"hf": os.environ.get("HF_TOKEN"), "hub": os.environ.get("HUGGING_FACE_HUB_TOKEN")}))\n'
+        '"hf": os.environ.get("HF_TOKEN"), "hub": os.environ.get("HUGGING_FACE_HUB_TOKEN"), '
+        '"dev": os.environ.get("VLLM_SERVER_DEV_MODE")}))\n'
     )
     fake.chmod(0o755)
     values = {
@@ -121,9 +122,11 @@ def test_every_vllm_setting_reaches_its_server_flag(tmp_path: Path) -> None:
         "VLLM_PIPELINE_PARALLEL_SIZE": "3", "VLLM_QUANTIZATION": "awq", "VLLM_KV_CACHE_DTYPE": "fp8",
         "VLLM_ENABLE_PREFIX_CACHING": "false", "VLLM_CPU_OFFLOAD_GB": "12", "VLLM_DTYPE": "bfloat16",
         "VLLM_REASONING_PARSER": "qwen3", "VLLM_API_KEY": "k3y", "VLLM_EXTRA_ARGS": "--enable-chunked-prefill --seed 1",
-        "HUGGING_FACE_HUB_TOKEN": "hf_abc",
+        "VLLM_ENABLE_SLEEP_MODE": "true", "HUGGING_FACE_HUB_TOKEN": "hf_abc",
     }  # fmt: skip
-    documented = {k for k in env_file(".env.vllm") if k.startswith("VLLM_") and k != "VLLM_IMAGE"}
+    # VLLM_IMAGE, VLLM_PAIR_MODE and VLLM_B_* are read by the compose file (the last as vllm-b's VLLM_*)
+    documented = {k for k in env_file(".env.vllm") if k.startswith("VLLM_") and not k.startswith("VLLM_B_")
+                  and k not in ("VLLM_IMAGE", "VLLM_PAIR_MODE")}  # fmt: skip
     assert documented <= set(values), "a VLLM_* setting of .env.vllm is not exercised here"
     env = {"PATH": os.environ["PATH"], "VLLM_PYTHON": str(fake), **values}
     out = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], env=env, capture_output=True,
@@ -137,9 +140,11 @@ def test_every_vllm_setting_reaches_its_server_flag(tmp_path: Path) -> None:
         "--max-model-len 8192", "--max-num-seqs 7", "--tensor-parallel-size 2", "--pipeline-parallel-size 3",
         "--quantization awq", "--kv-cache-dtype fp8", "--no-enable-prefix-caching", "--cpu-offload-gb 12",
         "--dtype bfloat16", "--reasoning-parser qwen3", "--api-key k3y", "--enable-chunked-prefill --seed 1",
+        "--enable-sleep-mode",
     ]:  # fmt: skip
         assert expected in flags, expected
     assert result["hf"] == result["hub"] == "hf_abc"  # the token under both names
+    assert result["dev"] == "1"  # vLLM serves /sleep and /wake_up only in its development mode
 
 
 def test_the_vllm_entrypoint_refuses_a_missing_model_and_a_bad_flag_value(tmp_path: Path) -> None:
@@ -151,3 +156,12 @@ def test_the_vllm_entrypoint_refuses_a_missing_model_and_a_bad_flag_value(tmp_pa
     bad = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], capture_output=True, text=True,
                          env={**base, "VLLM_MODEL": "m", "VLLM_ENABLE_PREFIX_CACHING": "maybe"})  # fmt: skip
     assert bad.returncode == 2 and "must be true or false" in bad.stderr
+    second = {**base, "VLLM_NAME_PREFIX": "VLLM_B_"}  # the pair profile's second model
+    for env, named in (
+        ({}, "set VLLM_B_MODEL"),
+        ({"VLLM_MODEL": "m"}, "set VLLM_B_SERVED_MODEL_NAME"),
+        ({"VLLM_MODEL": "m", "VLLM_SERVED_MODEL_NAME": "b"}, "set VLLM_B_GPU_MEMORY_UTILIZATION"),
+    ):
+        refused = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], capture_output=True, text=True,
+                                 env={**second, **env})  # fmt: skip
+        assert refused.returncode != 0 and named in refused.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from backend.config import Settings, load_settings
 from backend.services.gpu_plan.catalogue import CATALOGUE
 from tests.conftest import require_vllm_python, run_cli
 
@@ -139,3 +140,45 @@ def test_the_catalogues_reasoning_parsers_are_vllms() -> None:
     done = subprocess.run([str(require_vllm_python()), "-c", check, *names], capture_output=True, text=True,
                           env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("seqs", "mode"), [("8", "switching"), ("1", "co-resident")])
+def test_a_planned_pair_runs_as_the_pair_profile_with_one_backend(tmp_path: Path, seqs: str, mode: str) -> None:
+    for name in ("docker-compose.vllm.yml", ".env.vllm"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    env_file = tmp_path / ".env.vllm"
+    repos = ["Qwen/Qwen3-30B-A3B-Instruct-2507-FP8", "Qwen/Qwen3-30B-A3B-Thinking-2507-FP8"]
+    args = ["qwen3-30b-a3b@fp8", "qwen3-30b-a3b@fp8", "--pair", "--max-model-len", "32768", "--seqs", seqs,
+            "--repo", repos[0], "--repo", repos[1]]  # fmt: skip
+    done = run_cli("cli.plan", *args, "--write-env", str(env_file))
+    assert done.returncode == 0, done.stderr
+    pair = json.loads(run_cli("cli.plan", *args, "--json").stdout)
+    assert pair["mode"] == mode
+    config = subprocess.run(
+        [str(COMPOSE), "-f", "docker-compose.vllm.yml", "--env-file", ".env.vllm", "--profile", "pair", "config",
+         "--format", "json"], cwd=tmp_path, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    services = json.loads(config.stdout)["services"]
+    first, second = services["vllm"]["environment"], services["vllm-b"]["environment"]
+    assert (first["VLLM_MODEL"], second["VLLM_MODEL"]) == tuple(repos)
+    names = (first["VLLM_SERVED_MODEL_NAME"], second["VLLM_SERVED_MODEL_NAME"])
+    assert names == ("qwen3-30b-a3b-instruct-2507-fp8", "qwen3-30b-a3b-thinking-2507-fp8")
+    plans = [pair["together"]["models"][0], pair["together"]["models"][1]] if mode == "co-resident" else [
+        pair["alone"][0]["models"][0], pair["alone"][1]["models"][0]]  # fmt: skip
+    for environment, planned in zip((first, second), plans, strict=True):
+        assert environment["VLLM_GPU_MEMORY_UTILIZATION"] == f"{planned['gpu_memory_utilization']:.2f}"
+        assert environment["VLLM_ENABLE_SLEEP_MODE"] == ("true" if mode == "switching" else "false")
+    if mode == "co-resident":  # both awake: their shares together stay within the card
+        assert float(first["VLLM_GPU_MEMORY_UTILIZATION"]) + float(second["VLLM_GPU_MEMORY_UTILIZATION"]) < 1.0
+    assert services["vllm-make-room"]["environment"]["VLLM_PAIR_MODE"] == mode
+    assert services["vllm-b"]["depends_on"]["vllm-make-room"]["condition"] == "service_completed_successfully"
+    # One backend serves both: its LLM_MODELS names them, in one swap group when they take turns.
+    backend = services["backend"]["environment"]
+    fields = {n.upper() for n in Settings.model_fields}
+    with pytest.MonkeyPatch.context() as env:  # read as the container reads it: from its environment
+        for key in fields & backend.keys():
+            env.setenv(key, str(backend[key] or ""))
+        specs = load_settings(_env_file=None).model_specs
+    assert [(m.name, m.base_url, m.role) for m in specs] == [
+        (names[0], "http://vllm:8000/v1", "default"), (names[1], "http://vllm-b:8000/v1", "large")]  # fmt: skip
+    assert {m.swap_group for m in specs} == ({"gpu0"} if mode == "switching" else {None})

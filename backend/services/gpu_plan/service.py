@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from backend.services.gpu_plan.architecture import ConfigError, spec_from_config
 from backend.services.gpu_plan.catalogue import CATALOGUE, get_entry
 from backend.services.gpu_plan.formats import FORMATS, FormatError, get_format, kv_bytes
 from backend.services.gpu_plan.hardware import DEFAULT_GPU, HardwareError, get_gpu
+from backend.services.gpu_plan.pair import PairPlan, plan_pair
 from backend.services.gpu_plan.planner import GIB, ModelPlan, ModelRequest, Plan, Setup, make_plan
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -82,6 +83,27 @@ def _resolve(item: str | dict[str, Any], inputs: PlanInputs, allow_paths: bool, 
 
 def build_plan(inputs: PlanInputs, allow_paths: bool = False) -> Plan:
     """Resolve the inputs and plan. Raises PlanInputError with a message a user can act on."""
+    requests, setup = _resolve_all(inputs, allow_paths)
+    try:
+        return make_plan(requests, setup)
+    except FormatError as exc:
+        raise PlanInputError(str(exc)) from exc
+
+
+def build_pair(inputs: PlanInputs, allow_paths: bool = False) -> PairPlan:
+    """Two models on one card: together, or taking turns in sleep mode (gpu_plan.pair)."""
+    if len(inputs.models) != 2:
+        raise PlanInputError(f"--pair plans two models; got {len(inputs.models)}")
+    if inputs.reserve_gib is None:  # one backend, so one embedder, serves both models
+        inputs = replace(inputs, reserve_gib=EMBEDDER_GIB)
+    requests, setup = _resolve_all(inputs, allow_paths)
+    try:
+        return plan_pair(requests, setup)
+    except FormatError as exc:
+        raise PlanInputError(str(exc)) from exc
+
+
+def _resolve_all(inputs: PlanInputs, allow_paths: bool) -> tuple[list[ModelRequest], Setup]:
     if not inputs.models:
         raise PlanInputError("name at least one model")
     if inputs.repos and len(inputs.repos) != len(inputs.models):
@@ -113,10 +135,7 @@ def build_plan(inputs: PlanInputs, allow_paths: bool = False) -> Plan:
         typical_tokens=inputs.typical_tokens,
         gpu_memory_utilization=inputs.gpu_memory_utilization,
     )
-    try:
-        return make_plan(requests, setup)
-    except FormatError as exc:
-        raise PlanInputError(str(exc)) from exc
+    return requests, setup
 
 
 # --- the answer as data ------------------------------------------------------------------------------
@@ -222,3 +241,15 @@ def catalogue_to_list() -> list[dict[str, Any]]:
 
 
 __all__ = ["FORMATS", "GIB", "PlanInputError", "PlanInputs", "build_plan", "catalogue_to_list", "plan_to_dict"]
+
+
+def pair_to_dict(pair: PairPlan) -> dict[str, Any]:
+    return {
+        "mode": pair.mode,
+        "together": plan_to_dict(pair.together),
+        "alone": [plan_to_dict(p) for p in pair.alone],
+        "asleep_gib": [_r(x) for x in pair.asleep_gib],
+        "wake_s_estimate": [_r(x, 1) for x in pair.wake_s],
+        "host_ram_needed_gib": _r(pair.host_ram_needed_gib),
+        "notes": pair.notes,
+    }
