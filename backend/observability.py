@@ -126,6 +126,12 @@ class Metrics:
             ["backend", "model", "kind"],
             registry=r,
         )
+        self.model_answers = Counter(
+            "rag_model_answers_total",
+            "Answers written, by the named model that wrote them (LLM_MODELS; 'default' without it).",
+            ["model"],
+            registry=r,
+        )
         self.llm_switches = Counter(
             "rag_llm_switches_total",
             "Model switches on a shared GPU (LLM_MODELS swap_group), by outcome: ok, drain_timeout, sleep_failed, "

@@ -40,14 +40,16 @@ class UsageError(Exception):
 
 
 def parse_target(raw: str, space: str) -> Target:
+    """NAME=KIND[/MODEL]:URL; MODEL: the service's named model (LLM_MODELS), or a raw server's model."""
     name, sep, rest = raw.partition("=")
-    kind, sep2, url = rest.partition(":")
+    kind_model, sep2, url = rest.partition(":")
+    kind, _, model = kind_model.partition("/")
     if not sep or not sep2 or not name or kind not in get_args(Kind) or not url.startswith(("http://", "https://")):
         raise UsageError(
-            f"--target {raw!r}: expected NAME=KIND:URL with KIND one of service, openai, ollama, "
-            "e.g. vllm=openai:http://127.0.0.1:8001/v1"
+            f"--target {raw!r}: expected NAME=KIND[/MODEL]:URL with KIND one of service, openai, ollama, "
+            "e.g. vllm=openai:http://127.0.0.1:8001/v1 or large=service/large:http://127.0.0.1:9000"
         )
-    return Target(name, kind, url.rstrip("/"), space=space)  # type: ignore[arg-type]
+    return Target(name, kind, url.rstrip("/"), model=model or None, space=space)  # type: ignore[arg-type]
 
 
 def parse_numbers(raw: str | None, option: str, *, integer: bool) -> list[float]:
@@ -146,7 +148,12 @@ async def bench(args: argparse.Namespace, targets: list[Target], prompts: list[P
 def parse_args(argv: list[str] | None, prog: str = "python -m cli.bench") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--target", action="append", required=True, help="NAME=KIND:URL (repeat for each target)")
+    p.add_argument(
+        "--target",
+        action="append",
+        required=True,
+        help="NAME=KIND[/MODEL]:URL, once per target (service/MODEL: a named model of the service)",
+    )
     p.add_argument("--questions", type=Path, required=True, help="SQuAD-format JSON or a text file")
     p.add_argument("--limit-questions", type=int, help="use only the first N questions")
     p.add_argument("--concurrency", default="1,4,16", help="closed-loop levels (default 1,4,16)")

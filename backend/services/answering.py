@@ -138,6 +138,7 @@ class AnswerStream:
         self.llm_ms = (time.perf_counter() - self.llm_start) * 1000
         if self.rest_events is not None:  # an LLM really answered (not the no-context reply)
             self.metrics.llm_requests.labels(self.backend, "ok").inc()
+            self.metrics.model_answers.labels(self.model_name).inc()
             self.metrics.llm_duration.labels(self.backend, self.model).observe(self.llm_ms / 1000)
             if self.usage.prompt_tokens is not None:
                 self.metrics.llm_tokens.labels(self.backend, self.model, "prompt").inc(self.usage.prompt_tokens)

@@ -30,7 +30,7 @@ class Target:
     name: str
     kind: Kind
     url: str  # service root, OpenAI base URL (ending in /v1), or Ollama root
-    model: str | None = None  # raw servers: the model to ask; None = the first one served
+    model: str | None = None  # the model to ask (service: a name of LLM_MODELS); None = the default / first served
     space: str = "demo"  # service targets: the space asked
 
 
@@ -118,6 +118,8 @@ class Client:
                 yield ev.delta, ev.reasoning, ev.usage.completion_tokens if ev.usage else None
             return
         body: dict[str, Any] = {"q": prompt.question, "space_id": self.target.space, "stream": True}
+        if self.target.model:  # a named model of the service (LLM_MODELS); else its default
+            body["model"] = self.target.model
         key = os.environ.get("RAG_API_KEY", "")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         async with self.http.stream("POST", f"{self.target.url}/ask", json=body, headers=headers) as resp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def test_a_dead_target_is_reported_not_crashed(tmp_path: Path, questions: Path, 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--target", "vllm:http://x"], "expected NAME=KIND:URL"),
+        (["--target", "vllm:http://x"], "expected NAME=KIND[/MODEL]:URL"),
         (["--target", "a=grpc:http://x"], "KIND one of service, openai, ollama"),
         (["--target", "a=openai:http://x", "--target", "a=openai:http://y"], "two targets share a name"),
         (["--target", "a=openai:http://x", "--concurrency", "0"], "every value must be above 0"),
@@ -109,3 +110,24 @@ def test_a_text_file_of_questions_needs_no_gold(tmp_path: Path, llm_server: Llam
                               "--concurrency", "1", "--no-plots")  # fmt: skip
     assert code == 0 and results[0]["stats"]["completed"] == 4 and results[0]["stats"]["quality"]["f1"] is None
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_two_named_models_of_one_service_are_benchmarked_side_by_side(
+    tmp_path: Path, questions: Path, make_settings: Any, llm_server: LlamaServer
+) -> None:
+    models = [{"name": "fast", "base_url": llm_server.base_url, "role": "default"},
+              {"name": "large", "base_url": llm_server.base_url, "role": "large"}]  # fmt: skip
+    server = ThreadedServer(create_app(make_settings(llm_models=models)), free_port())
+    try:
+        files = [("files", (f"p{i}.txt", p["context"].encode())) for i, p in enumerate(SQUAD["data"][0]["paragraphs"])]
+        assert httpx.post(f"{server.base_url}/documents", data={"space_id": "demo"}, files=files,
+                          timeout=120).status_code == 200  # fmt: skip
+        code, results = run_bench(tmp_path, "--target", f"fast=service/fast:{server.base_url}", "--target",
+                                  f"large=service/large:{server.base_url}", "--questions", str(questions),
+                                  "--concurrency", "1")  # fmt: skip
+        metrics = httpx.get(f"{server.base_url}/metrics").text
+    finally:
+        server.stop()
+    assert code == 0 and [(r["target"], r["stats"]["completed"]) for r in results] == [("fast", 4), ("large", 4)]
+    answered = dict(re.findall(r'rag_model_answers_total{model="(\w+)"} ([0-9.]+)', metrics))
+    assert {k: float(v) >= 4 for k, v in answered.items()} == {"fast": True, "large": True}  # each by its model
