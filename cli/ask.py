@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.ask") -> argpa
     p.add_argument("--url", help="the service (default: SERVICE_URL, else http://HOST:PORT)")
     p.add_argument("--top-k", type=int, help="chunks to retrieve (1-50; default: the service's TOP_K)")
     p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], help="retrieval mode (default: the service's)")
+    p.add_argument("--model", help="a named model of the service (GET /models; default: its default model)")
     p.add_argument("--json", action="store_true", help="print the whole JSON response (no streaming)")
     f = p.add_argument_group("conversation filters (mail and chat exports: docs/conversations.md)")
     f.add_argument("--participant", action="append", default=[], metavar="NAME",
@@ -48,6 +49,8 @@ def _body(args: argparse.Namespace, stream: bool) -> dict[str, Any]:
         body["top_k"] = args.top_k
     if args.mode:
         body["mode"] = args.mode
+    if args.model:
+        body["model"] = args.model
     filters: dict[str, Any] = {}
     if args.participant:
         filters["participants"] = args.participant
@@ -155,7 +158,10 @@ def _stream(http: httpx.Client, args: argparse.Namespace) -> int:
                         ui.say(f"warning: {unsupported} statement(s) of this answer are not in the sources", "yellow")
                     _show_sources(sources, set(data.get("cited", [])))
                     t = data["timings"]
-                    ui.say(f"answered by {data['backend']} ({data['model']}) in {t['total_ms'] / 1000:.1f} s, "
+                    for notice in data.get("notices") or []:  # another model answered: say why
+                        ui.say(f"note: {notice}", "yellow")
+                    named = f"{data['model_name']}: " if data.get("model_name") else ""
+                    ui.say(f"answered by {named}{data['backend']} ({data['model']}) in {t['total_ms'] / 1000:.1f} s, "
                            f"first token after {(t['llm_ttft_ms'] or 0) / 1000:.1f} s", "dim")  # fmt: skip
     return 0
 

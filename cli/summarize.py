@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.summarize") ->
     p.add_argument("--url", help="the service (default: SERVICE_URL, else http://HOST:PORT)")
     p.add_argument("--style", choices=STYLES, default="brief", help="what to write (default: brief)")
     p.add_argument("--language", choices=("ru", "en"), help="the summary's language (default: the documents')")
+    p.add_argument("--model", help="a named model of the service (GET /models; default: its default model)")
     p.add_argument("--json", action="store_true", help="print the whole JSON response (no streaming)")
     s = p.add_argument_group("what to summarise: one document, or what the filters select (--all: the whole space)")
     s.add_argument("--document", help="a document's path (as GET /documents lists it) or id")
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.summarize") -
         return 2
     try:
         with client as http:
-            body: dict[str, Any] = {"space_id": args.space, "style": args.style, "language": args.language}
+            body: dict[str, Any] = {"space_id": args.space, "style": args.style, "language": args.language,
+                                    "model": args.model}  # fmt: skip
             if args.document is not None:
                 found = _document_id(http, args.space, args.document)
                 if isinstance(found, httpx.Response):

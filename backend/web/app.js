@@ -7,6 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = "rag-api-key";
 const SPACE_STORE = "rag-space";
+const MODEL_STORE = "rag-model";
 let sources = [];
 let controller = null;
 
@@ -53,6 +54,33 @@ async function loadSpaces() {
     select.append(option);
   }
   if (spaces.some((s) => s.name === wanted)) select.value = wanted;
+}
+
+// The named models this key may use (LLM_MODELS); the picker shows only when there is a choice.
+async function loadModels() {
+  const response = await fetch("/models", { headers: headers() });
+  if (!response.ok) return;  // loadSpaces reports a bad key or an unreachable service
+  const { models } = await response.json();
+  const select = $("model");
+  const wanted = select.value || localStorage.getItem(MODEL_STORE);
+  select.replaceChildren();
+  for (const model of models) {
+    const option = document.createElement("option");
+    option.value = model.name;
+    const label = model.default ? "model.default" : model.awake === false ? "model.asleep" : null;
+    option.textContent = label ? t(label, { name: model.name }) : model.name;
+    select.append(option);
+  }
+  if (models.some((m) => m.name === wanted)) select.value = wanted;
+  else if (models.some((m) => m.default)) select.value = models.find((m) => m.default).name;
+  $("model-picker").hidden = models.length < 2;
+}
+
+// What the request names as its model: nothing unless the picker offers a choice.
+function chosenModel() {
+  if ($("model-picker").hidden || !$("model").value) return {};
+  localStorage.setItem(MODEL_STORE, $("model").value);
+  return { model: $("model").value };
 }
 
 // The answer as Markdown, its [n] citations as links to the sources.
@@ -126,7 +154,8 @@ function showSource(n) {
 
 function describe(done) {
   const tm = done.timings;
-  const who = done.backend === "none" ? t("meta.none") : t("meta.by", { backend: done.backend, model: done.model });
+  const name = done.model_name && done.model_name !== "default" ? `${done.model_name}: ` : "";
+  const who = done.backend === "none" ? t("meta.none") : t("meta.by", { name, backend: done.backend, model: done.model });
   const parts = [
     who + (done.fallback_used ? t("meta.fallback") : ""),
     t("meta.retrieval", { mode: done.retrieval.mode }),
@@ -179,7 +208,8 @@ async function ask(event) {
     const response = await fetch("/ask", {
       method: "POST",
       headers: { ...headers(), "Content-Type": "application/json" },
-      body: JSON.stringify({ q, space_id: space, stream: true, ...(filters() ? { filters: filters() } : {}) }),
+      body: JSON.stringify({ q, space_id: space, stream: true, ...chosenModel(),
+                             ...(filters() ? { filters: filters() } : {}) }),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorOf(response));
@@ -196,6 +226,7 @@ async function ask(event) {
         renderSources(new Set(data.cited));
         warnUnsupported(data);
         $("meta").textContent = describe(data);
+        if (data.notices && data.notices.length) notice(data.notices.join(" · "));  // why another model answered
       }
     });
     $("ask-state").textContent = "";
@@ -237,7 +268,7 @@ async function summarize(space, documentId) {
     const response = await fetch("/summarize", {
       method: "POST",
       headers: { ...headers(), "Content-Type": "application/json" },
-      body: JSON.stringify({ space_id: space, style: $("style").value, stream: true, ...selection }),
+      body: JSON.stringify({ space_id: space, style: $("style").value, stream: true, ...chosenModel(), ...selection }),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorOf(response));
@@ -337,10 +368,14 @@ function upload(event) {
 
 translatePage();
 $("lang").value = LANG;
-$("lang").addEventListener("change", () => { setLanguage($("lang").value); loadSpaces(); });
+$("lang").addEventListener("change", () => { setLanguage($("lang").value); loadSpaces(); loadModels(); });
 $("key").value = localStorage.getItem(KEY_STORE) || "";
-$("key").addEventListener("change", () => { localStorage.setItem(KEY_STORE, $("key").value.trim()); loadSpaces(); });
-$("refresh").addEventListener("click", loadSpaces);
+$("key").addEventListener("change", () => {
+  localStorage.setItem(KEY_STORE, $("key").value.trim());
+  loadSpaces();
+  loadModels();
+});
+$("refresh").addEventListener("click", () => { loadSpaces(); loadModels(); });
 $("ask-form").addEventListener("submit", ask);
 $("summarize").addEventListener("click", () => summarize($("space").value, null));
 $("stop").addEventListener("click", () => controller && controller.abort());
@@ -353,3 +388,4 @@ $("question").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) $("ask-form").requestSubmit();
 });
 loadSpaces();
+loadModels();

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -13,6 +14,8 @@ from backend.config import ConfigError, Settings
 from backend.main import create_app
 from tests.conftest import LlamaServer
 from tests.integration.test_api import upload
+from tests.integration.test_rag_cli import rag
+from tests.servers import ThreadedServer, free_port
 
 EVERY = "every-model-0123456789"
 FAST_ONLY = "fast-only-0123456789"
@@ -95,3 +98,19 @@ def test_a_key_limited_to_a_model_other_than_the_default_must_name_it(
         only_large = bearer(LARGE_ONLY)
         assert c.post("/ask", json=QUESTION, headers=only_large).status_code == 403  # the default is fast
         assert c.post("/ask", json={**QUESTION, "model": "large"}, headers=only_large).json()["model_name"] == "large"
+
+
+def test_the_rag_cli_names_a_model(make_settings: Callable[..., Settings], llm_server: LlamaServer) -> None:
+    server = ThreadedServer(create_app(make_settings(llm_models=two_models(llm_server))), free_port())
+    try:
+        assert httpx.post(f"{server.base_url}/documents", data={"space_id": "s"}, timeout=120,
+                          files=[("files", ("pump.txt", FACTS["pump.txt"]))]).status_code == 200  # fmt: skip
+        done = rag("ask", QUESTION["q"], "--space", "s", "--url", server.base_url, "--model", "large")
+        assert done.returncode == 0, done.stderr
+        assert "answered by large: openai" in done.stdout
+        wrong = rag("ask", QUESTION["q"], "--space", "s", "--url", server.base_url, "--model", "huge")
+        assert wrong.returncode != 0 and "unknown model 'huge'" in wrong.stderr
+        summary = rag("summarize", "--space", "s", "--all", "--url", server.base_url, "--model", "large", "--json")
+        assert summary.returncode == 0, summary.stderr
+    finally:
+        server.stop()

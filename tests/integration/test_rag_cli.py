@@ -87,7 +87,7 @@ def test_rag_ask_streams_an_answer_then_its_sources_and_has_json(served: tuple[s
     done = rag("ask", "What pressure does the Glimmer pump run at?", "--space", "docs", "--url", url, env=env)
     assert done.returncode == 0, done.stderr
     answer, _, rest = done.stdout.partition("Sources (* cited)")
-    assert answer.strip() and "pumps/glimmer.md" in rest and "answered by openai" in rest
+    assert answer.strip() and "pumps/glimmer.md" in rest and "answered by default: openai" in rest
     as_json = rag("ask", "What pressure does the Glimmer pump run at?", "--space", "docs", "--url", url, "--json")
     assert json.loads(as_json.stdout)["sources"][0]["path"] == "pumps/glimmer.md"
 

@@ -250,3 +250,42 @@ def test_summaries_of_a_document_and_of_a_filter_with_progress(russian_page: obj
     tab.click("#summarize")  # no filters: the whole space
     expect(tab.locator("#meta")).to_contain_text("прочитано фрагментов", timeout=120_000)
     expect(tab.locator("#summarize")).to_have_text("Сводка")
+
+
+def test_the_model_picker_offers_the_keys_models_and_the_answer_says_which(
+    make_settings: Callable[..., Settings], llm_server: object, tmp_path: Path
+) -> None:
+    base_url = llm_server.base_url  # type: ignore[attr-defined]
+    models = [{"name": "fast", "base_url": base_url, "role": "default"},
+              {"name": "large", "base_url": base_url, "role": "large"}]  # fmt: skip
+    limited = "web-page-fast-only-012345"
+    settings = make_settings(auth_disabled=False, api_keys=f"{KEYS} {limited}=read:*,model:fast", llm_models=models,
+                             rate_limit_per_minute=0, llm_max_tokens=32)  # fmt: skip
+    server = ThreadedServer(create_app(settings), free_port())
+    try:
+        for tab_obj in open_page(server.base_url, "en-US"):
+            tab: playwright_sync.Page = tab_obj  # type: ignore[assignment]
+            expect = playwright_sync.expect
+            tab.fill("#key", KEY)
+            tab.press("#key", "Tab")
+            expect(tab.locator("#model-picker")).to_be_visible()
+            assert tab.locator("#model option").all_inner_texts() == ["fast (default)", "large"]
+            expect(tab.locator("#model")).to_have_value("fast")
+            (tmp_path / "glimmer.md").write_text("The Glimmer pump runs at a maximum pressure of 9 bar.\n")
+            tab.fill("#upload-space", "plant")
+            tab.set_input_files("#files", [str(tmp_path / "glimmer.md")])
+            tab.click("#upload")
+            expect(tab.locator("#upload-results tbody tr")).to_have_count(1, timeout=60_000)
+            tab.select_option("#model", "large")
+            tab.fill("#question", "What is the maximum pressure of the Glimmer pump?")
+            tab.click("#ask")
+            expect(tab.locator("#meta")).to_contain_text("answered by large: openai", timeout=120_000)
+            tab.screenshot(path=str(ARTIFACTS / "6-model-picker.png"), full_page=True)
+            # a key that may use one model only gets no choice (and its requests name none)
+            tab.fill("#key", limited)
+            tab.press("#key", "Tab")
+            expect(tab.locator("#model-picker")).to_be_hidden()
+            tab.click("#ask")
+            expect(tab.locator("#meta")).to_contain_text("answered by fast: openai", timeout=120_000)
+    finally:
+        server.stop()
