@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,55 +148,50 @@ def upload_facts(http: httpx.Client) -> httpx.Response:
     return http.post("/documents", data={"space_id": "v"}, files=files)
 
 
-def slow_fast_model(fast: VllmServer, delay_s: float) -> FaultTransport:
-    """The fast model's answers take `delay_s` to begin: an answer stays in flight that long."""
-    return FaultTransport(fast.root_url, "slow", delay_s=delay_s, path="/v1/chat/completions")
+@contextmanager
+def fast_model_slowed(
+    make_settings: Callable[..., Settings], fast: VllmServer, large: VllmServer, **overrides: object
+) -> Iterator[httpx.Client]:
+    """The service over a socket, the facts uploaded, and the fast model's answers taking 4 s to begin
+    (an answer stays in flight that long)."""
+    transport = FaultTransport(fast.root_url, "slow", delay_s=4, path="/v1/chat/completions")
+    service = ThreadedServer(create_app(pair_settings(make_settings, fast, large, **overrides),
+                                        http_transport=transport), free_port())  # fmt: skip
+    try:
+        with httpx.Client(base_url=service.base_url, timeout=120) as http:
+            assert upload_facts(http).status_code == 200
+            yield http
+    finally:
+        service.stop()
 
 
 def test_past_the_queue_bound_a_request_gets_429_with_retry_after(
     make_settings: Callable[..., Settings], pair: tuple[VllmServer, VllmServer]
 ) -> None:
-    fast, large = pair
-    transport = slow_fast_model(fast, delay_s=4)
-    app = create_app(pair_settings(make_settings, fast, large, llm_switch_queue=1), http_transport=transport)
-    service = ThreadedServer(app, free_port())
-    try:
-        with httpx.Client(base_url=service.base_url, timeout=120) as http:
-            assert upload_facts(http).status_code == 200
-            with ThreadPoolExecutor(2) as pool:
-                held = pool.submit(http.post, "/ask", json=QUESTION)  # in flight on fast for 4 s
-                time.sleep(1.5)
-                waiting = pool.submit(http.post, "/ask", json={**QUESTION, "model": "large"})  # waits for the drain
-                time.sleep(1.0)
-                refused = http.post("/ask", json={**QUESTION, "model": "large"})
-                assert refused.status_code == 429
-                assert refused.json()["error"]["code"] == "model_switch_queue_full"
-                assert "LLM_SWITCH_QUEUE" in refused.json()["error"]["message"]
-                assert int(refused.headers["Retry-After"]) >= 1
-                assert held.result().json()["model_name"] == "fast"
-                assert waiting.result().json()["model_name"] == "large"
-    finally:
-        service.stop()
+    with fast_model_slowed(make_settings, *pair, llm_switch_queue=1) as http, ThreadPoolExecutor(2) as pool:
+        held = pool.submit(http.post, "/ask", json=QUESTION)  # in flight on fast for 4 s
+        time.sleep(1.5)
+        waiting = pool.submit(http.post, "/ask", json={**QUESTION, "model": "large"})  # waits for the drain
+        time.sleep(1.0)
+        refused = http.post("/ask", json={**QUESTION, "model": "large"})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "model_switch_queue_full"
+        assert "LLM_SWITCH_QUEUE" in refused.json()["error"]["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert held.result().json()["model_name"] == "fast"
+        assert waiting.result().json()["model_name"] == "large"
 
 
 def test_answers_that_do_not_drain_in_time_leave_the_request_to_the_awake_model(
     make_settings: Callable[..., Settings], pair: tuple[VllmServer, VllmServer]
 ) -> None:
     fast, large = pair
-    transport = slow_fast_model(fast, delay_s=4)
-    app = create_app(pair_settings(make_settings, fast, large, llm_switch_drain_s=1), http_transport=transport)
-    service = ThreadedServer(app, free_port())
-    try:
-        with httpx.Client(base_url=service.base_url, timeout=120) as http:
-            assert upload_facts(http).status_code == 200
-            with ThreadPoolExecutor(1) as pool:
-                held = pool.submit(http.post, "/ask", json=QUESTION)
-                time.sleep(1.5)
-                moved = http.post("/ask", json={**QUESTION, "model": "large"}).json()
-                assert held.result().json()["model_name"] == "fast"
-            metrics = http.get("/metrics").text
-    finally:
-        service.stop()
+    with fast_model_slowed(make_settings, fast, large, llm_switch_drain_s=1) as http, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(http.post, "/ask", json=QUESTION)
+        time.sleep(1.5)
+        moved = http.post("/ask", json={**QUESTION, "model": "large"}).json()
+        assert held.result().json()["model_name"] == "fast"
+        metrics = http.get("/metrics").text
     assert moved["model_name"] == "fast" and moved["fallback_used"]
     assert "LLM_SWITCH_DRAIN_S" in moved["notices"][0]
     assert not fast.sleeping() and large.sleeping()
