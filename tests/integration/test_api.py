@@ -355,7 +355,7 @@ def test_openapi_documents_every_route_and_the_sse_answer(client: TestClient) ->
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
         "/ask", "/search", "/summarize", "/summaries", "/documents", "/documents/plan", "/documents/{document_id}",
-        "/spaces", "/spaces/{space}", "/plan", "/plan/catalogue", "/health", "/ready",
+        "/spaces", "/spaces/{space}", "/models", "/plan", "/plan/catalogue", "/health", "/ready",
         "/v1/models", "/v1/chat/completions",
     }  # fmt: skip
     assert set(spec["paths"]["/plan"]) == {"get", "post"}
