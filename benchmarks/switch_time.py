@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         where = "given servers"
         if args.cpu:
-            from tests.vllm.server import VllmServer  # the test tier's server: SmolLM2 converted for vLLM
+            from tests.vllm.server import VLLM_PYTHON, VllmServer  # the test tier's: SmolLM2 converted for vLLM
+
+            if not VLLM_PYTHON.is_file():
+                p.error(f"--cpu needs vLLM on CPU in {VLLM_PYTHON.parent.parent}: run `make vllm-venv` first")
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             servers = [VllmServer(tmp / f"vllm-{n}.log", served_name=f"smollm2-{n}") for n in ("a", "b")]
