@@ -14,7 +14,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from backend.adapters.circuit import CircuitBreaker
@@ -66,6 +67,16 @@ class Activity:
 
     def progress(self) -> None:
         self.last_progress = time.monotonic()
+
+    @contextmanager
+    def side_request(self, timeout_s: float) -> Iterator[None]:
+        """A window lookup or a token count in flight: the server is as busy with it as with an answer
+        (llama-cpp-python serves one request at a time), and readiness must see that."""
+        request_id = self.begin(timeout_s)
+        try:
+            yield
+        finally:
+            self.end(request_id)
 
     def end(self, answer_id: int) -> None:
         self._deadlines.pop(answer_id, None)
@@ -124,8 +135,10 @@ class FallbackLLM:
                 windows.append(member.context_tokens or default)
                 continue
             try:
-                async with asyncio.timeout(self.side_timeout_s):
-                    windows.append(await member.llm.context_window() or member.context_tokens or default)
+                with member.activity.side_request(self.side_timeout_s):
+                    async with asyncio.timeout(self.side_timeout_s):
+                        window = await member.llm.context_window()
+                windows.append(window or member.context_tokens or default)
             except (LLMError, TimeoutError):
                 windows.append(member.context_tokens or default)  # unreachable now: it may answer later
         return min(windows)
@@ -147,8 +160,9 @@ class FallbackLLM:
             if member.breaker.state != "closed":  # do not spend a half-open probe on counting
                 continue
             try:
-                async with asyncio.timeout(self.side_timeout_s):
-                    count = await member.llm.count_prompt_tokens(messages)
+                with member.activity.side_request(self.side_timeout_s):
+                    async with asyncio.timeout(self.side_timeout_s):
+                        count = await member.llm.count_prompt_tokens(messages)
             except (LLMError, TimeoutError):
                 continue
             if count is not None:
