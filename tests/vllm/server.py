@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -48,7 +50,9 @@ class VllmServer:
         env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
                "VLLM_SERVER_DEV_MODE": "1"}  # fmt: skip
         started = time.monotonic()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        # A session of its own: vLLM's engine and worker processes are killed with it (kill, stop).
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                     start_new_session=True)  # fmt: skip
         while time.monotonic() - started < start_timeout_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"vLLM exited during start-up; see {log_path}")
@@ -70,6 +74,12 @@ class VllmServer:
     def sleeping(self) -> bool:
         return bool(httpx.get(f"{self.root_url}/is_sleeping", timeout=10).json()["is_sleeping"])
 
+    def kill(self) -> None:
+        """SIGKILL to the server and its engine processes at once, as when its container dies."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def stop(self) -> None:
         stop_process(self.proc, timeout_s=30)
+        self.kill()  # engine processes the API server left behind
         self._log.close()

@@ -109,6 +109,7 @@ class SwapGroup:
         self._leases: dict[str, dict[int, float]] = {name: {} for name in members}
         self._lease_ids = itertools.count()
         self.waiting = 0
+        self._waiting_for = dict.fromkeys(members, 0)
         self.switching_to: str | None = None
         self.last_switch_s = 0.0
         self._attempts = 0
@@ -134,6 +135,7 @@ class SwapGroup:
         if self.waiting >= self.max_waiting:
             raise SwitchQueueFullError(self.name, self.waiting, max(1.0, self.last_switch_s or self.timeout_s))
         self.waiting += 1
+        self._waiting_for[name] += 1
         # a switch to `name` already under way counts as this request's own
         since = self._attempts - 1 if self.switching_to == name else self._attempts
         try:
@@ -144,7 +146,7 @@ class SwapGroup:
                     failed = self._failures.get(name)
                     if failed is not None and failed[0] > since:
                         raise SwitchFailedError(failed[1])
-                    if self.switching_to is None:
+                    if self.switching_to is None and not self._awake_one_has_waiters():
                         self._start(name)
                     await self._change()
         except TimeoutError:
@@ -154,10 +156,16 @@ class SwapGroup:
             ) from None
         finally:
             self.waiting -= 1
+            self._waiting_for[name] -= 1
+            self._notify()  # a request that stopped waiting may be what another waits for
 
     # --- state ------------------------------------------------------------------------------------
     def _enters(self, name: str) -> bool:
         return self.known and self.awake == name and self.switching_to is None
+
+    def _awake_one_has_waiters(self) -> bool:
+        """Requests for the model just woken have yet to enter: the batch a switch was for goes in first."""
+        return self.known and self.awake is not None and self._waiting_for[self.awake] > 0
 
     def _hold(self, name: str, hold_s: float) -> Callable[[], None]:
         lease = next(self._lease_ids)
