@@ -51,7 +51,7 @@ class ModelSpec(BaseModel):
         default=1, description="vLLM sleep level when it makes room: 1 keeps the weights in CPU RAM, 2 drops them."
     )
     swap_group: str | None = Field(
-        default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+        default=None, pattern=MODEL_NAME_PATTERN,
         description="Models with the same group share one GPU and are never awake together (vLLM sleep mode, "
         "VLLM_SERVER_DEV_MODE=1): the one a request needs is woken after the other is put to sleep.",
     )  # fmt: skip

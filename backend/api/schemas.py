@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from backend.config import SPACE_PATTERN
+from backend.config import MODEL_NAME_PATTERN, SPACE_PATTERN
 from backend.services.correspondence import normalized_key
 
 SpaceField = Field(
@@ -127,7 +127,7 @@ class QueryBase(BaseModel):
 
 
 ModelField = Field(
-    default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$",
+    default=None, pattern=MODEL_NAME_PATTERN,
     description="A named model (GET /models lists those this key may use); default: the default model.",
 )  # fmt: skip
 

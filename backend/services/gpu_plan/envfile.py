@@ -52,7 +52,7 @@ def env_values(plan: Plan, index: int = 0, env_file_name: str = ".env.vllm") -> 
     return values
 
 
-def _header(plan: Plan, index: int) -> str:
+def plan_header(plan: Plan, index: int) -> str:
     mp = plan.models[index]
     others = ", ".join(m.request.spec.name for i, m in enumerate(plan.models) if i != index)
     lines = [
@@ -91,6 +91,6 @@ def write_env(plan: Plan, path: Path) -> list[Path]:
         source = target if target.exists() else (path if path.exists() else None)
         existing = source.read_text(encoding="utf-8") if source else None
         values = env_values(plan, index, env_file_name=target.name)
-        target.write_text(render(values, existing, _header(plan, index)), encoding="utf-8")
+        target.write_text(render(values, existing, plan_header(plan, index)), encoding="utf-8")
         written.append(target)
     return written

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from backend.services.gpu_plan.envfile import EnvWriteError, _header, env_values, render
+from backend.services.gpu_plan.envfile import EnvWriteError, env_values, plan_header, render
 from backend.services.gpu_plan.planner import GIB, HOST_RAM_KEPT_GIB, ModelRequest, Plan, Setup, make_plan
 
 # Waking from level 1 copies the weights back from pinned host RAM: PCIe 4.0 x16 moves about 25 GB/s in
@@ -100,5 +100,5 @@ def write_pair_env(pair: PairPlan, path: Path) -> None:
     """Write (or update in place) `path` with the pair's settings; other lines stay as they are."""
     values = pair_env_values(pair, env_file_name=path.name)
     existing = path.read_text(encoding="utf-8") if path.exists() else None
-    header = _header(pair.chosen[0], 0) + f"\n# pair profile ({pair.mode}): the second model's lines are VLLM_B_*"
+    header = plan_header(pair.chosen[0], 0) + f"\n# pair profile ({pair.mode}): the second model's lines are VLLM_B_*"
     path.write_text(render(values, existing, header), encoding="utf-8")
