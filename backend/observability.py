@@ -132,6 +132,13 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.llm_replica_requests = Counter(
+            "rag_llm_replica_requests_total",
+            "Answers sent to each replica of a model (several base URLs), by outcome: answered (first token), failed "
+            "(before it: the next replica was tried), broken (after it).",
+            ["model", "replica", "outcome"],
+            registry=r,
+        )
         self.llm_switches = Counter(
             "rag_llm_switches_total",
             "Model switches on a shared GPU (LLM_MODELS swap_group), by outcome: ok, drain_timeout, sleep_failed, "

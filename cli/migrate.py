@@ -4,33 +4,44 @@
     python -m cli.migrate --space docs     # one space
     python -m cli.migrate --all            # every space that needs it
     python -m cli.migrate --from-local-mode  # the embedded store of before Qdrant Edge, moved into Edge
+    python -m cli.migrate --to http://qdrant:6333     # every space of QDRANT_PATH into a Qdrant server/cluster
+    python -m cli.migrate --from http://qdrant:6333 --space docs  # a space of a server into QDRANT_PATH
 
 Needed for spaces indexed before hybrid retrieval (they answer dense queries only until migrated), and
 after changing LEXICAL_WINDOW_WORDS. Stop the service first: a migration must be the only writer.
 Safe to interrupt: run it again and it finishes; the original collection is replaced only after a
 complete, counted copy exists.
+
+--to / --from copy vectors (dense and sparse) and payloads as stored, nothing re-embedded, and check
+each collection by its point count and ids; the source is never changed. Stop the service (and any
+index_cli) first. Afterwards point the service at the copy: QDRANT_URL=<url> (--to), or unset it (--from).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
+from typing import Literal
 
 from backend.adapters.local_mode_import import BACKUP
 from backend.adapters.store import StoreError, StoreLockedError
-from backend.config import SPACE_RE, ConfigError, load_settings
-from backend.container import build_ingest, load_embedder, open_store
+from backend.adapters.store_copy import StoreCopyError
+from backend.config import SPACE_RE, ConfigError, Settings, http_urls, load_settings
+from backend.container import build_ingest, cluster_options, load_embedder, open_store
 from backend.observability import Metrics, configure_logging
-from backend.services.migration import MigrationError, MigrationService, import_local_mode_store
+from backend.services.migration import MigrationError, MigrationService, copy_spaces, import_local_mode_store
+
+log = logging.getLogger("cli.migrate")
 
 
 def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--space", action="append", help="space to migrate (repeatable)")
+    which = p.add_mutually_exclusive_group()
+    p.add_argument("--space", action="append", help="space to migrate, or to copy with --to/--from (repeatable)")
     which.add_argument("--all", action="store_true", help="every space that needs it")
     which.add_argument("--check", action="store_true", help="only list the spaces that need it")
     which.add_argument(
@@ -38,7 +49,38 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> a
         action="store_true",
         help="move QDRANT_PATH, written by the embedded store of before Qdrant Edge, into Edge shards",
     )
-    return p.parse_args(argv)
+    which.add_argument("--to", metavar="URL", help="copy the embedded store (QDRANT_PATH) into this Qdrant server "
+                       "(several node URLs of a cluster: comma-separated)")  # fmt: skip
+    which.add_argument("--from", dest="from_url", metavar="URL",
+                       help="copy spaces of this Qdrant server into the embedded store (QDRANT_PATH)")  # fmt: skip
+    args = p.parse_args(argv)
+    if not (args.space or args.all or args.check or args.from_local_mode or args.to or args.from_url):
+        p.error("say what to do: --space, --all, --check, --from-local-mode, --to or --from")
+    if args.space and (args.all or args.check or args.from_local_mode):
+        p.error("--space goes alone, or with --to / --from")
+    return args
+
+
+async def copy(args: argparse.Namespace, settings: Settings) -> int:
+    """--to / --from: the embedded store <-> a Qdrant server, as stored (backend/adapters/store_copy.py)."""
+    url = http_urls(args.to or args.from_url)
+    assert url is not None
+    direction: Literal["to", "from"] = "to" if args.to else "from"
+    key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+
+    def progress(name: str, written: int) -> None:
+        log.info("%s: %d points written", name, written)
+
+    copied = await copy_spaces(settings.qdrant_path, url, direction=direction, prefix=settings.collection_prefix,
+                               spaces=args.space, api_key=key, timeout_s=max(60.0, settings.qdrant_timeout_s),
+                               create_options=cluster_options(settings).creation(), progress=progress)  # fmt: skip
+    for c in copied:
+        note = "" if c.written == c.points else f" ({c.points - c.written} copied by an earlier run)"
+        sys.stdout.write(f"{c.name}: {c.points} points, counts and ids checked{note}\n")
+    where = f"QDRANT_URL={url}" if direction == "to" else f"QDRANT_PATH={settings.qdrant_path} without QDRANT_URL"
+    sys.stdout.write(f"{len(copied)} collections copied; the source is unchanged. Point the service at the copy: "
+                     f"{where}\n")  # fmt: skip
+    return 0
 
 
 async def import_local_mode(path: Path) -> int:
@@ -54,6 +96,8 @@ async def import_local_mode(path: Path) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if args.to or args.from_url:
+        return await copy(args, settings)
     if args.from_local_mode:
         if settings.qdrant_url:
             sys.stderr.write("error: --from-local-mode moves the embedded store (QDRANT_PATH); QDRANT_URL is set\n")
@@ -100,7 +144,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.migrate") -> 
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    except (MigrationError, StoreError) as exc:
+    except ValueError as exc:  # a URL that is not one
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except (MigrationError, StoreError, StoreCopyError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
 

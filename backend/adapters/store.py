@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from qdrant_client import models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.edge_engine import (
@@ -42,6 +42,7 @@ from backend.adapters.edge_engine import (
     is_disk_full,
     is_local_mode_folder,
 )
+from backend.adapters.qdrant_nodes import ClusterOptions, QdrantNodes, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -287,14 +288,6 @@ class DocumentRecord:
         )
 
 
-def _unreachable(exc: Exception) -> bool:
-    """Did the call fail to get an answer from the server (as opposed to an answer that says no)?"""
-    if isinstance(exc, ResponseHandlingException):  # connection refused, reset, timed out
-        return True
-    # A proxy or a restarting server in front of Qdrant.
-    return isinstance(exc, UnexpectedResponse) and exc.status_code in (502, 503, 504)
-
-
 def _reason(exc: Exception) -> str:
     source = exc.source if isinstance(exc, ResponseHandlingException) else exc
     text = str(source) or type(source).__name__
@@ -325,11 +318,12 @@ class VectorStore:
         breaker_cooldown_s: float = 5.0,
         index_after: int = 20_000,
         min_free_mb: int = 256,
+        cluster: ClusterOptions | None = None,
     ) -> None:
         self.prefix = prefix
         self.embedded = url is None
         self.location = url or str(path)
-        self._client: QdrantClient | EdgeEngine
+        self._client: QdrantNodes | EdgeEngine
         try:
             if url is None:
                 assert path is not None
@@ -341,9 +335,10 @@ class VectorStore:
                         f"{LOCAL_MODE_MIGRATE_HINT}"
                     )
                 self._client = EdgeEngine(path)
-            else:
-                # qdrant-client types the timeout as int, but hands it to httpx, which takes seconds as float.
-                self._client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)  # type: ignore[arg-type]
+            else:  # one server, or the nodes of a cluster: each with its own circuit breaker
+                self._client = QdrantNodes(url.split(","), api_key=api_key, timeout_s=timeout_s,
+                                           breaker_failures=breaker_failures, breaker_cooldown_s=breaker_cooldown_s,
+                                           options=cluster)  # fmt: skip
         except EdgeFolderLockedError as exc:
             raise StoreLockedError(
                 f"the embedded store {path} is open in another process (the service?). "
@@ -379,7 +374,7 @@ class VectorStore:
                 breaker.record_success()  # raised by our own checks on what the server answered
             raise
         except Exception as exc:
-            if breaker is not None and _unreachable(exc):
+            if breaker is not None and unreachable(exc):
                 breaker.record_failure()
                 raise StoreUnavailableError(
                     f"the Qdrant server at {self.location} (QDRANT_URL) is unreachable: {_reason(exc)}; "
@@ -472,6 +467,12 @@ class VectorStore:
         took = time.perf_counter() - started
         log.info("space %s: search index built in %.1f s", space, took)
         return took
+
+    def nodes_out_of_rotation(self) -> list[str]:
+        """Qdrant nodes (QDRANT_URL) whose circuit is not closed: the others answer meanwhile."""
+        if not isinstance(self._client, QdrantNodes):
+            return []
+        return [f"{n['url']} ({n['state']})" for n in self._client.states() if n["state"] != "closed"]
 
     # --- spaces ------------------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -390,3 +390,23 @@ class AnswerService:
         started_answer.fallback_used = begun.role == "fallback"
         started_answer.model_name, started_answer.notices = begun.name, begun.notices
         return started_answer
+
+    async def complete(
+        self, space: str, question: str, top_k: int, options: SearchOptions | None = None, model: str | None = None
+    ) -> AnswerStream:
+        """A whole answer, for a caller that does not stream: nothing has reached the client when a server
+        breaks off mid-answer (a replica killed, a restart), so it is started once more, where the chain
+        and the replicas' circuit breakers send it now. Raises LLMError when that fails too."""
+        try:
+            answer = await self.start(space, question, top_k, options, model)
+            async for _ in answer.pieces():
+                pass
+            return answer
+        except LLMError as exc:
+            log.warning("the LLM server broke off an answer (%s); starting it again", exc)
+            broken = f"a first attempt broke off mid-answer ({exc}) and was started again"
+        answer = await self.start(space, question, top_k, options, model)
+        async for _ in answer.pieces():
+            pass
+        answer.notices.append(broken)
+        return answer

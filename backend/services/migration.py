@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backend.adapters.local_mode_import import ImportedCollection, LocalModeImportError, import_local_mode
 from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore
+from backend.adapters.store_copy import CopiedCollection, copy_store
 from backend.services.errors import SpaceNotFoundError
 from backend.services.ingest import IngestService, path_metadata, sparse_vectors
 
@@ -37,6 +39,26 @@ async def import_local_mode_store(path: Path) -> list[ImportedCollection]:
         return await asyncio.to_thread(import_local_mode, path)
     except LocalModeImportError as exc:
         raise MigrationError(str(exc)) from exc
+
+
+async def copy_spaces(
+    folder: Path,
+    url: str,
+    *,
+    direction: Literal["to", "from"],
+    prefix: str,
+    spaces: list[str] | None = None,
+    api_key: str | None = None,
+    timeout_s: float = 60.0,
+    create_options: dict[str, Any] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> list[CopiedCollection]:
+    """The embedded store in `folder` to the Qdrant server at `url` ("to"), or back ("from"), as stored: no
+    re-embedding; every space, or `spaces`. Resumable; checked by counts and ids (adapters/store_copy.py)."""
+    return await asyncio.to_thread(
+        copy_store, folder, url, direction=direction, prefix=prefix, spaces=spaces, api_key=api_key,
+        timeout_s=timeout_s, create_options=create_options, progress=progress,
+    )  # fmt: skip
 
 
 @dataclass

@@ -12,6 +12,7 @@ from backend.adapters.embedder import Embedder
 from backend.adapters.llm import LLMBackend
 from backend.adapters.llm.fallback import Member
 from backend.adapters.llm.models import ModelRouter
+from backend.adapters.llm.replicas import ReplicatedLLM
 from backend.adapters.store import SpaceInfo, VectorStore
 
 Readiness = Literal["ready", "degraded", "unavailable"]
@@ -44,6 +45,7 @@ class StatusService:
                 "name": m.name, "default": m.name == self.llm.default, "backend": m.llm.backend,
                 "base_url": m.llm.base_url, "swap_group": m.gate.name if m.gate else None,
                 "awake": (m.gate.awake == m.name if m.gate.known else None) if m.gate else True,
+                "replicas": m.llm.states() if isinstance(m.llm, ReplicatedLLM) else None,
             })  # fmt: skip
         return out
 
@@ -61,6 +63,8 @@ class StatusService:
             *(self._llm_check(m) for m in self.llm.members),
         ]
         checks = dict(zip(names, await asyncio.gather(*probes), strict=True))
+        if checks["qdrant"].ok and (out := self.store.nodes_out_of_rotation()):
+            checks["qdrant"].detail = f"{checks['qdrant'].detail or 'ok'}; nodes out of rotation: {', '.join(out)}"
         llm_ok = [c.ok for n, c in checks.items() if n.startswith("llm_")]
         if not (checks["qdrant"].ok and checks["embedder"].ok and any(llm_ok)):
             return "unavailable", checks
@@ -73,6 +77,10 @@ class StatusService:
         check = await self._check(self._llm_serves(member.llm), f"{member.llm.backend} at {member.llm.base_url}")
         if check.ok and member.gate is not None and member.gate.known and member.gate.awake != member.name:
             check.detail = f"{check.detail}; asleep (GPU group {member.gate.name}: woken when a request names it)"
+        if check.ok and isinstance(member.llm, ReplicatedLLM):
+            out = [f"{r['base_url']} ({r['state']})" for r in member.llm.states() if r["state"] != "closed"]
+            if out:  # still ready: the other replicas answer
+                check.detail = f"{check.detail}; replicas out of rotation: {', '.join(out)}"
         in_flight, idle_s = member.activity.in_flight(), member.activity.idle_s()
         window_s = self.llm.first_token_timeout_s
         if check.timed_out and in_flight and idle_s is not None and idle_s <= window_s:

@@ -9,7 +9,11 @@ backend/adapters/edge_engine.py), so the data, filters, payload indexes and scor
 Requests are parsed with the client's own pydantic models, so a body the real server would reject is
 rejected here too (400).
 
-Not covered: gRPC, snapshots, aliases, sharding, and every endpoint the service does not call (404).
+Not covered: gRPC, snapshots, aliases, and every endpoint the service does not call (404). Cluster
+settings are accepted and reported back, not acted on: a collection's shard_number, replication_factor
+and write_consistency_factor appear in its info as they were asked for, and `GET /standin/requests` (not
+part of Qdrant's API) lists each request's method, path and query (read `consistency`, write `ordering`)
+so tests can see what the service asked of a cluster.
 
     python -m tests.standins.qdrant_rest --port 6333 --path /tmp/qdrant-standin
 """
@@ -20,6 +24,7 @@ import argparse
 import contextlib
 import importlib.metadata
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +63,17 @@ def create_standin(path: Path) -> FastAPI:
         engine.close()
 
     app = FastAPI(title="STAND-IN Qdrant REST API (Qdrant Edge behind the wire protocol)", lifespan=lifespan)
+    cluster: dict[str, dict[str, int]] = {}  # collection -> the cluster settings it was created with
+    requests: deque[dict[str, Any]] = deque(maxlen=20_000)
+
+    @app.middleware("http")
+    async def record(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        requests.append({"method": request.method, "path": request.url.path, "query": dict(request.query_params)})
+        return await call_next(request)
+
+    @app.get("/standin/requests")
+    def recorded() -> list[dict[str, Any]]:
+        return list(requests)
 
     async def call(request: Request, fn: Callable[..., Any], body_type: Any = None) -> JSONResponse:
         started = time.perf_counter()
@@ -92,13 +108,22 @@ def create_standin(path: Path) -> FastAPI:
 
     @app.get("/collections/{name}")
     async def get_collection(request: Request, name: str) -> JSONResponse:
-        return await call(request, lambda: engine.get_collection(name))
+        def info() -> models.CollectionInfo:
+            found = engine.get_collection(name)
+            for key, value in cluster.get(name, {}).items():
+                setattr(found.config.params, key, value)
+            return found
+
+        return await call(request, info)
 
     @app.put("/collections/{name}")
     async def create_collection(request: Request, name: str) -> JSONResponse:
         def create(b: models.CreateCollection) -> bool:
             if engine.collection_exists(name):
                 raise ValueError(f"Wrong input: Collection `{name}` already exists!")
+            asked = {"shard_number": b.shard_number, "replication_factor": b.replication_factor,
+                     "write_consistency_factor": b.write_consistency_factor}  # fmt: skip
+            cluster[name] = {k: v for k, v in asked.items() if v is not None}
             return engine.create_collection(name, vectors_config=b.vectors, sparse_vectors_config=b.sparse_vectors,
                                             metadata=b.metadata)  # fmt: skip
 

@@ -66,16 +66,16 @@ async def ask(
     require_read(principal, body.space_id)
     model = require_model(principal, status, body.model)
     check_question(body.q, settings)
-    answer = await answers.start(body.space_id, body.q, body.top_k or settings.top_k, search_options(body), model)
+    top_k = body.top_k or settings.top_k
     if body.stream:
+        answer = await answers.start(body.space_id, body.q, top_k, search_options(body), model)
         return StreamingResponse(
             _events(answer, body.include_reasoning),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        async for _ in answer.pieces():
-            pass
+        answer = await answers.complete(body.space_id, body.q, top_k, search_options(body), model)
     except LLMError as exc:
         raise APIError(503, "llm_failed", f"the LLM server failed while answering: {exc}") from exc
     return answer.summary(include_reasoning=body.include_reasoning)

@@ -154,18 +154,18 @@ async def chat_completions(
     check_question(turns[-1].content, settings)
     question = await conversations.standalone_question(turns, model)
     options = SearchOptions(filters=chunk_filter(body.filters))
-    answer = await answers.start(space, question.text, body.top_k or settings.top_k, options, model)
-    reply = _Reply(body.model, space, question, answer)
+    top_k = body.top_k or settings.top_k
     if body.stream:
+        answer = await answers.start(space, question.text, top_k, options, model)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(reply.chunks(include_usage), media_type="text/event-stream",
+        return StreamingResponse(_Reply(body.model, space, question, answer).chunks(include_usage),
+                                 media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})  # fmt: skip
     try:
-        async for _ in answer.pieces():
-            pass
+        answer = await answers.complete(space, question.text, top_k, options, model)
     except LLMError as exc:
         raise APIError(503, "llm_failed", f"the LLM server failed while answering: {exc}") from exc
-    return reply.completion()
+    return _Reply(body.model, space, question, answer).completion()
 
 
 class _Reply:
