@@ -8,9 +8,12 @@
     python -m cli.plan ./my-model/config.json --format gptq
     python -m cli.plan qwen3-30b-a3b@fp8 --write-env .env.vllm       # set the stack's VLLM_* lines
     python -m cli.plan --list                                         # the catalogue
+    python -m cli.plan --users 50,500 --bench bench-out/bench/bench.json --target vllm   # replicas for N users
+    python -m cli.plan qwen3-30b-a3b@fp8 --max-model-len 32768 --users 50,500          # ... estimated
 
 A model is a catalogue name or a config.json (or its folder), optionally with @FORMAT. Exit status:
-0 it fits, 3 it does not (the fixes are listed), 2 bad input. docs/gpu-planning.md explains the maths.
+0 it fits, 3 it does not (the fixes are listed), 2 bad input. docs/gpu-planning.md explains the maths;
+docs/deployment.md ("Capacity") the --users calculator.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ import json
 import sys
 from pathlib import Path
 
+from backend.services.gpu_plan.capacity import (
+    CapacityInputs,
+    capacity_to_dict,
+    plan_capacity,
+    points_from_bench,
+    points_from_planner,
+)
 from backend.services.gpu_plan.catalogue import CATALOGUE
 from backend.services.gpu_plan.envfile import EnvWriteError, write_env
 from backend.services.gpu_plan.formats import FORMATS, KV_DTYPES
@@ -68,7 +78,71 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.plan") -> argp
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--write-env", type=Path, metavar="FILE",
                    help="write/update FILE's VLLM_* settings (a second model gets FILE.<model>-2)")  # fmt: skip
+    cap = p.add_argument_group("capacity: how many LLM and API replicas N concurrent users need (--users)")
+    cap.add_argument("--users", help="concurrent users, comma-separated: 50,500")
+    cap.add_argument("--bench", type=Path, help="a cli.bench bench.json measured on one replica (else: estimated "
+                     "from the model's decode ceiling)")  # fmt: skip
+    cap.add_argument("--target", help="the bench file's target to plan with (when it has several)")
+    cap.add_argument("--think-s", type=float, default=30.0, help="a user's pause between answer and question (30)")
+    cap.add_argument("--latency-target-s", type=float, default=15.0, help="p95 of a whole answer to plan for (15)")
+    cap.add_argument("--spare", type=int, default=1, help="LLM replicas beyond the need, for a failure (1)")
+    cap.add_argument("--output-tokens", type=int, default=300, help="estimate: tokens of an answer (300)")
+    cap.add_argument("--efficiency", type=float, default=0.5, help="estimate: share of the decode ceiling (0.5)")
+    cap.add_argument("--api-cpu-ms", type=float, default=40.0, help="CPU ms one question costs an API replica (40)")
+    cap.add_argument("--api-cores", type=float, default=2.0, help="cores of each API replica (2)")
     return p.parse_args(argv)
+
+
+def _capacity(args: argparse.Namespace, inputs: PlanInputs | None) -> int:
+    try:
+        try:
+            users = [int(u) for u in str(args.users).split(",") if u.strip()]
+        except ValueError:
+            raise PlanInputError(f"--users takes whole numbers, comma-separated (50,500), not {args.users!r}") from None
+        if args.bench is not None:
+            try:
+                results = json.loads(args.bench.read_text())
+            except (OSError, ValueError) as exc:
+                raise PlanInputError(f"cannot read {args.bench}: {exc}") from exc
+            target, points = points_from_bench(results, args.target)
+            source = f"measured: {args.bench}, target {target}"
+        elif inputs is not None:
+            points = points_from_planner(inputs, args.output_tokens, args.efficiency)
+            models = ", ".join(map(str, inputs.models))
+            source = (f"estimated: {models} on {inputs.gpu}, decode ceiling x {args.efficiency:g}, "
+                      f"{args.output_tokens}-token answers; measure with cli.bench, pass --bench")  # fmt: skip
+        else:
+            raise PlanInputError("--users needs --bench FILE (measured) or a model (estimated)")
+        plans = [plan_capacity(points, CapacityInputs(users=u, think_s=args.think_s,
+                                                      latency_target_s=args.latency_target_s, spare_replicas=args.spare,
+                                                      api_cpu_ms=args.api_cpu_ms, api_cores=args.api_cores))
+                 for u in users]  # fmt: skip
+    except PlanInputError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USAGE
+    if args.json:
+        doc = {"source": source, "points": [p.__dict__ for p in points], "plans": [capacity_to_dict(c) for c in plans]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return EXIT_FITS
+    gpus = inputs.tensor_parallel_size if inputs is not None else 1
+    out = [f"One LLM replica ({source}):", "  concurrency  req/s  p50 s  p95 s"]
+    out += [
+        f"  {p.concurrency:>11}  {p.throughput_rps:5.2f}  {p.latency_p50_s:5.1f}  {p.latency_p95_s:5.1f}"
+        for p in points
+    ]
+    out.append("")
+    out.append("| users | think s | req/s | in flight | replica point | LLM replicas (+spare) | GPUs | API replicas |")
+    out.append("|---|---|---|---|---|---|---|---|")
+    for c in plans:
+        pt = c.point
+        out.append(f"| {c.inputs.users} | {c.inputs.think_s:g} | {c.arrival_rps:.2f} | {c.in_flight:.1f} | "
+                   f"{pt.concurrency} users, {pt.throughput_rps:.2f} req/s, p95 {pt.latency_p95_s:.1f} s | "
+                   f"{c.llm_replicas_needed} (+{c.llm_replicas - c.llm_replicas_needed}) | {c.llm_replicas * gpus} | "
+                   f"{c.api_replicas} ({c.api_cores_busy:.2f} cores busy) |")  # fmt: skip
+    notes = dict.fromkeys(n for c in plans for n in c.notes)
+    out += [f"note: {n}" for n in notes]
+    sys.stdout.write("\n".join(out) + "\n")
+    return EXIT_FITS
 
 
 def _gib(x: float) -> str:
@@ -170,6 +244,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.plan") -> int
     if args.list:
         sys.stdout.write(json.dumps(catalogue_to_list(), indent=2) + "\n" if args.json else render_catalogue())
         return EXIT_FITS
+    if args.users and not args.models:
+        return _capacity(args, None)
     if not args.models:
         sys.stderr.write(f"error: name a model (one of: {', '.join(CATALOGUE)}) or a config.json; --list shows all\n")
         return EXIT_USAGE
@@ -192,6 +268,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.plan") -> int
         gpu_memory_utilization=args.gpu_memory_utilization,
         repos=args.repo,
     )
+    if args.users:
+        return _capacity(args, inputs)
     if args.pair:
         return _pair(inputs, args)
     try:
