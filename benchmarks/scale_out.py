@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.scale_out llm --asks 60 --concurrency 4
     .venv/bin/python -m benchmarks.scale_out api --asks 60 --concurrency 4
+    .venv/bin/python -m benchmarks.scale_out copy --chunks 20000
 
 `llm`: one model on two real llama.cpp servers (SmolLM2-135M, LLM_BASE_URL with both URLs); replica A
 is killed (-9) after `--kill-after` answers and started again after `--restart-after`; then
@@ -9,13 +10,16 @@ is killed (-9) after `--kill-after` answers and started again after `--restart-a
 one Qdrant server (the REST stand-in over Qdrant Edge) behind a real nginx (Debian's `nginx-light`);
 replica 1 is killed after `--kill-after` answers; the client retries a request that got no answer
 (connection refused or 502/503/504) up to twice. Both print a markdown table; --out writes JSON.
+`copy`: `cli.migrate --to` and `--from` of a synthetic space through the REST stand-in, timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -33,8 +37,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
 
+from backend.adapters.store import VectorStore
+from backend.adapters.store_copy import copy_store
 from backend.config import Settings
 from backend.main import create_app
+from benchmarks.retrieval_latency import build
 from cli.run_local import bundled_gguf, llama_server_command, wait_until
 from tests.servers import ThreadedServer, free_port
 
@@ -368,9 +375,42 @@ def print_api(result: dict[str, Any]) -> None:
         f"documents then: {result['documents_after_kill']}\n")  # fmt: skip
 
 
+def store_copy(workdir: Path, chunks: int) -> dict[str, Any]:
+    """The `copy` scenario: a space of `chunks` synthetic chunks (random 384-dim vectors, real lexical vectors
+    and payloads) copied from the embedded store to the Qdrant stand-in and back, timed and counted."""
+    words = ["насосная", "станция", "ремонт", "бюджет", "склад", "pump", "valve", "pressure", "night", "shift"]
+    rng = random.Random(7)
+    texts = [" ".join(rng.choice(words) for _ in range(120)) for _ in range(50)]
+    laptop = workdir / "laptop"
+    store = VectorStore(path=laptop)
+    try:
+        asyncio.run(build(store, "big", texts, chunks, rng))
+    finally:
+        store.close()
+    port = free_port()
+    standin = Process([sys.executable, "-m", "tests.standins.qdrant_rest", "--port", str(port), "--path",
+                       str(workdir / "server")], workdir / "qdrant.log")  # fmt: skip
+    standin.start(f"http://127.0.0.1:{port}/readyz")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        t = time.perf_counter()
+        to = copy_store(laptop, url, direction="to", prefix="rag")
+        to_s = time.perf_counter() - t
+        t = time.perf_counter()
+        back = copy_store(workdir / "back", url, direction="from", prefix="rag")
+        from_s = time.perf_counter() - t
+    finally:
+        standin.stop()
+    points = sum(c.points for c in to)
+    return {"chunks": chunks, "points": points, "to_s": round(to_s, 1), "from_s": round(from_s, 1),
+            "to_points_per_s": round(points / to_s), "from_points_per_s": round(points / from_s),
+            "identical_counts": [c.points for c in to] == [c.points for c in back]}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", choices=["llm", "api"])
+    p.add_argument("scenario", choices=["llm", "api", "copy"])
+    p.add_argument("--chunks", type=int, default=20_000, help="copy: chunks of the space copied (20000)")
     p.add_argument("--asks", type=int, default=60)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--kill-after", type=int, default=10)
@@ -383,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             result = llm_replicas(Path(tmp), args.asks, args.concurrency, args.kill_after, args.restart_after,
                                   args.settle)  # fmt: skip
             print_llm(result)
+        elif args.scenario == "copy":
+            result = store_copy(Path(tmp), args.chunks)
+            sys.stdout.write(json.dumps(result) + "\n")
         else:
             result = api_replicas(Path(tmp), args.asks, args.concurrency, args.kill_after)
             print_api(result)

@@ -31,8 +31,8 @@ COMMANDS = {
                     "rag eval xquad.ru.dev.json --compare hybrid,dense"),
     "bench": Command("cli.bench", "latency and throughput of /ask or an LLM server under load",
                      "rag bench --target vllm=service:http://127.0.0.1:9000 --questions q.txt --concurrency 1,8"),
-    "migrate": Command("cli.migrate", "bring spaces built by an older version up to the current schema",
-                       "rag migrate --check"),
+    "migrate": Command("cli.migrate", "bring spaces up to the current schema; copy them to or from a Qdrant server",
+                       "rag migrate --check | rag migrate --to http://qdrant:6333"),
 }  # fmt: skip
 
 

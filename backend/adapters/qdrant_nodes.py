@@ -4,8 +4,8 @@ QDRANT_URL may name several nodes of a cluster (comma-separated) or one load-bal
 of a Qdrant cluster answers for every collection (it forwards to the shards' owners), so each call goes
 to the node that answered last; a node that does not answer (refused, timed out, 502/503/504 from a
 proxy) is skipped for the next, and after `failures` such calls in a row its own circuit opens for
-`cooldown_s` (then one call probes it). Only when no node answers does the call fail, and the store's
-own circuit breaker (store.py) counts that.
+`cooldown_s`; then the next call probes it first, and it is back in rotation if it answers. Only when
+no node answers does the call fail, and the store's own circuit breaker (store.py) counts that.
 
 The same place adds what a cluster needs to every call: shard number, replication factor and write
 consistency factor when a collection is created; the read consistency on reads; the write ordering
@@ -105,9 +105,14 @@ class QdrantNodes:
         return {}
 
     def _order(self) -> list[Node]:
+        """The node that answered last first, then the others in turn; but a node whose cool-down is over
+        goes before them all, so one call probes it (a failed probe moves on to the next node at once):
+        without it, a node back from the dead would never be asked while another answers."""
         with self._lock:
             start = self._preferred
-        return self.nodes[start:] + self.nodes[:start]
+        rotated = self.nodes[start:] + self.nodes[:start]
+        due = [n for n in rotated if n.breaker.state == "open" and n.breaker.retry_in_s() == 0]
+        return due + [n for n in rotated if n not in due]
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         kwargs = {**self._extra(method), **kwargs}

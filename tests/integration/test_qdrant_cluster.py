@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -72,6 +73,26 @@ def test_every_node_down_is_a_clean_503_and_a_node_back_rejoins_after_its_cool_d
         time.sleep(2.5)  # both circuits (the node's, the store's) cool down, then one request probes
         r = c.post("/search", json=search)
         assert r.status_code == 200 and r.json()["sources"][0]["path"] == "pumps/glimmer.md"
+
+
+def test_a_node_back_from_the_dead_is_probed_after_its_cool_down_and_used_again(
+    make_settings: Callable[..., Settings], server: QdrantStandin, tmp_path: Path
+) -> None:
+    other = QdrantStandin(tmp_path / "node-b", tmp_path / "node-b.log")  # a second node, on its own port
+    other.kill()  # down from the start
+    settings = make_settings(qdrant_url=f"{other.url},{server.url}", qdrant_timeout_s=2.0, qdrant_breaker_failures=1,
+                             qdrant_breaker_cooldown_s=1.0)  # fmt: skip
+    try:
+        with TestClient(create_app(settings)) as c:
+            assert c.get("/spaces").status_code == 200  # answered by the live node; node b's circuit opens
+            assert f"{other.url} (open)" in c.get("/ready").json()["checks"]["qdrant"]["detail"]
+            other.start()
+            time.sleep(1.5)  # its cool-down
+            assert c.get("/spaces").status_code == 200
+            assert "out of rotation" not in (c.get("/ready").json()["checks"]["qdrant"]["detail"] or "")
+        assert any(r["path"] == "/collections" for r in httpx.get(f"{other.url}/standin/requests").json())
+    finally:
+        other.stop()
 
 
 def test_cluster_settings_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
