@@ -214,7 +214,7 @@ def print_llm(result: dict[str, Any]) -> None:
             f"{s['p50_s']} | {s['p95_s']} | {s['max_s']} |\n")  # fmt: skip
     out(f"\ntimeline: {result['timeline']}\n")
     for when in ("replicas_before", "replicas_after_load", "replicas_after_settle"):
-        cells = ", ".join(f"{r['base_url']}: {r['answered']} answered, {r['failed']} failed, {r['state']}"
+        cells = ", ".join(f"replica {'AB'[r['replica']]}: {r['answered']} answered, {r['failed']} failed, {r['state']}"
                           for r in result[when])  # fmt: skip
         out(f"{when}: {cells}\n")
 

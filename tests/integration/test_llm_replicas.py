@@ -4,8 +4,11 @@ Two real llama.cpp servers; the service served by uvicorn (benchmarks/scale_out.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,8 +17,10 @@ from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.llm import LLMError, OpenAICompatLLM
 from backend.adapters.llm.replicas import Replica, ReplicatedLLM
 from backend.config import Settings
-from benchmarks.scale_out import Llama, llm_replicas
+from backend.main import create_app
+from benchmarks.scale_out import PUMP, Llama, llm_replicas
 from tests.conftest import LlamaServer
+from tests.servers import ThreadedServer, free_port
 
 
 def test_a_replica_killed_and_restarted_mid_load_loses_no_request(tmp_path: Path) -> None:
@@ -98,3 +103,49 @@ def test_replica_urls_are_checked_at_start_up(make_settings: Callable[..., Setti
     assert make_settings(llm_models=[model]).model_specs[0].base_urls == ["http://a/v1", "http://b/v1"]
     with pytest.raises(ValueError, match="swap_group"):
         make_settings(llm_models=[{**model, "swap_group": "gpu0"}])
+
+
+COUNT = "Count from 1 to 200 in words, one number per line, and do not stop early."
+
+
+def _serving(base_url: str) -> dict[str, Any] | None:
+    """The replica that has produced a first token for the request in flight, if any."""
+    replicas = httpx.get(f"{base_url}/models", timeout=10).json()["models"][0]["replicas"]
+    return next((r for r in replicas if r["in_flight"] == 1 and r["answered"] > 0), None)
+
+
+def test_a_whole_answer_cut_off_mid_way_is_started_again_and_a_stream_ends_with_an_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    servers = [Llama(), Llama()]
+    settings = make_settings(llm_base_url=",".join(s.base_url for s in servers), llm_model="smollm2",
+                             llm_max_tokens=600, llm_context_tokens=4096, llm_total_timeout_s=120, top_k=1,
+                             answer_relevance_floor=0.0, rate_limit_per_minute=0)  # fmt: skip
+    service = ThreadedServer(create_app(settings), free_port())
+    url = service.base_url
+    try:
+        assert httpx.post(f"{url}/documents", data={"space_id": "r"}, files=[("files", PUMP)], timeout=120).is_success
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            asked = pool.submit(httpx.post, f"{url}/ask", json={"q": COUNT, "space_id": "r"}, timeout=180)
+            deadline = time.monotonic() + 60
+            while (victim := _serving(url)) is None and not asked.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert victim is not None, "the answer ended before a replica could be killed mid-way"
+            servers[victim["replica"]].kill()  # mid-answer: the first token is out, the answer is not
+            whole = asked.result()
+        assert whole.status_code == 200, whole.text
+        assert any("broke off mid-answer" in n for n in whole.json()["notices"])
+
+        survivor = servers[1 - victim["replica"]]
+        with httpx.stream("POST", f"{url}/ask", json={"q": COUNT, "space_id": "r", "stream": True}, timeout=180) as r:
+            events = []
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[len("event: ") :])
+                    if events.count("token") == 3:
+                        survivor.kill()  # the only replica left dies mid-stream
+        assert events[0] == "sources" and "token" in events and events[-1] == "error"
+    finally:
+        service.stop()
+        for s in servers:
+            s.stop()

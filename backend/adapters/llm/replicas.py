@@ -78,8 +78,10 @@ class ReplicatedLLM:
     async def _any(self, call: Callable[[LLMBackend], Awaitable[T]]) -> T:
         """A side request (model id, window, token count, model list): the first replica that answers.
         Replicas whose circuit is open are asked last, without spending their probe."""
-        healthy = [r for r in self._order() if r.breaker.state == "closed"]
+        # Not _order(): side requests must not move the turn that spreads answers.
+        healthy = sorted((r for r in self.replicas if r.breaker.state == "closed"), key=lambda r: r.in_flight)
         errors: list[str] = []
+        last = LLMError("no replica", "no_replica")
         for replica in healthy + [r for r in self.replicas if r not in healthy]:
             try:
                 return await call(replica.llm)
@@ -140,9 +142,9 @@ class ReplicatedLLM:
         raise LLMError(f"no replica of {self.name} produced a first token: {'; '.join(errors)}", kind)
 
     def states(self) -> list[dict[str, object]]:
-        """Each replica as status and GET /models show it."""
+        """Each replica, in the order configured, as status and GET /models show it (/models leaves out the URL)."""
         return [
-            {"base_url": r.url, "state": r.breaker.state, "in_flight": r.in_flight, "answered": r.answered,
-             "failed": r.failed}
-            for r in self.replicas
+            {"replica": i, "base_url": r.url, "state": r.breaker.state, "in_flight": r.in_flight,
+             "answered": r.answered, "failed": r.failed}
+            for i, r in enumerate(self.replicas)
         ]  # fmt: skip
