@@ -53,19 +53,40 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.migrate") -> a
                        "(several node URLs of a cluster: comma-separated)")  # fmt: skip
     which.add_argument("--from", dest="from_url", metavar="URL",
                        help="copy spaces of this Qdrant server into the embedded store (QDRANT_PATH)")  # fmt: skip
+    cluster = p.add_argument_group(
+        "--to a cluster: how the copied collections are laid out (default: the "
+        "QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR settings)"
+    )
+    cluster.add_argument("--shards", type=int, help="shards per collection")
+    cluster.add_argument("--replicas", type=int, help="copies of each shard")
+    cluster.add_argument("--write-consistency", type=int, help="replicas that confirm a write")
     args = p.parse_args(argv)
     if not (args.space or args.all or args.check or args.from_local_mode or args.to or args.from_url):
         p.error("say what to do: --space, --all, --check, --from-local-mode, --to or --from")
     if args.space and (args.all or args.check or args.from_local_mode):
         p.error("--space goes alone, or with --to / --from")
+    given = [f for f in ("shards", "replicas", "write_consistency") if getattr(args, f) is not None]
+    if given and not args.to:
+        p.error("--shards, --replicas and --write-consistency go with --to")
+    if any(getattr(args, f) < 1 for f in given):
+        p.error("--shards, --replicas and --write-consistency take a number of at least 1")
     return args
 
 
 async def copy(args: argparse.Namespace, settings: Settings) -> int:
     """--to / --from: the embedded store <-> a Qdrant server, as stored (backend/adapters/store_copy.py)."""
-    url = http_urls(args.to or args.from_url)
+    try:
+        url = http_urls(args.to or args.from_url)
+    except ValueError as exc:
+        sys.stderr.write(f"error: {args.to or args.from_url!r} {exc}\n")
+        return 2
     assert url is not None
     direction: Literal["to", "from"] = "to" if args.to else "from"
+    create = cluster_options(settings).creation()
+    for setting, flag in (("shard_number", "shards"), ("replication_factor", "replicas"),
+                          ("write_consistency_factor", "write_consistency")):  # fmt: skip
+        if getattr(args, flag) is not None:
+            create[setting] = getattr(args, flag)
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
 
     def progress(name: str, written: int) -> None:
@@ -73,7 +94,7 @@ async def copy(args: argparse.Namespace, settings: Settings) -> int:
 
     copied = await copy_spaces(settings.qdrant_path, url, direction=direction, prefix=settings.collection_prefix,
                                spaces=args.space, api_key=key, timeout_s=max(60.0, settings.qdrant_timeout_s),
-                               create_options=cluster_options(settings).creation(), progress=progress)  # fmt: skip
+                               create_options=create, progress=progress)  # fmt: skip
     for c in copied:
         note = "" if c.written == c.points else f" ({c.points - c.written} copied by an earlier run)"
         sys.stdout.write(f"{c.name}: {c.points} points, counts and ids checked{note}\n")
@@ -142,9 +163,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.migrate") -> 
     try:
         return asyncio.run(run(args))
     except ConfigError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    except ValueError as exc:  # a URL that is not one
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except (MigrationError, StoreError, StoreCopyError) as exc:

@@ -7,9 +7,10 @@ write consistency), then its points are copied as stored: dense and sparse vecto
 
 Resumable: a journal in the embedded folder (`migrate-journal.json`) names the collections this copy
 created and those it finished (copied and checked); a run that is killed goes on where it stopped,
-writing only the points the target lacks. A target collection this copy did not create is never
-touched: the run stops and names it. Checked: each collection ends with the same number of points and
-the same ids on both sides, or the run fails saying which.
+writing only the points the target lacks (and removing those the source no longer has). A target
+collection this copy did not create is never touched: the run stops and names it. Checked: each
+collection ends with the same number of points and the same ids on both sides, or the run fails saying
+which.
 """
 
 from __future__ import annotations
@@ -159,6 +160,9 @@ def copy_collections(
             journal.mark_created(name)  # before creating: a kill in between leaves it ours to resume
             _create(source, target, name, prefix, create_options or {})
         have = _ids(target, name)
+        stale = have - _ids(source, name)  # gone from the source since an earlier, interrupted run
+        if stale:
+            target.delete(name, models.PointIdsList(points=list(stale)), wait=True)
         written = 0
         for page in _scroll(source, name, batch):
             missing = [p for p in page if str(p.id) not in have]

@@ -72,8 +72,11 @@ def test_the_worked_example_of_the_docs() -> None:
         (["--users", "50"], "--users needs --bench FILE (measured) or a model (estimated)"),
         (["--users", "fifty", "qwen3-30b-a3b@fp8"], "--users takes whole numbers"),
         (["--users", "50", "--bench", "/nonexistent.json"], "cannot read /nonexistent.json"),
+        (["--users", "50", "--bench", "{not_bench}"], "not a cli.bench bench.json"),
     ],
 )
-def test_bad_capacity_input_says_what_to_fix(args: list[str], message: str) -> None:
-    done = run_cli("cli.plan", *args)
+def test_bad_capacity_input_says_what_to_fix(args: list[str], message: str, tmp_path: Path) -> None:
+    not_bench = tmp_path / "other.json"
+    not_bench.write_text('[{"name": "something else"}]')
+    done = run_cli("cli.plan", *[a.replace("{not_bench}", str(not_bench)) for a in args])
     assert done.returncode == 2 and message in done.stderr

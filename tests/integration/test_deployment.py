@@ -165,3 +165,53 @@ def test_the_vllm_entrypoint_refuses_a_missing_model_and_a_bad_flag_value(tmp_pa
         refused = subprocess.run(["bash", str(ROOT / "docker/vllm-entrypoint.sh")], capture_output=True, text=True,
                                  env={**second, **env})  # fmt: skip
         assert refused.returncode != 0 and named in refused.stderr
+
+
+def scale_out_config() -> dict[str, Any]:
+    """The vLLM stack with the 3-node Qdrant cluster (override file) and the API replicas (profile)."""
+    result = subprocess.run(
+        [COMPOSE or "docker-compose", "-f", "docker-compose.vllm.yml", "-f", "docker-compose.cluster.yml",
+         "--env-file", ".env.vllm", "--profile", "replicas", "config", "--format", "json"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_qdrant_cluster_and_the_api_replicas_parse_and_fit_together() -> None:
+    services = scale_out_config()["services"]
+    nodes = ["qdrant", "qdrant-2", "qdrant-3"]
+    for node in nodes:
+        assert services[node]["environment"]["QDRANT__CLUSTER__ENABLED"] == "true"
+        assert "ports" not in services[node]  # the peer port stays inside the stack
+    assert services["qdrant"]["command"] == ["./qdrant", "--uri", "http://qdrant:6335"]
+    for joiner in nodes[1:]:
+        command = services[joiner]["command"]
+        assert command[command.index("--bootstrap") + 1] == "http://qdrant:6335"
+        assert command[command.index("--uri") + 1] == f"http://{joiner}:6335"
+        assert services[joiner]["volumes"][0]["source"] != services["qdrant"]["volumes"][0]["source"]  # own data
+    urls = ",".join(f"http://{n}:6333" for n in nodes)
+    fields = {n.upper(): n for n in Settings.model_fields}
+    for backend in ("backend", "backend-replica"):
+        env = services[backend]["environment"]
+        assert env["QDRANT_URL"] == urls and {"qdrant-2", "qdrant-3"} <= set(services[backend]["depends_on"])
+        values = {fields[k]: v for k, v in {**env_file(".env.vllm"), **env}.items() if k in fields and v != ""}
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        assert (settings.qdrant_shard_number, settings.qdrant_replication_factor) == (6, 2)
+        assert settings.qdrant_url is not None and len(settings.qdrant_url.split(",")) == 3
+    # The replicas: no host port of their own, as many as API_REPLICAS; nginx in front with the routes file.
+    replica = services["backend-replica"]
+    assert "ports" not in replica and replica["deploy"]["replicas"] == int(env_file(".env.vllm")["API_REPLICAS"])
+    mounts = {v["target"]: v["source"] for v in services["nginx"]["volumes"]}
+    assert Path(mounts["/etc/nginx/nginx.conf"]) == ROOT / "docker/nginx/nginx.conf"
+    assert Path(mounts["/etc/nginx/rag-locations.conf"]) == ROOT / "docker/nginx/rag-locations.conf"
+    assert "include /etc/nginx/rag-locations.conf;" in (ROOT / "docker/nginx/nginx.conf").read_text()
+    conf = (ROOT / "docker/nginx/nginx.conf").read_text()
+    assert "server backend:8000" in conf and "server backend-replica:8000" in conf
+    assert services["nginx"]["ports"][0]["published"] == env_file(".env.vllm")["REPLICAS_PORT"]
+
+
+def test_without_the_profile_and_the_override_the_stack_is_unchanged() -> None:
+    services = compose_config("vllm")["services"]
+    assert {"backend-replica", "nginx", "qdrant-2", "qdrant-3"}.isdisjoint(services)
+    assert services["backend"]["environment"]["QDRANT_URL"] == "http://qdrant:6333"

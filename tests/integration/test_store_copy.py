@@ -76,9 +76,12 @@ def test_round_trip_embedded_server_embedded_ends_identical(
     assert {"rag-chunks-docs", "rag-docs-docs", "rag-summaries-docs", "rag-chunks-mail", "rag-docs-mail"} <= set(before)
     expected = search(settings, "Какую нагрузку поднимает кран?")
 
-    out = run_cli("cli.migrate", "--to", server.url, env={"QDRANT_PATH": str(laptop)})
+    out = run_cli("cli.migrate", "--to", server.url, "--shards", "6", "--replicas", "2",
+                  env={"QDRANT_PATH": str(laptop)})  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "counts and ids checked" in out.stdout and f"QDRANT_URL={server.url}" in out.stdout
+    params = httpx.get(f"{server.url}/collections/rag-chunks-docs").json()["result"]["config"]["params"]
+    assert (params["shard_number"], params["replication_factor"]) == (6, 2)  # laid out for the cluster
     assert not (laptop / JOURNAL).exists()  # finished
     assert snapshot(laptop) == before  # the source is unchanged
     # The service on the server answers as it did on the laptop: the same passages, the same scores.
@@ -133,3 +136,5 @@ def test_bad_targets_get_a_clear_message(laptop: Path) -> None:
     assert out.returncode == 1 and "no Qdrant server answered" in out.stderr
     out = run_cli("cli.migrate", "--all", "--space", "docs", env={"QDRANT_PATH": str(laptop)})
     assert out.returncode == 2 and "--space goes alone" in out.stderr
+    out = run_cli("cli.migrate", "--from", "http://127.0.0.1:9", "--shards", "3", env={"QDRANT_PATH": str(laptop)})
+    assert out.returncode == 2 and "go with --to" in out.stderr

