@@ -48,6 +48,8 @@ from tests.servers import ThreadedServer, free_port
 PUMP = ("pump.txt", b"The Glimmer pump has a maximum pressure of 9 bar.")
 QUESTION = "What is the pump's maximum pressure?"
 RETRY_STATUSES = (502, 503, 504)
+ROOT = Path(__file__).resolve().parents[1]
+LOCATIONS = ROOT / "docker" / "nginx" / "rag-locations.conf"  # the routes the compose profile uses
 
 
 @dataclass
@@ -124,20 +126,19 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-class Llama:
-    """A llama.cpp server (SmolLM2) on a fixed port, so it can be killed and started again where it was."""
+class Process:
+    """A server process whose output goes to a log file; wait for a URL to answer before use."""
 
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.cmd, self.log, self.env = cmd, log, env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(llama_server_command(bundled_gguf(), "127.0.0.1", self.port, 4096, 1),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        if not wait_until(f"{self.base_url}/models", 90, self.proc):
-            raise RuntimeError(f"llama.cpp server on port {self.port} did not start")
+    def start(self, ready_url: str, timeout_s: float = 120) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env={**os.environ, **(self.env or {})})  # fmt: skip
+        if not wait_until(ready_url, timeout_s, self.proc):
+            raise RuntimeError(f"{' '.join(self.cmd[:4])} did not start; see {self.log}")
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -147,7 +148,24 @@ class Llama:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(timeout=10)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Llama(Process):
+    """A llama.cpp server (SmolLM2) on a fixed port, so it can be killed and started again where it was."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        super().__init__(llama_server_command(bundled_gguf(), "127.0.0.1", self.port, 4096, 1), Path(os.devnull))
+        self.start()
+
+    def start(self, ready_url: str = "", timeout_s: float = 90) -> None:
+        super().start(ready_url or f"{self.base_url}/models", timeout_s)
 
 
 def replica_states(base_url: str) -> list[dict[str, Any]]:
@@ -219,41 +237,8 @@ def print_llm(result: dict[str, Any]) -> None:
         out(f"{when}: {cells}\n")
 
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCATIONS = ROOT / "docker" / "nginx" / "rag-locations.conf"  # the routes the compose profile uses
-
-
 def find_nginx() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-
-
-class Process:
-    """A server process whose output goes to a log file; wait for a URL to answer before use."""
-
-    def __init__(self, cmd: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.cmd, self.log, self.env = cmd, log, env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready_url: str, timeout_s: float = 120) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                         env={**os.environ, **(self.env or {})})  # fmt: skip
-        if not wait_until(ready_url, timeout_s, self.proc):
-            raise RuntimeError(f"{' '.join(self.cmd[:4])} did not start; see {self.log}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def nginx_conf(workdir: Path, port: int, replicas: list[int]) -> Path:

@@ -66,9 +66,10 @@ def check(prefix: str, metrics: dict[str, set[str]]) -> list[str]:
 def test_every_rag_metric_the_dashboard_queries_is_in_our_metrics(
     make_settings: Callable[..., Settings], llm_server: LlamaServer
 ) -> None:
-    # A dead primary and the real llama.cpp as fallback: the fallback series exist too.
-    settings = make_settings(llm_max_tokens=8, llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="x",
-                             llm_fallback="openai", llm_fallback_base_url=llm_server.base_url)  # fmt: skip
+    # A dead primary (two dead replicas) and the real llama.cpp as fallback: the replica and fallback series exist.
+    dead = ",".join(f"http://127.0.0.1:{free_port()}/v1" for _ in range(2))
+    settings = make_settings(llm_max_tokens=8, llm_base_url=dead, llm_model="x", llm_fallback="openai",
+                             llm_fallback_base_url=llm_server.base_url)  # fmt: skip
     with TestClient(create_app(settings)) as client:
         client.post("/documents", data={"space_id": "s"}, files=[("files", ("a.md", b"# A\n\nThe pump is red."))])
         client.post("/search", json={"q": "pump colour", "space_id": "s"})

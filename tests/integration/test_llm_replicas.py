@@ -39,14 +39,18 @@ def test_a_replica_killed_and_restarted_mid_load_loses_no_request(tmp_path: Path
     assert a_after["state"] == "closed" and a_after["answered"] > a_load["answered"]  # A is back in rotation
 
 
+def replicated(http: httpx.AsyncClient, *urls: str) -> ReplicatedLLM:
+    return ReplicatedLLM("m", [Replica(OpenAICompatLLM(http, url, model="smollm2"), CircuitBreaker(3, 5.0))
+                               for url in urls])  # fmt: skip
+
+
 def test_the_least_busy_replica_gets_the_request(llm_server: LlamaServer, tmp_path: Path) -> None:
     other = Llama()
 
     async def run() -> tuple[int, int]:
         async with httpx.AsyncClient(timeout=60) as http:
-            replicas = [Replica(OpenAICompatLLM(http, url, model="smollm2"), CircuitBreaker(3, 5.0))
-                        for url in (llm_server.base_url, other.base_url)]  # fmt: skip
-            llm = ReplicatedLLM("m", replicas)
+            llm = replicated(http, llm_server.base_url, other.base_url)
+            replicas = llm.replicas
             prompt = [{"role": "user", "content": "Count from one to fifty."}]
             first = llm.stream_chat(prompt, max_tokens=200, temperature=0.0)
             await anext(first)  # one answer streaming on one replica
@@ -71,9 +75,8 @@ def test_a_stream_never_moves_to_another_replica_after_its_first_token(llm_serve
 
     async def run() -> tuple[str, Replica]:
         async with httpx.AsyncClient(timeout=60) as http:
-            replicas = [Replica(OpenAICompatLLM(http, url, model="smollm2"), CircuitBreaker(3, 5.0))
-                        for url in (doomed.base_url, llm_server.base_url)]  # fmt: skip
-            llm = ReplicatedLLM("m", replicas)
+            llm = replicated(http, doomed.base_url, llm_server.base_url)
+            replicas = llm.replicas
             # both idle: the first request goes to the first replica
             stream = llm.stream_chat([{"role": "user", "content": "Write a long story about a pump."}],
                                      max_tokens=400, temperature=0.0)  # fmt: skip
