@@ -38,17 +38,21 @@ def test_cluster_settings_reach_every_call_and_a_dead_node_is_skipped(
         qdrant_timeout_s=2.0, qdrant_breaker_failures=1, qdrant_breaker_cooldown_s=60,
     )  # fmt: skip
     with TestClient(create_app(settings)) as c:
-        assert c.post("/documents", data={"space_id": "c"}, files=DOCS).status_code == 200
-        found = c.post("/search", json={"q": "Glimmer pump pressure", "space_id": "c"})
+        assert c.post("/documents", data={"space_id": "clustered"}, files=DOCS).status_code == 200
+        found = c.post("/search", json={"q": "Glimmer pump pressure", "space_id": "clustered"})
         assert found.status_code == 200 and found.json()["sources"][0]["path"] == "pumps/glimmer.md"
         ready = c.get("/ready").json()
     assert ready["status"] == "ready"
     assert f"nodes out of rotation: {dead} (open)" in ready["checks"]["qdrant"]["detail"]
 
-    for name in ("rag-chunks-c", "rag-docs-c"):
+    for name in ("rag-chunks-clustered", "rag-docs-clustered"):
         params = httpx.get(f"{server.url}/collections/{name}").json()["result"]["config"]["params"]
         assert (params["shard_number"], params["replication_factor"], params["write_consistency_factor"]) == (6, 2, 2)
-    seen = httpx.get(f"{server.url}/standin/requests").json()
+    seen = [
+        r
+        for r in httpx.get(f"{server.url}/standin/requests").json()
+        if r["path"].startswith(("/collections/rag-chunks-clustered/", "/collections/rag-docs-clustered/"))
+    ]  # this test's space (the stand-in serves the whole session)
     queries = [r for r in seen if r["path"].endswith(("/points/query", "/points/query/batch"))]
     writes = [r for r in seen if r["method"] == "PUT" and r["path"].endswith("/points")]
     assert queries and all(r["query"].get("consistency") == "majority" for r in queries)

@@ -89,8 +89,19 @@ def test_searches_asks_and_uploads_survive_a_dead_then_hung_qdrant_server_and_re
     refused = [r for r in records if r["status"] == 503 and r["kind"] != "ready"]
     assert refused and all(r["code"] == "store_unavailable" for r in refused), refused[:3]
     assert all("QDRANT_URL" in r["message"] and r["retry_after"] for r in refused), refused[:3]
+
     # Bounded latency: refusals within one request timeout; searches (never waiting on the LLM) too.
-    slow = [r for r in records if (r["status"] == 503 or r["kind"] == "search") and r["s"] > BOUND_S]
+    def waited(r: dict[str, Any]) -> float:
+        """How long the request waited once a fault was there: an upload begun while the server answered does
+        real work first (embedding, writes) and may meet the next fault late in its run; its bound counts from
+        the fault's start."""
+        if r["kind"] != "upload":
+            return float(r["s"])
+        ended = r["at"] + r["s"]
+        fault_began = max((start for start in phase_starts.values() if start <= ended), default=0.0)
+        return float(ended - max(r["at"], fault_began))
+
+    slow = [r for r in records if (r["status"] == 503 or r["kind"] == "search") and waited(r) > BOUND_S]
     assert not slow, [(r["kind"], r["phase"], r["status"], round(r["at"], 2), round(r["s"], 2)) for r in slow[:5]]
 
     def during(name: str, settle: float) -> list[dict[str, Any]]:
