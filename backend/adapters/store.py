@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from qdrant_client import models
-from qdrant_client.http.exceptions import ResponseHandlingException
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from backend.adapters.circuit import CircuitBreaker
 from backend.adapters.edge_engine import (
@@ -78,6 +78,11 @@ class StoreFullError(StoreError):
 
 class StoreFormatError(StoreError):
     """The store folder holds data of an engine this version no longer opens (it names the command)."""
+
+
+class SpaceGoneError(StoreError):
+    """A space's collection vanished from the Qdrant server between two calls: another API replica (or a
+    person) deleted it. The next request sees the space as it is now."""
 
 
 class SpaceNeedsMigrationError(StoreError):
@@ -387,6 +392,13 @@ class VectorStore:
                 raise StoreFullError(
                     f"the disk holding the vector store at {self.location} is full ({exc}). Nothing written so "
                     "far is lost: free space on that disk, then run the same command again."
+                ) from exc
+            if isinstance(exc, UnexpectedResponse) and exc.status_code == 404:
+                # What this process remembers of the spaces is stale (another replica dropped one): forget it.
+                self._schemas.clear()
+                raise SpaceGoneError(
+                    f"a collection this request needs is gone from the Qdrant server at {self.location} (the space "
+                    "was deleted meanwhile, perhaps through another replica); GET /spaces lists what exists now"
                 ) from exc
             setting = "QDRANT_PATH" if self.embedded else "QDRANT_URL"
             raise StoreError(f"vector store error at {self.location} ({setting}): {exc}") from exc

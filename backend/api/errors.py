@@ -18,6 +18,7 @@ from backend.services.errors import (
     AttachmentDeleteError,
     EmbedderError,
     EmbeddingMismatchError,
+    SpaceGoneError,
     SpaceNeedsMigrationError,
     SpaceNotFoundError,
     StoreError,
@@ -90,6 +91,7 @@ def _describe(errors: list[Any]) -> str:
 # EmbeddingMismatchError keeps its 409 although it is a StoreError.
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SpaceNotFoundError: (404, "space_not_found"),
+    SpaceGoneError: (404, "space_not_found"),
     AttachmentDeleteError: (409, "attachment_of_file"),
     EmbeddingMismatchError: (409, "embedding_mismatch"),
     SpaceNeedsMigrationError: (409, "space_needs_migration"),

@@ -12,6 +12,7 @@ from backend.adapters.llm.models import UnknownModelError as UnknownModelError
 from backend.adapters.llm.switching import SwitchQueueFullError as SwitchQueueFullError
 from backend.adapters.reranker import RerankerError as RerankerError
 from backend.adapters.store import EmbeddingMismatchError as EmbeddingMismatchError
+from backend.adapters.store import SpaceGoneError as SpaceGoneError
 from backend.adapters.store import SpaceNeedsMigrationError as SpaceNeedsMigrationError
 from backend.adapters.store import StoreError as StoreError
 from backend.adapters.store import StoreFullError as StoreFullError
