@@ -144,6 +144,9 @@ def copy_collections(
 ) -> list[CopiedCollection]:
     out: list[CopiedCollection] = []
     names = service_collections(source, prefix, spaces)
+    if not names:
+        raise StoreCopyError(f"the source holds no spaces (no collections named {prefix}-chunks-*): nothing to copy; "
+                             "check QDRANT_PATH and COLLECTION_PREFIX")  # fmt: skip
     existing = {c.name for c in target.get_collections().collections}
     foreign = [n for n in names if n in existing and not journal.created(n)]
     if foreign:

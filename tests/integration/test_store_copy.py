@@ -138,3 +138,10 @@ def test_bad_targets_get_a_clear_message(laptop: Path) -> None:
     assert out.returncode == 2 and "--space goes alone" in out.stderr
     out = run_cli("cli.migrate", "--from", "http://127.0.0.1:9", "--shards", "3", env={"QDRANT_PATH": str(laptop)})
     assert out.returncode == 2 and "go with --to" in out.stderr
+
+
+def test_an_empty_source_is_refused_with_what_to_check(server: QdrantStandin, tmp_path: Path) -> None:
+    with pytest.raises(StoreCopyError, match=r"the source holds no spaces.*QDRANT_PATH and COLLECTION_PREFIX"):
+        copy_store(tmp_path / "empty", server.url, direction="to", prefix="rag")
+    with pytest.raises(StoreCopyError, match="no such space at the source: nope"):
+        copy_store(tmp_path / "empty", server.url, direction="from", prefix="rag", spaces=["nope"])
