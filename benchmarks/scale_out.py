@@ -43,7 +43,7 @@ from backend.config import Settings
 from backend.main import create_app
 from benchmarks.retrieval_latency import build
 from cli.run_local import bundled_gguf, llama_server_command, wait_until
-from tests.servers import ThreadedServer, free_port
+from tests.servers import ThreadedServer, free_port, stop_process
 
 PUMP = ("pump.txt", b"The Glimmer pump has a maximum pressure of 9 bar.")
 QUESTION = "What is the pump's maximum pressure?"
@@ -146,13 +146,8 @@ class Process:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, timeout_s=15)
 
 
 class Llama(Process):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from backend.adapters.local_mode_import import BACKUP
+from backend.adapters.qdrant_nodes import ClusterOptions
 from backend.adapters.store import StoreError, StoreLockedError
 from backend.adapters.store_copy import StoreCopyError
 from backend.config import SPACE_RE, ConfigError, Settings, http_urls, load_settings
@@ -82,11 +83,10 @@ async def copy(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     assert url is not None
     direction: Literal["to", "from"] = "to" if args.to else "from"
-    create = cluster_options(settings).creation()
-    for setting, flag in (("shard_number", "shards"), ("replication_factor", "replicas"),
-                          ("write_consistency_factor", "write_consistency")):  # fmt: skip
-        if getattr(args, flag) is not None:
-            create[setting] = getattr(args, flag)
+    s = cluster_options(settings)  # the flags, else the QDRANT_* settings; reads need no consistency here
+    cluster = ClusterOptions(shard_number=args.shards or s.shard_number,
+                             replication_factor=args.replicas or s.replication_factor,
+                             write_consistency_factor=args.write_consistency or s.write_consistency_factor)  # fmt: skip
     key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
 
     def progress(name: str, written: int) -> None:
@@ -94,7 +94,7 @@ async def copy(args: argparse.Namespace, settings: Settings) -> int:
 
     copied = await copy_spaces(settings.qdrant_path, url, direction=direction, prefix=settings.collection_prefix,
                                spaces=args.space, api_key=key, timeout_s=max(60.0, settings.qdrant_timeout_s),
-                               create_options=create, progress=progress)  # fmt: skip
+                               cluster=cluster, progress=progress)  # fmt: skip
     for c in copied:
         note = "" if c.written == c.points else f" ({c.points - c.written} copied by an earlier run)"
         sys.stdout.write(f"{c.name}: {c.points} points, counts and ids checked{note}\n")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -51,14 +51,18 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer
     server.stop()
 
 
+def missing(message: str, flag: str) -> NoReturn:
+    """A tool a test needs is not installed: skip, except where `flag`=1 (make test, CI installs the tool):
+    there a missing tool is a failure, not a silent skip."""
+    if os.environ.get(flag) == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_vllm_python() -> Path:
-    """.venv-vllm's python. Without it (`make vllm-venv`) the vLLM tier is skipped, except where
-    REQUIRE_VLLM=1 (make test, CI): there a missing vLLM is a failure, not a silent skip."""
+    """.venv-vllm's python (`make vllm-venv`); see missing() for REQUIRE_VLLM."""
     if not VLLM_PYTHON.is_file():
-        message = f"the vLLM tier needs {VLLM_PYTHON}: run `make vllm-venv`"
-        if os.environ.get("REQUIRE_VLLM") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"the vLLM tier needs {VLLM_PYTHON}: run `make vllm-venv`", "REQUIRE_VLLM")
     return VLLM_PYTHON
 
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient
 from qdrant_client.http import models
 
 from backend.adapters.edge_engine import EdgeEngine, EdgeFolderLockedError
+from backend.adapters.qdrant_nodes import ClusterOptions, QdrantNodes, unreachable
 from backend.adapters.store import PAYLOAD_INDEXES
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 JOURNAL = "migrate-journal.json"
 _KINDS = ("chunks", "docs", "summaries")
 
-Client = QdrantClient | EdgeEngine
+Client = QdrantNodes | EdgeEngine
 
 
 class StoreCopyError(RuntimeError):
@@ -118,12 +118,12 @@ def _ids(client: Client, name: str) -> set[str]:
     return {str(p.id) for page in _scroll(client, name, 5000, vectors=False) for p in page}
 
 
-def _create(source: Client, target: Client, name: str, prefix: str, options: dict[str, Any]) -> None:
+def _create(source: Client, target: Client, name: str, prefix: str) -> None:
+    """On a server, QdrantNodes adds the cluster layout (shards, replicas, write consistency) itself."""
     info = source.get_collection(name)
     params = info.config.params
-    extra = options if isinstance(target, QdrantClient) else {}  # cluster settings mean nothing in-process
     target.create_collection(name, vectors_config=params.vectors, sparse_vectors_config=params.sparse_vectors,
-                             metadata=info.config.metadata, **extra)  # fmt: skip
+                             metadata=info.config.metadata)  # fmt: skip
     if name.startswith(f"{prefix}-chunks-"):
         for key, kind in PAYLOAD_INDEXES.items():
             target.create_payload_index(name, key, kind)
@@ -139,7 +139,6 @@ def copy_collections(
     prefix: str,
     spaces: list[str] | None = None,
     batch: int = 256,
-    create_options: dict[str, Any] | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[CopiedCollection]:
     out: list[CopiedCollection] = []
@@ -161,7 +160,7 @@ def copy_collections(
             continue
         if name not in existing:
             journal.mark_created(name)  # before creating: a kill in between leaves it ours to resume
-            _create(source, target, name, prefix, create_options or {})
+            _create(source, target, name, prefix)
         have = _ids(target, name)
         stale = have - _ids(source, name)  # gone from the source since an earlier, interrupted run
         if stale:
@@ -187,18 +186,17 @@ def copy_collections(
     return out
 
 
-def _server(url: str, api_key: str | None, timeout_s: float) -> QdrantClient:
-    """The first of the node URLs that answers (any node of a cluster serves every collection)."""
-    errors = []
-    for node in url.split(","):
-        client = QdrantClient(url=node, api_key=api_key, timeout=int(timeout_s))
-        try:
-            client.get_collections()
-            return client
-        except Exception as exc:  # refused, timed out, unauthorised: try the next node
-            errors.append(f"{node}: {exc}")
-            client.close()
-    raise StoreCopyError(f"no Qdrant server answered: {'; '.join(errors)}")
+def _server(url: str, api_key: str | None, timeout_s: float, cluster: ClusterOptions | None) -> QdrantNodes:
+    """The server or cluster (node URLs comma-separated: any node serves every collection), checked to answer."""
+    server = QdrantNodes(url.split(","), api_key=api_key, timeout_s=timeout_s, breaker_failures=3,
+                         breaker_cooldown_s=5.0, options=cluster)  # fmt: skip
+    try:
+        server.get_collections()
+    except Exception as exc:  # refused, timed out, unauthorised
+        server.close()
+        reason = "no node answered" if unreachable(exc) else "it refused"
+        raise StoreCopyError(f"no Qdrant server answered at {url} ({reason}: {exc})") from exc
+    return server
 
 
 def copy_store(
@@ -211,22 +209,23 @@ def copy_store(
     batch: int = 256,
     api_key: str | None = None,
     timeout_s: float = 60.0,
-    create_options: dict[str, Any] | None = None,
+    cluster: ClusterOptions | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[CopiedCollection]:
-    """direction "to": the embedded store in `folder` -> the server at `url`; "from": the server -> `folder`."""
+    """direction "to": the embedded store in `folder` -> the server at `url` (its collections laid out as
+    `cluster` says); "from": the server -> `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         embedded = EdgeEngine(folder)
     except EdgeFolderLockedError as exc:
         raise StoreCopyError(f"the embedded store {folder} is open in another process: stop the service first") from exc
-    server: QdrantClient | None = None
+    server: QdrantNodes | None = None
     try:
-        server = _server(url, api_key, timeout_s)
+        server = _server(url, api_key, timeout_s, cluster)
         journal = _Journal(folder, direction, url)
         source, target = (embedded, server) if direction == "to" else (server, embedded)
         copied = copy_collections(source, target, journal, prefix=prefix, spaces=spaces, batch=batch,
-                                  create_options=create_options, progress=progress)  # fmt: skip
+                                  progress=progress)  # fmt: skip
         journal.finish()
         return copied
     finally:

@@ -17,9 +17,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from backend.adapters.local_mode_import import ImportedCollection, LocalModeImportError, import_local_mode
+from backend.adapters.qdrant_nodes import ClusterOptions
 from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore
 from backend.adapters.store_copy import CopiedCollection, copy_store
 from backend.services.errors import SpaceNotFoundError
@@ -50,14 +51,14 @@ async def copy_spaces(
     spaces: list[str] | None = None,
     api_key: str | None = None,
     timeout_s: float = 60.0,
-    create_options: dict[str, Any] | None = None,
+    cluster: ClusterOptions | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> list[CopiedCollection]:
     """The embedded store in `folder` to the Qdrant server at `url` ("to"), or back ("from"), as stored: no
     re-embedding; every space, or `spaces`. Resumable; checked by counts and ids (adapters/store_copy.py)."""
     return await asyncio.to_thread(
         copy_store, folder, url, direction=direction, prefix=prefix, spaces=spaces, api_key=api_key,
-        timeout_s=timeout_s, create_options=create_options, progress=progress,
+        timeout_s=timeout_s, cluster=cluster, progress=progress,
     )  # fmt: skip
 
 

@@ -4,7 +4,6 @@ The nginx routes are the compose profile's own (docker/nginx/rag-locations.conf)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from fastapi.testclient import TestClient
 from backend.config import Settings
 from backend.main import create_app
 from benchmarks.scale_out import api_replicas, find_nginx
-from tests.conftest import LlamaServer, QdrantStandin
+from tests.conftest import LlamaServer, QdrantStandin, missing
 
 
 @pytest.fixture
@@ -22,10 +21,7 @@ def nginx() -> str:
     """Missing nginx: skipped, except where REQUIRE_NGINX=1 (make test installs it)."""
     found = find_nginx()
     if found is None:
-        message = "nginx is not installed: `make nginx` (apt-get install nginx-light)"
-        if os.environ.get("REQUIRE_NGINX") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("nginx is not installed: `make nginx` (apt-get install nginx-light)", "REQUIRE_NGINX")
     return found
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from backend.config import Settings
 from backend.main import create_app
+from tests.conftest import missing
 from tests.servers import ThreadedServer, free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -30,10 +31,7 @@ def chromium() -> str:
     """Debian's chromium (`make browser`). Missing: skipped, except where REQUIRE_BROWSER=1 (make test)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        message = "the web page test needs Debian's chromium: run `make browser`"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("the web page test needs Debian's chromium: run `make browser`", "REQUIRE_BROWSER")
     return found
 
 
