@@ -69,7 +69,7 @@ nginx:
 # REQUIRE_VLLM=1, REQUIRE_BROWSER=1, REQUIRE_NGINX=1: in this target a missing vLLM, Chromium or nginx fails
 # the run instead of skipping their tests.
 test: lint typecheck vllm-venv browser nginx
-	REQUIRE_VLLM=1 REQUIRE_BROWSER=1 REQUIRE_NGINX=1 $(BIN)/python -m pytest
+	REQUIRE_VLLM=1 REQUIRE_BROWSER=1 REQUIRE_NGINX=1 $(BIN)/python -m pytest --durations=25
 
 # Re-pin after changing dependencies: every machine then installs exactly what CI tested.
 lock: install vllm-venv

@@ -112,8 +112,10 @@ class Settings(BaseSettings):
     )
     qdrant_index_after: int = Field(
         default=20_000, ge=0,
-        description="Embedded store: chunks a space has gained since its HNSW index was last built after which "
-        "index_cli, run without the service, builds it at the end of its run (0: never; searches then scan).",
+        description="Embedded store: chunks written to a space (new or replaced) since its HNSW index was last "
+        "built after which it is built again: by the service in the background (on a copy, in a process of its "
+        "own, swapped in when done), by index_cli run without the service at the end of its run (0: never; "
+        "searches then scan).",
     )  # fmt: skip
     qdrant_min_free_mb: int = Field(
         default=256, ge=0,

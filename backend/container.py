@@ -33,7 +33,9 @@ from backend.services.summarizing import SummaryService
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings) -> VectorStore:
+def open_store(settings: Settings, metrics: Metrics | None = None) -> VectorStore:
+    """`metrics`: the service's; it builds the embedded store's search index in the background (index_cli,
+    which passes none, builds it itself after a run)."""
     return VectorStore(
         url=settings.qdrant_url,
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
@@ -45,6 +47,8 @@ def open_store(settings: Settings) -> VectorStore:
         index_after=settings.qdrant_index_after,
         min_free_mb=settings.qdrant_min_free_mb,
         cluster=cluster_options(settings),
+        background_index=metrics is not None,
+        on_index_build=metrics.index_built if metrics is not None else None,
     )
 
 
@@ -218,11 +222,13 @@ class Container:
     ) -> Container:
         """`transport` replaces the network under the shared HTTP client (tests inject faults with it)."""
         metrics = metrics or Metrics()
-        store = open_store(settings)
+        store = open_store(settings, metrics)
         try:
             embedder = load_embedder(settings)
             ingest = build_ingest(settings, store, embedder, metrics)
             await check_spaces(store, ingest)
+            for space in await store.list_space_names():  # one that became due while the service was down
+                store.note_written(space)
             reranker = load_reranker(settings)
         except BaseException:
             store.close()
@@ -271,6 +277,7 @@ class Container:
                    summaries)  # fmt: skip
 
     async def close(self) -> None:
+        await self.store.stop_index_builds()
         await self.http.aclose()
         if self.retrieval.reranker is not None:
             self.retrieval.reranker.close()

@@ -191,3 +191,18 @@ class Metrics:
             ["space"],
             registry=r,
         )
+        self.index_builds = Counter(
+            "rag_index_builds_total",
+            "Background builds of an embedded space's search index, by outcome: built, failed, cancelled.",
+            ["space", "outcome"],
+            registry=r,
+        )
+        self.index_build_seconds = Histogram(
+            "rag_index_build_seconds", "Time a background index build took, copy and swap included.",
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600), registry=r,
+        )  # fmt: skip
+
+    def index_built(self, space: str, outcome: str, seconds: float) -> None:
+        self.index_builds.labels(space, outcome).inc()
+        if outcome == "built":
+            self.index_build_seconds.observe(seconds)

@@ -6,8 +6,8 @@ Builds spaces of N chunks from the XQuAD paragraphs (repeated with numbered vari
 larger) with real lexical vectors (windows, as ingestion builds them) and random unit dense vectors
 (embedding is not what this measures), then times the store and fusion part of
 RetrievalService.retrieve for each mode, with and without a filter. Query embedding (about 10-20 ms on
-CPU) comes on top. The embedded store is Qdrant Edge; searches scan (the HNSW index is built only by
-index_cli after a run, VectorStore.build_index_if_due): `--indexed` builds it before measuring. Qdrant
+CPU) comes on top. The embedded store is Qdrant Edge; searches scan until the HNSW index is built
+(QDRANT_INDEX_AFTER; benchmarks.background_index measures that build): `--indexed` builds it first. Qdrant
 server mode is not measured here (no server on this machine).
 """
 

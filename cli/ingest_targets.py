@@ -59,7 +59,7 @@ class LocalTarget:
 
     async def close(self) -> None:
         try:
-            for space in sorted(self.written):  # the service never builds it (VectorStore.build_index_if_due)
+            for space in sorted(self.written):  # here, in-process: nothing else waits (VectorStore.build_index_if_due)
                 await self.store.build_index_if_due(space)
         finally:
             self.store.close()

@@ -13,6 +13,10 @@ On disk, under the store folder (`QDRANT_PATH`):
                                     that did not finish and is removed), replaced atomically.
   `edge.lock`                       held (flock) while a process has the folder open: one process
                                     at a time, like the server's own storage.
+  `builds/{collection}.copy`        a copy of a shard whose search index a process of its own is
+                                    building (`begin_build` / `finish_build`); `.old` the shard it
+                                    replaced, for the moment of the swap. Whatever a crash leaves
+                                    there is settled when the folder is opened next.
 
 Edge shards are safe to query from several threads; creating and dropping collections is serialised
 here. An update is in the shard's write-ahead log when `update` returns, so a process killed at any
@@ -27,7 +31,8 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,7 @@ import qdrant_edge as edge
 from qdrant_client.http import models  # the REST models (qdrant_client.models shadows some)
 
 SHARDS = "shards"
+BUILDS = "builds"
 INFO_FILE = "collection.json"
 LOCK_FILE = "edge.lock"
 # A registry collection has no vectors, but an Edge shard needs one kind: an unused sparse one.
@@ -200,11 +206,64 @@ def _with_vector(with_vectors: Any) -> bool | list[str]:
     return bool(with_vectors)
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _Collection:
+    """An open shard. Every call holds `use()`; replacing the shard (an index build finishing) holds
+    `exclusive()`, which waits for the calls in progress and holds new ones back for the swap."""
+
     def __init__(self, folder: Path, shard: edge.EdgeShard, info: dict[str, Any]) -> None:
         self.folder = folder
         self.shard = shard
         self.info = info
+        self.written = 0  # points upserted since the index was last built (by this process)
+        # While a copy is being indexed elsewhere: every update made since the copy, replayed onto it.
+        self.pending: list[Any] | None = None
+        self.write_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._users = 0
+        self._swapping = False
+
+    @contextmanager
+    def use(self) -> Iterator[edge.EdgeShard]:
+        with self._cond:
+            while self._swapping:
+                self._cond.wait()
+            self._users += 1
+            shard = self.shard
+        try:
+            yield shard
+        finally:
+            with self._cond:
+                self._users -= 1
+                if not self._users:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._swapping = True
+            while self._users:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._swapping = False
+                self._cond.notify_all()
+
+    def update(self, op: Any, points: int = 0) -> None:
+        with self.write_lock, self.use() as shard:
+            shard.update(op)
+            self.written += points
+            if self.pending is not None:
+                self.pending.append(op)
 
 
 class EdgeEngine:
@@ -221,8 +280,9 @@ class EdgeEngine:
             os.close(self._lock_fd)
             raise EdgeFolderLockedError(f"the store folder {path} is open in another process") from exc
         self._open: dict[str, _Collection] = {}
-        self._guard = threading.RLock()  # create / drop / open; queries run outside it
+        self._guard = threading.RLock()  # create / drop / open / swap; queries run outside it
         self._closed = False
+        self._settle_builds()
 
     # --- collections -------------------------------------------------------------------------------
     def _folder(self, name: str) -> Path:
@@ -325,7 +385,8 @@ class EdgeEngine:
                 return False
             col = self._open.pop(collection_name, None)
             if col is not None:
-                col.shard.close()
+                with col.exclusive():
+                    col.shard.close()
             folder = self._folder(collection_name)
             # First the marker goes (the collection is gone from here on, even if the removal below is cut
             # short), then the files.
@@ -342,8 +403,9 @@ class EdgeEngine:
             else {n: models.VectorParams.model_validate(v) for n, v in (raw or {}).items()}
         )
         sparse = {n: models.SparseVectorParams.model_validate(p) for n, p in col.info.get("sparse_vectors", {}).items()}
-        count = col.shard.count(edge.CountRequest(exact=True))
-        shard_info = col.shard.info()
+        with col.use() as shard:
+            count = shard.count(edge.CountRequest(exact=True))
+            shard_info = shard.info()
         return models.CollectionInfo(
             status=models.CollectionStatus.GREEN,
             optimizer_status=models.OptimizersStatusOneOf.OK,
@@ -368,7 +430,7 @@ class EdgeEngine:
     def create_payload_index(self, collection_name: str, field_name: str, field_schema: Any) -> models.UpdateResult:
         col = self._get(collection_name)
         kind = models.PayloadSchemaType(field_schema)
-        col.shard.update(edge.UpdateOperation.create_field_index(field_name, _INDEX[kind]))
+        col.update(edge.UpdateOperation.create_field_index(field_name, _INDEX[kind]))
         with self._guard:
             col.info.setdefault("payload_schema", {})[field_name] = kind.value
             _write_atomically(col.folder / INFO_FILE, col.info)
@@ -381,17 +443,17 @@ class EdgeEngine:
         col = self._get(collection_name)
         batch = [edge.Point(_edge_id(p.id), _vector_in(p.vector), p.payload or {}) for p in points]
         if batch:
-            col.shard.update(edge.UpdateOperation.upsert_points(batch))
+            col.update(edge.UpdateOperation.upsert_points(batch), len(batch))
         return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
 
     def delete(self, collection_name: str, points_selector: Any, wait: bool = True) -> models.UpdateResult:
         col = self._get(collection_name)
         if isinstance(points_selector, models.PointIdsList):
-            col.shard.update(edge.UpdateOperation.delete_points([_edge_id(i) for i in points_selector.points]))
+            col.update(edge.UpdateOperation.delete_points([_edge_id(i) for i in points_selector.points]))
         elif isinstance(points_selector, models.FilterSelector):
             flt = _filter(points_selector.filter)
             assert flt is not None
-            col.shard.update(edge.UpdateOperation.delete_points_by_filter(flt))
+            col.update(edge.UpdateOperation.delete_points_by_filter(flt))
         else:
             raise ValueError(f"points selector {type(points_selector).__name__} is not supported")
         return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
@@ -405,16 +467,17 @@ class EdgeEngine:
         if isinstance(points, models.Filter):
             flt = _filter(points)
             assert flt is not None
-            col.shard.update(edge.UpdateOperation.set_payload_by_filter(flt, payload, key))
+            col.update(edge.UpdateOperation.set_payload_by_filter(flt, payload, key))
         else:
-            col.shard.update(edge.UpdateOperation.set_payload([_edge_id(i) for i in points], payload, key))
+            col.update(edge.UpdateOperation.set_payload([_edge_id(i) for i in points], payload, key))
         return models.UpdateResult(operation_id=0, status=models.UpdateStatus.COMPLETED)
 
     def retrieve(
         self, collection_name: str, ids: Iterable[Any], with_payload: bool | list[str] = True, with_vectors: Any = False
     ) -> list[models.Record]:
         col = self._get(collection_name)
-        found = col.shard.retrieve([_edge_id(i) for i in ids], with_payload=_with_payload(with_payload),
+        with col.use() as shard:
+            found = shard.retrieve([_edge_id(i) for i in ids], with_payload=_with_payload(with_payload),
                                    with_vector=_with_vector(with_vectors))  # fmt: skip
         return [models.Record(id=_point_id(r.id), payload=r.payload if with_payload else None,
                               vector=_vector_out(r.vector)) for r in found]  # fmt: skip
@@ -430,11 +493,12 @@ class EdgeEngine:
         **_: Any,
     ) -> tuple[list[models.Record], Any]:
         col = self._get(collection_name)
-        records, next_offset = col.shard.scroll(
-            edge.ScrollRequest(offset=_edge_id(offset) if offset is not None else None, limit=limit,
-                               filter=_filter(scroll_filter), with_payload=_with_payload(with_payload),
-                               with_vector=_with_vector(with_vectors))
-        )  # fmt: skip
+        with col.use() as shard:
+            records, next_offset = shard.scroll(
+                edge.ScrollRequest(offset=_edge_id(offset) if offset is not None else None, limit=limit,
+                                   filter=_filter(scroll_filter), with_payload=_with_payload(with_payload),
+                                   with_vector=_with_vector(with_vectors))
+            )  # fmt: skip
         out = [models.Record(id=_point_id(r.id), payload=r.payload if with_payload else None,
                              vector=_vector_out(r.vector)) for r in records]  # fmt: skip
         return out, (_point_id(next_offset) if next_offset is not None else None)
@@ -443,7 +507,8 @@ class EdgeEngine:
         self, collection_name: str, count_filter: models.Filter | None = None, exact: bool = True
     ) -> models.CountResult:
         col = self._get(collection_name)
-        return models.CountResult(count=col.shard.count(edge.CountRequest(exact=True, filter=_filter(count_filter))))
+        with col.use() as shard:
+            return models.CountResult(count=shard.count(edge.CountRequest(exact=True, filter=_filter(count_filter))))
 
     def _request(self, r: models.QueryRequest) -> edge.QueryRequest:
         prefetch = r.prefetch if isinstance(r.prefetch, list) else ([r.prefetch] if r.prefetch else [])
@@ -484,22 +549,28 @@ class EdgeEngine:
                                       offset=offset, score_threshold=score_threshold, with_payload=with_payload,
                                       with_vector=with_vectors)  # fmt: skip
         col = self._get(collection_name)
-        return self._points(col.shard.query(self._request(request)), with_payload)
+        with col.use() as shard:
+            found = shard.query(self._request(request))
+        return self._points(found, with_payload)
 
     def query_batch_points(
         self, collection_name: str, requests: Sequence[models.QueryRequest]
     ) -> list[models.QueryResponse]:
         col = self._get(collection_name)
-        found = col.shard.query_batch(edge.QueryBatchRequest([self._request(r) for r in requests]))
+        with col.use() as shard:
+            found = shard.query_batch(edge.QueryBatchRequest([self._request(r) for r in requests]))
         return [self._points(f, r.with_payload) for f, r in zip(found, requests, strict=True)]
 
     # --- upkeep --------------------------------------------------------------------------------------
     def optimize(self, collection_name: str) -> bool:
-        """Build the HNSW index and merge segments. Blocking, and it holds the GIL throughout (qdrant-edge-py
-        0.9.0): no other Python thread of the process runs meanwhile."""
+        """Build the HNSW index and merge segments, here. Blocking, and it holds the GIL throughout
+        (qdrant-edge-py 0.9.0): no other Python thread of the process runs meanwhile. A serving process
+        builds on a copy in a process of its own instead: `begin_build`."""
         col = self._get(collection_name)
-        points = col.shard.count(edge.CountRequest(exact=True))
-        changed = bool(col.shard.optimize())
+        with col.write_lock, col.use() as shard:
+            points = shard.count(edge.CountRequest(exact=True))
+            changed = bool(shard.optimize())
+            col.written = 0
         with self._guard:
             col.info["indexed_points"] = points
             _write_atomically(col.folder / INFO_FILE, col.info)
@@ -510,11 +581,129 @@ class EdgeEngine:
         folder = self._folder(collection_name)
         return sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file())
 
-    def indexing_state(self, collection_name: str) -> tuple[int, int]:
-        """(points now, points when the index was last built). The engine's own indexed-vector count cannot
-        tell: it counts sparse vectors as indexed, and leaves small segments unindexed on purpose."""
+    def indexing_state(self, collection_name: str) -> tuple[int, int, int]:
+        """(points now, points when the index was last built, points upserted since by this process). The
+        engine's own indexed-vector count cannot tell: it counts sparse vectors as indexed, and leaves small
+        segments unindexed on purpose. The third counts replaced chunks, which leave the count unchanged but
+        land outside the index all the same."""
         col = self._get(collection_name)
-        return col.shard.count(edge.CountRequest(exact=True)), int(col.info.get("indexed_points", 0))
+        with col.use() as shard:
+            points = shard.count(edge.CountRequest(exact=True))
+        return points, int(col.info.get("indexed_points", 0)), col.written
+
+    # Building the index of a shard that keeps serving: its files are copied (writes wait, queries do
+    # not), a process of its own builds the copy's index (Edge holds the GIL while building), the updates
+    # made meanwhile are replayed onto the copy, and the copy takes the shard's place (queries wait for
+    # that moment only). A crash at any point leaves the shard as it was, or the copy complete in its place.
+    def begin_build(self, collection_name: str) -> tuple[Path, int]:
+        """Copy the shard for an index build elsewhere; returns the copy's folder and its point count."""
+        col = self._get(collection_name)
+        builds = self.path / BUILDS
+        builds.mkdir(exist_ok=True)
+        copy = builds / f"{collection_name}.copy"
+        with col.write_lock:
+            if col.pending is not None:
+                raise RuntimeError(f"the index of {collection_name} is being built already")
+            shutil.rmtree(copy, ignore_errors=True)
+            with col.use() as shard:
+                shard.flush()
+                points = shard.count(edge.CountRequest(exact=True))
+                try:
+                    shutil.copytree(col.folder, copy)
+                except BaseException:
+                    shutil.rmtree(copy, ignore_errors=True)
+                    raise
+            col.pending = []
+            col.written = 0
+        return copy, points
+
+    def abort_build(self, collection_name: str, copy: Path) -> None:
+        with self._guard:
+            col = self._open.get(collection_name)
+        if col is not None:
+            with col.write_lock:
+                col.pending = None
+        shutil.rmtree(copy, ignore_errors=True)
+
+    def finish_build(self, collection_name: str, copy: Path, points: int) -> bool:
+        """Put the indexed copy in the shard's place, with every update made since the copy. False when the
+        collection was dropped meanwhile (the copy is removed)."""
+        with self._guard:
+            col = self._open.get(collection_name)
+        if col is None or col.pending is None:
+            shutil.rmtree(copy, ignore_errors=True)
+            return False
+        try:
+            built = edge.EdgeShard.load(str(copy))
+            closed = False
+            try:
+                while True:  # replay with writes flowing, until what is left is small enough to hold them for
+                    with col.write_lock:
+                        ops, col.pending = col.pending, []
+                        if len(ops) <= 64:  # the rest, and the swap, with writes held back
+                            for op in ops:
+                                built.update(op)
+                            built.flush()
+                            built.close()
+                            closed = True
+                            return self._swap(collection_name, col, copy, points)
+                    for op in ops:
+                        built.update(op)
+            finally:
+                if not closed:
+                    built.close()
+        except BaseException:
+            self.abort_build(collection_name, copy)
+            raise
+
+    def _swap(self, name: str, col: _Collection, copy: Path, points: int) -> bool:
+        """With the collection's writes held (write_lock): the copy replaces the shard's folder."""
+        builds = self.path / BUILDS
+        old = builds / f"{name}.old"
+        with self._guard, col.exclusive():
+            if self._open.get(name) is not col:  # dropped (and perhaps re-created) meanwhile
+                col.pending = None
+                shutil.rmtree(copy, ignore_errors=True)
+                return False
+            info = {**col.info, "indexed_points": points}
+            _write_atomically(copy / INFO_FILE, info)
+            col.shard.close()
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(col.folder, old)  # from here until the next rename the folder is absent: see _settle_builds
+            os.rename(copy, col.folder)
+            _fsync_dir(self._root)
+            _fsync_dir(builds)
+            try:
+                col.shard = edge.EdgeShard.load(str(col.folder))
+            except BaseException:  # the copy does not open: the shard it was made from comes back
+                os.rename(col.folder, copy)
+                os.rename(old, col.folder)
+                col.shard = edge.EdgeShard.load(str(col.folder))
+                col.pending = None
+                raise
+            col.info = info
+            col.pending = None
+        shutil.rmtree(old, ignore_errors=True)
+        return True
+
+    def _settle_builds(self) -> None:
+        """What a process killed during an index build left: a swap cut between its two renames is undone
+        (the shard it was replacing comes back); copies are removed."""
+        builds = self.path / BUILDS
+        if not builds.is_dir():
+            return
+        for entry in sorted(builds.iterdir()):
+            if entry.name.endswith(".old"):
+                target = self._root / entry.name[: -len(".old")]
+                if not (target / INFO_FILE).is_file():
+                    shutil.rmtree(target, ignore_errors=True)
+                    os.rename(entry, target)
+                    _fsync_dir(self._root)
+                    continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()
 
     def close(self) -> None:
         with self._guard:
@@ -522,7 +711,8 @@ class EdgeEngine:
                 return
             self._closed = True
             for col in self._open.values():
-                col.shard.close()
+                with col.exclusive():
+                    col.shard.close()
             self._open.clear()
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

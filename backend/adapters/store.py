@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +47,7 @@ from backend.adapters.edge_engine import (
 from backend.adapters.qdrant_nodes import ClusterOptions, QdrantNodes, unreachable
 
 log = logging.getLogger(__name__)
+INDEX_RETRY_S = 600  # after a background index build failed
 
 T = TypeVar("T")
 
@@ -324,6 +327,8 @@ class VectorStore:
         index_after: int = 20_000,
         min_free_mb: int = 256,
         cluster: ClusterOptions | None = None,
+        background_index: bool = False,
+        on_index_build: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.prefix = prefix
         self.embedded = url is None
@@ -355,6 +360,12 @@ class VectorStore:
         self._executor = ThreadPoolExecutor(max_workers=4 if self.embedded else 8, thread_name_prefix="qdrant")
         self._schemas: dict[str, SpaceSchema] = {}
         self.index_after = index_after  # embedded: see build_index_if_due
+        self.background_index = background_index  # embedded: see note_written
+        self.on_index_build = on_index_build  # (space, outcome, seconds) of each background build
+        self._builds: dict[str, asyncio.Task[None]] = {}
+        self._build_procs: dict[str, asyncio.subprocess.Process] = {}
+        self._build_failed_at: dict[str, float] = {}
+        self._closing = False
         self.min_free_mb = min_free_mb  # embedded: see _write
         if self.embedded and (free := self._free_mb()) is not None and free < min_free_mb:
             log.warning("the disk holding %s has %d MB free, below QDRANT_MIN_FREE_MB=%d: searches work, "
@@ -446,6 +457,12 @@ class VectorStore:
         return f"{self.prefix}-summaries-{space}"
 
     def close(self) -> None:
+        """Closes the store. A background index build still running is stopped outright (its copy is removed
+        when the store is opened next); `await stop_index_builds()` first to clean up at once."""
+        self._closing = True
+        for proc in self._build_procs.values():
+            if proc.returncode is None:
+                proc.kill()
         self._executor.shutdown(wait=True)
         self._client.close()
 
@@ -453,32 +470,130 @@ class VectorStore:
     # Qdrant Edge keeps new chunks in plain segments that dense search scans (12.5 ms at 100k chunks on 2
     # cores, docs/performance.md) until `optimize` builds the HNSW index (1.9 ms). That build holds
     # Python's GIL from start to end (qdrant-edge-py 0.9.0; measured: not one tick of another Python
-    # thread in a 17 s build), so it would stop a serving process outright: only index_cli builds it,
-    # after a run, when nothing waits.
-    async def build_index_if_due(self, space: str) -> float | None:
-        """Build the space's index once it has gained `index_after` chunks since the last build; returns the
-        seconds the build took, None when none was due (or the store is a server, which indexes by itself)."""
+    # thread in a 17 s build). index_cli builds in-process after a run, when nothing waits; the service
+    # builds on a copy of the shard in a process of its own (EdgeEngine.begin_build) and swaps it in.
+    async def _index_due(self, space: str, copies: int) -> int | None:
+        """Chunks written since the space's index was built, when that is at least `index_after` and the
+        disk holds `copies` more copies of the space; None otherwise."""
         client = self._client
         name = self._chunks(space)
         if not isinstance(client, EdgeEngine) or self.index_after <= 0:
             return None
         if not await self._run(client.collection_exists, name):
             return None
-        points, indexed = await self._run(client.indexing_state, name)
-        if points - indexed < self.index_after:
+        points, indexed, written = await self._run(client.indexing_state, name)
+        new = max(points - indexed, written)
+        if new < self.index_after:
             return None
-        needed = self.min_free_mb + await self._run(client.disk_bytes, name) // 2**20  # it rewrites the segments
+        needed = self.min_free_mb + copies * await self._run(client.disk_bytes, name) // 2**20
         if self.min_free_mb > 0 and (free := self._free_mb()) is not None and free < needed:
             log.warning("space %s: search index not built: the disk has %d MB free, the build needs about %d MB "
-                        "(a copy of the space, plus QDRANT_MIN_FREE_MB); searches keep scanning",
-                        space, free, needed)  # fmt: skip
+                        "(%d copies of the space, plus QDRANT_MIN_FREE_MB); searches keep scanning",
+                        space, free, needed, copies)  # fmt: skip
             return None
-        log.info("space %s: %d chunks written since the search index was built; building it", space, points - indexed)
+        return new
+
+    async def build_index_if_due(self, space: str) -> float | None:
+        """Build the space's index here, once it has gained `index_after` chunks since the last build; returns
+        the seconds the build took, None when none was due (or the store is a server, which indexes by
+        itself). Blocks the process's other threads: for index_cli and benchmarks, not the service."""
+        client = self._client
+        new = await self._index_due(space, copies=1)  # the build rewrites the segments
+        if new is None or not isinstance(client, EdgeEngine):
+            return None
+        log.info("space %s: %d chunks written since the search index was built; building it", space, new)
         started = time.perf_counter()
-        await self._run(client.optimize, name)
+        await self._run(client.optimize, self._chunks(space))
         took = time.perf_counter() - started
         log.info("space %s: search index built in %.1f s", space, took)
         return took
+
+    def note_written(self, space: str) -> None:
+        """The service wrote to `space`: start building its index in the background if that is due (and
+        this store builds in the background: the embedded one, in the service)."""
+        if not self.background_index or not self.embedded or self.index_after <= 0 or self._closing:
+            return
+        if time.monotonic() - self._build_failed_at.get(space, -INDEX_RETRY_S) < INDEX_RETRY_S:
+            return  # each try copies the whole space: not again at every upload after a failure
+        task = self._builds.get(space)
+        if task is None or task.done():
+            self._builds[space] = asyncio.create_task(self._build_in_background(space), name=f"index-build-{space}")
+
+    async def index_builds_settled(self) -> None:
+        """Wait for the background index builds under way (tests, benchmarks, shutdown)."""
+        while running := [t for t in self._builds.values() if not t.done()]:
+            await asyncio.wait(running)
+
+    async def _build_in_background(self, space: str) -> None:
+        client = self._client
+        assert isinstance(client, EdgeEngine)
+        name = self._chunks(space)
+        started = time.perf_counter()
+        copy: Path | None = None
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            new = await self._index_due(space, copies=2)  # the copy, and the copy's rewritten segments
+            if new is None:
+                return
+            log.info("space %s: %d chunks written since the search index was built; building it in the "
+                     "background", space, new)  # fmt: skip
+            # Not on the store's executor: the copy may take seconds, and searches need those threads. Neither
+            # the copy nor the swap can be cut short by a cancel: it waits for them (and undoes the copy).
+            begin = asyncio.ensure_future(asyncio.to_thread(client.begin_build, name))
+            try:
+                copy, points = await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                await asyncio.wait([begin])
+                if not begin.cancelled() and begin.exception() is None:
+                    copy = begin.result()[0]
+                raise
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, str(Path(__file__).with_name("edge_index_build.py")), str(copy), str(os.getpid()),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            self._build_procs[space] = proc
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise StoreError(f"the index build process exited with {proc.returncode}: "
+                                 f"{err.decode(errors='replace').strip()[-500:]}")  # fmt: skip
+            assert copy is not None
+            finish = asyncio.ensure_future(asyncio.to_thread(client.finish_build, name, copy, points))
+            copy = None  # finish_build removes it whatever happens
+            try:
+                swapped = await asyncio.shield(finish)
+            except asyncio.CancelledError:
+                await asyncio.wait([finish])
+                raise
+            took = time.perf_counter() - started
+            if swapped:
+                log.info("space %s: search index built in the background in %.1f s", space, took)
+                self._index_built(space, "built", took)
+        except asyncio.CancelledError:
+            self._index_built(space, "cancelled", time.perf_counter() - started)
+            raise
+        except Exception as exc:  # the space keeps working unindexed; a write after INDEX_RETRY_S tries again
+            log.warning("space %s: building the search index in the background failed (tried again after the "
+                        "next write %d s from now): %s", space, INDEX_RETRY_S, exc)  # fmt: skip
+            self._build_failed_at[space] = time.monotonic()
+            self._index_built(space, "failed", time.perf_counter() - started)
+        finally:
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await asyncio.shield(proc.wait())
+            self._build_procs.pop(space, None)
+            if copy is not None:
+                await asyncio.to_thread(client.abort_build, name, copy)
+
+    def _index_built(self, space: str, outcome: str, seconds: float) -> None:
+        if self.on_index_build is not None:
+            self.on_index_build(space, outcome, seconds)
+
+    async def stop_index_builds(self, space: str | None = None) -> None:
+        """Cancel the background index builds (of one space): the build process is killed, its copy removed."""
+        tasks = [t for s, t in self._builds.items() if (space is None or s == space) and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def nodes_out_of_rotation(self) -> list[str]:
         """Qdrant nodes (QDRANT_URL) whose circuit is not closed: the others answer meanwhile."""
@@ -622,6 +737,7 @@ class VectorStore:
                     self._client.delete_collection(name)
 
         self._schemas.pop(space, None)
+        await self.stop_index_builds(space)
         await self._run(drop)
 
     # --- chunks ------------------------------------------------------------------------------------

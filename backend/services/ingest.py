@@ -199,7 +199,9 @@ class IngestService:
             await self.store.ensure_space(
                 space, self.embedder.model_name, self.embedder.dimension, self.lexical_signature
             )
-            return await self._ingest(space, files, dry_run=False, on_progress=on_progress)
+            results = await self._ingest(space, files, dry_run=False, on_progress=on_progress)
+        self.store.note_written(space)
+        return results
 
     def lock(self, space: str) -> asyncio.Lock:
         """The space's write lock (also held by migrations)."""
@@ -458,7 +460,9 @@ class IngestService:
         if not await self.store.space_exists(space):
             raise SpaceNotFoundError(space)
         async with self.lock(space):
-            return await self._delete(space, doc_id)
+            deleted = await self._delete(space, doc_id)
+        self.store.note_written(space)
+        return deleted
 
     async def _delete(self, space: str, doc_id: str) -> DocumentRecord | None:
         rec = await self.store.get_document(space, doc_id)
