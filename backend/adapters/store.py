@@ -311,6 +311,8 @@ class SpaceInfo:
     documents: int
     schema: int = SCHEMA
     lexical: str | None = None
+    indexed_chunks: int | None = None  # embedded: chunks the HNSW index held when last built
+    index_building: bool = False
 
 
 class VectorStore:
@@ -638,6 +640,8 @@ class VectorStore:
                 else 0
             )
             schema = self._schema_of(col)
+            client = self._client
+            indexed = client.indexing_state(self._chunks(space))[1] if isinstance(client, EdgeEngine) else None
             return SpaceInfo(
                 name=space,
                 embedding_model=str(meta.get("embedding_model", "?")),
@@ -646,6 +650,8 @@ class VectorStore:
                 documents=docs,
                 schema=schema.version,
                 lexical=schema.lexical,
+                indexed_chunks=indexed,
+                index_building=space in self._builds and not self._builds[space].done(),
             )
 
         return await self._run(info)

@@ -309,6 +309,12 @@ class SpaceOut(BaseModel):
     dimension: int
     schema_version: int = Field(description="2: dense + lexical vectors; 1: dense only (run python -m cli.migrate).")
     lexical_analyzer: str | None = Field(description="Analyzer and window its lexical vectors were built with.")
+    indexed_chunks: int | None = Field(
+        default=None,
+        description="Embedded store: chunks its HNSW search index held when last built (those written since are "
+        "scanned; QDRANT_INDEX_AFTER); null with a Qdrant server, which indexes by itself.",
+    )
+    index_building: bool = Field(default=False, description="The service is building the search index now.")
 
 
 class SpaceList(BaseModel):

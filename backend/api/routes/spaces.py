@@ -28,6 +28,8 @@ async def list_spaces(status: StatusDep, principal: PrincipalDep) -> SpaceList:
                 dimension=s.dimension,
                 schema_version=s.schema,
                 lexical_analyzer=s.lexical,
+                indexed_chunks=s.indexed_chunks,
+                index_building=s.index_building,
             )
             for s in await status.spaces()
             if principal.can_read(s.name)
