@@ -651,9 +651,10 @@ class VectorStore:
                 schema=schema.version,
                 lexical=schema.lexical,
                 indexed_chunks=indexed,
-                index_building=space in self._builds and not self._builds[space].done(),
+                index_building=building,
             )
 
+        building = space in self._builds and not self._builds[space].done()  # read here, on the event loop
         return await self._run(info)
 
     @staticmethod
