@@ -7,7 +7,9 @@ open file descriptors can be read from /proc; the LLM is a real llama.cpp server
 worker loops over: /search (60%), /ask (25%, short answers), and re-uploading one of 20 documents with
 new text (15%), so the index keeps its size while documents are rewritten. Any 5xx, transport error or
 timeout counts as unexpected. After a warm-up (the first fifth), memory growth and descriptor growth
-are measured against the end of warm-up. tests/integration/test_soak.py runs it for 60 s in CI.
+are measured against the end of warm-up. tests/integration/test_soak.py runs it for 60 s in CI, and
+abandons what is still in flight 15 s after the end (`drain_s`; about 30 asks queue behind the one
+llama.cpp, which would take another 90 s): the client disconnects, as an impatient user's does.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SoakResult:
     rss_growth_after_warmup: float = 0.0
     fd_growth_after_warmup: int = 0
     p95_ms: dict[str, float] = field(default_factory=dict)
+    abandoned: int = 0  # requests still in flight `drain_s` after the end: the client hung up
 
 
 def _proc_stats(pid: int) -> tuple[float, int]:
@@ -61,16 +64,19 @@ def _document(rng: random.Random, n: int) -> bytes:
     return f"Document {n} about {topic}.\n\n{facts}".encode()
 
 
-async def _load(base: str, seconds: float, concurrency: int, result: SoakResult) -> None:
+async def _load(base: str, seconds: float, concurrency: int, result: SoakResult, drain_s: float | None) -> None:
     deadline = time.monotonic() + seconds
+    in_flight = 0
     latencies: dict[str, list[float]] = {"search": [], "ask": [], "upload": []}
     headers = {"Authorization": f"Bearer {KEY}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600, limits=limits) as http:
 
         async def worker(seed: int) -> None:
+            nonlocal in_flight
             rng = random.Random(seed)
             while time.monotonic() < deadline:
+                in_flight += 1
                 roll = rng.random()
                 kind = "search" if roll < 0.6 else "ask" if roll < 0.85 else "upload"
                 start = time.perf_counter()
@@ -87,16 +93,23 @@ async def _load(base: str, seconds: float, concurrency: int, result: SoakResult)
                         result.unexpected.append(f"{kind} {resp.status_code}: {resp.text[:200]}")
                 except httpx.HTTPError as exc:
                     result.unexpected.append(f"{kind} {type(exc).__name__}: {exc}")
+                in_flight -= 1
                 latencies[kind].append((time.perf_counter() - start) * 1000)
                 result.requests[kind] = result.requests.get(kind, 0) + 1
 
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        workers = asyncio.gather(*(worker(i) for i in range(concurrency)))
+        try:
+            await asyncio.wait_for(workers, None if drain_s is None else seconds + drain_s)
+        except TimeoutError:
+            result.abandoned = in_flight
     for kind, values in latencies.items():
         if values:
             result.p95_ms[kind] = round(sorted(values)[int(len(values) * 0.95) - 1 if len(values) > 1 else 0], 1)
 
 
-def run_soak(seconds: float, concurrency: int, llm_base_url: str, workdir: Path) -> SoakResult:
+def run_soak(
+    seconds: float, concurrency: int, llm_base_url: str, workdir: Path, drain_s: float | None = None
+) -> SoakResult:
     port = free_port()
     env = {**os.environ, "QDRANT_PATH": str(workdir / "qdrant"), "LLM_BASE_URL": llm_base_url, "HF_HUB_OFFLINE": "1",
            "API_KEYS": f"{KEY}=admin,read:*,write:*", "RATE_LIMIT_PER_MINUTE": "0", "LLM_MAX_TOKENS": "16",
@@ -120,7 +133,7 @@ def run_soak(seconds: float, concurrency: int, llm_base_url: str, workdir: Path)
             http.post("/documents", data={"space_id": "soak"}, files=files).raise_for_status()
 
         async def main() -> None:
-            load = asyncio.create_task(_load(base, seconds, concurrency, result))
+            load = asyncio.create_task(_load(base, seconds, concurrency, result, drain_s))
             while not load.done():
                 rss, fds = _proc_stats(service.pid)
                 result.rss_mb.append(round(rss, 1))

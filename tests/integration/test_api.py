@@ -65,6 +65,8 @@ def test_upload_indexes_every_format(client: TestClient, corpus: Path) -> None:
             "dimension": 384,
             "schema_version": 2,
             "lexical_analyzer": "snowball-ru-en+cyr-prefix3/k1=0.9/b=0.4/v1/window=200",
+            "indexed_chunks": 0,  # far below QDRANT_INDEX_AFTER: no index built, dense search scans
+            "index_building": False,
         }
     ]
 

@@ -13,7 +13,7 @@ from tests.conftest import LlamaServer
 
 @pytest.mark.slow
 def test_a_minute_of_mixed_load_leaves_no_errors_and_no_growth(llm_server: LlamaServer, tmp_path: Path) -> None:
-    result = run_soak(60, 32, llm_server.base_url, tmp_path)
+    result = run_soak(60, 32, llm_server.base_url, tmp_path, drain_s=15)
     assert result.unexpected == [], result.unexpected[:5]
     assert all(result.requests.get(kind, 0) > 10 for kind in ("search", "ask", "upload")), result.requests
     assert set(result.statuses) == {"200"}, result.statuses
