@@ -8,9 +8,11 @@ REST stand-in of the tests can serve from here too.
 On disk, under the store folder (`QDRANT_PATH`):
   `shards/{collection}/`            one Edge shard per collection (its own WAL and segments)
   `shards/{collection}/collection.json`  what qdrant-client's collection info reports: vector
-                                    parameters and the metadata the store keeps there. Written last
-                                    when a collection is created (a folder without it is a creation
-                                    that did not finish and is removed), replaced atomically.
+                                    parameters and the metadata the store keeps there, and the newest
+                                    engine version that opened the shard (an older one refuses it by
+                                    name). Written last when a collection is created (a folder without
+                                    it is a creation that did not finish and is removed), replaced
+                                    atomically.
   `edge.lock`                       held (flock) while a process has the folder open: one process
                                     at a time, like the server's own storage.
   `builds/{collection}.copy`        a copy of a shard whose search index a process of its own is
@@ -26,8 +28,11 @@ moment loses nothing it was told was written; `close` flushes the segments.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import json
+import logging
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -39,8 +44,11 @@ from typing import Any
 import qdrant_edge as edge
 from qdrant_client.http import models  # the REST models (qdrant_client.models shadows some)
 
+log = logging.getLogger(__name__)
 SHARDS = "shards"
 BUILDS = "builds"
+ENGINE = "qdrant-edge-py"
+ENGINE_VERSION = importlib.metadata.version(ENGINE)
 INFO_FILE = "collection.json"
 LOCK_FILE = "edge.lock"
 # A registry collection has no vectors, but an Edge shard needs one kind: an unused sparse one.
@@ -69,6 +77,13 @@ class EdgeShardError(RuntimeError):
     """A shard folder cannot be opened: corrupt, half-written, or written by a newer engine."""
 
 
+_REINDEX = (
+    "If a newer version of this service wrote it, run that version again. Otherwise it is damaged (a disk that "
+    "filled up, a machine that crashed): re-index its space from the documents, which removes it first: "
+    "python -m cli.index_cli --dir <folder> --space <space> --recreate"
+)
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC, as an OSError or as the text of an engine error (Edge reports "os error 28")."""
     text = str(exc)
@@ -92,6 +107,19 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: "0.10.1" -> (0, 10, 1); a beta suffix is ignored."""
+    out = []
+    for part in version.split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        out.append(int(digits.group()))
+        if digits.end() < len(part):  # "0b1": the release ends here
+            break
+    return tuple(out)
 
 
 def _point_id(value: Any) -> str:
@@ -301,6 +329,19 @@ class EdgeEngine:
                 raise ValueError(f"Collection {name} not found")
             try:
                 info = json.loads(info_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise EdgeShardError(f"the shard folder {folder} cannot be opened: its {INFO_FILE} is unreadable "
+                                     f"({exc}). {_REINDEX}") from exc  # fmt: skip
+            wrote = str(info.get("engine", ""))
+            if wrote and _release(wrote) > _release(ENGINE_VERSION):
+                # Its files may be in a format this engine misreads: refused before the engine sees them.
+                raise EdgeShardError(
+                    f"the shard folder {folder} was last opened by a newer engine ({ENGINE} {wrote}) than this "
+                    f"service runs ({ENGINE} {ENGINE_VERSION}): run the newer version of the service again (its "
+                    f"data stays as it is), or re-index this space with this version, which removes it first: "
+                    f"python -m cli.index_cli --dir <folder> --space <space> --recreate"
+                )
+            try:
                 shard = edge.EdgeShard.load(str(folder))
             except Exception as exc:
                 if is_disk_full(exc):
@@ -309,12 +350,13 @@ class EdgeEngine:
                         "its write-ahead log, which needs space. Nothing is lost: free space on that disk and "
                         "start again."
                     ) from exc
-                raise EdgeShardError(
-                    f"the shard folder {folder} cannot be opened ({exc}). If a newer version of this service "
-                    f"wrote it, run that version again. Otherwise it is damaged (a disk that filled up, a "
-                    f"machine that crashed): re-index its space from the documents, which removes it first: "
-                    f"python -m cli.index_cli --dir <folder> --space <space> --recreate"
-                ) from exc
+                raise EdgeShardError(f"the shard folder {folder} cannot be opened ({exc}). {_REINDEX}") from exc
+            if wrote != ENGINE_VERSION:  # from here on, an older engine must not take it for its own
+                info["engine"] = ENGINE_VERSION
+                try:
+                    _write_atomically(info_path, info)
+                except OSError as exc:  # a full disk: searches still work; the mark is written at the next open
+                    log.warning("could not record the engine version in %s: %s", info_path, exc)
             col = _Collection(folder, shard, info)
             self._open[name] = col
             return col
@@ -366,6 +408,7 @@ class EdgeEngine:
                 "sparse_vectors": {n: p.model_dump(mode="json") for n, p in (sparse_vectors_config or {}).items()},
                 "metadata": metadata or {},
                 "payload_schema": {},
+                "engine": ENGINE_VERSION,
             }
             _write_atomically(folder / INFO_FILE, info)
             self._open[collection_name] = _Collection(folder, shard, info)

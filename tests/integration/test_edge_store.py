@@ -4,6 +4,7 @@ read as an empty space."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from qdrant_client.http import models
 
-from backend.adapters.edge_engine import EdgeEngine
+from backend.adapters.edge_engine import ENGINE_VERSION, EdgeEngine
 from backend.adapters.store import PAYLOAD_INDEXES, SCHEMA, StoreError, StoreLockedError, VectorStore
 from backend.config import Settings
 from backend.container import build_ingest, load_embedder, open_store
@@ -89,3 +90,26 @@ def test_a_space_without_its_payload_indexes_gets_them_at_the_next_write(setting
         assert set(store._client.get_collection(name).payload_schema or {}) == set(PAYLOAD_INDEXES)
     finally:
         store.close()
+
+
+def test_a_shard_a_newer_engine_opened_is_refused_by_name_and_the_engine_that_opens_a_shard_marks_it(
+    indexed: Settings,
+) -> None:
+    info_path = indexed.qdrant_path / "shards" / "rag-chunks-s" / "collection.json"
+    info = json.loads(info_path.read_text())
+    assert info["engine"] == ENGINE_VERSION  # written at creation
+
+    # A shard from before the mark (or any older engine) is opened, and marked with this engine's version.
+    info_path.write_text(json.dumps({**info, "engine": "0.8.2"}))
+    with TestClient(create_app(indexed)) as client:
+        assert client.post("/search", json={"q": "насосная станция", "space_id": "s"}).status_code == 200
+    assert json.loads(info_path.read_text())["engine"] == ENGINE_VERSION
+
+    # One a newer engine opened may be in a format this one misreads: refused before the engine reads it.
+    info_path.write_text(json.dumps({**info, "engine": "0.10.0b1"}))
+    with pytest.raises(StoreError) as err, TestClient(create_app(indexed)):
+        pass
+    message = str(err.value)
+    assert str(info_path.parent) in message and "newer engine (qdrant-edge-py 0.10.0b1)" in message
+    assert f"qdrant-edge-py {ENGINE_VERSION}" in message and "--recreate" in message
+    assert json.loads(info_path.read_text())["engine"] == "0.10.0b1"  # left as it was
