@@ -140,6 +140,11 @@ def run_soak(
                 result.fds.append(fds)
                 await asyncio.sleep(max(1.0, seconds / 60))
             await load
+            if result.abandoned:  # the last sample was taken with those connections open: one after they closed
+                await asyncio.sleep(3)
+                rss, fds = _proc_stats(service.pid)
+                result.rss_mb.append(round(rss, 1))
+                result.fds.append(fds)
 
         asyncio.run(main())
         warm = max(1, len(result.rss_mb) // 5)
