@@ -95,6 +95,14 @@ def is_local_mode_folder(path: Path) -> bool:
     return (path / "collection").is_dir() and any((path / "collection").iterdir())
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", encoding="utf-8") as f:
@@ -102,11 +110,7 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_dir(path.parent)
 
 
 def _release(version: str) -> tuple[int, ...]:
@@ -232,14 +236,6 @@ def _with_vector(with_vectors: Any) -> bool | list[str]:
     if isinstance(with_vectors, list):
         return [str(v) for v in with_vectors]
     return bool(with_vectors)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Collection:
