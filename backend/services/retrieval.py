@@ -124,11 +124,14 @@ class RetrievalService:
             for c in chunks:
                 c.score = c.sparse_score or 0.0
         elif fuse == "weighted":
+            # Payloads only for the chunks fusion keeps: reading those of all ~100 candidates costs more
+            # than the extra round trip that fetches these few (docs/performance.md).
             candidates = await self.store.search_both(
-                space, vector, terms, max(cfg.candidates, top_k), filters, with_vectors=want_vectors
-            )
+                space, vector, terms, max(cfg.candidates, top_k), filters, with_vectors=want_vectors,
+                with_payload=False,
+            )  # fmt: skip
             weight = cfg.dense_weight_cyrillic if is_cyrillic(query) else cfg.dense_weight
-            chunks = fusion.weighted_fusion(candidates, weight)[:depth]
+            chunks = await self.store.load_payloads(space, fusion.weighted_fusion(candidates, weight)[:depth])
         else:
             chunks = await self.store.search_fused(
                 space, vector, terms, max(cfg.candidates, top_k), depth, fuse, filters, with_vectors=want_vectors

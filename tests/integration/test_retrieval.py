@@ -18,6 +18,7 @@ from backend.container import Container, build_ingest, load_embedder, open_store
 from backend.observability import Metrics
 from backend.services.ingest import IngestService, SourceFile
 from backend.services.retrieval import RetrievalService, SearchOptions
+from backend.services.text_analysis import query_vector
 
 DAY, T0 = 86400.0, 1_700_000_000.0
 MAIL = {"mail/2024/nasos.txt", "mail/2024/otpusk.txt", "mail/2023/kotel.txt"}
@@ -89,6 +90,28 @@ def test_hybrid_is_the_default_and_reports_both_sides_scores(indexed: Any) -> No
         )  # type: ignore[operator]
         assert c.score == pytest.approx(expected)
     assert [c.score for c in found.chunks] == sorted((c.score for c in found.chunks), reverse=True)
+
+
+def test_hybrid_candidates_come_without_payload_and_the_kept_ones_get_it(indexed: Any) -> None:
+    """The weighted path reads payloads only for the chunks fusion keeps; one deleted in between is
+    left out rather than returned empty (there is nothing to quote)."""
+    ingest, retrieval = indexed
+    store = retrieval.store
+    vector = run(retrieval.embedder.embed_query("Почему остановили насосную станцию?"))
+    terms = query_vector("Почему остановили насосную станцию?")
+    bare = run(store.search_both("ru", vector, terms, 50, with_payload=False))
+    full = run(store.search_both("ru", vector, terms, 50))
+    assert len(bare) == len(full) == len(RU_DOCS) and all(c.payload == {} for c in bare)
+    assert {c.id: (c.dense_score, c.sparse_score) for c in bare} == {
+        c.id: (c.dense_score, c.sparse_score) for c in full
+    }
+    kept = run(store.load_payloads("ru", bare[:3]))
+    assert [c.payload for c in kept] == [next(f.payload for f in full if f.id == c.id) for c in bare[:3]]
+    gone_path = next(f.payload["path"] for f in full if f.id == bare[4].id)
+    run(ingest.delete_document("ru", next(d.id for d in run(ingest.documents("ru")) if d.path == gone_path)))
+    left = run(store.load_payloads("ru", bare[3:]))
+    assert [c.id for c in left] == [c.id for c in bare[3:] if c.id != bare[4].id]
+    assert all(c.payload.get("text") for c in left)
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
