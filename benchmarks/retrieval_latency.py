@@ -28,7 +28,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from backend.adapters.store import ChunkFilter, ChunkPoint, VectorStore
+from backend.adapters.store import ChunkFilter, ChunkPoint, ScoredChunk, SparseTerms, VectorStore
 from backend.services import fusion
 from backend.services.ingest import path_metadata, sparse_vectors
 from backend.services.text_analysis import ANALYZER_VERSION, is_cyrillic, query_vector
@@ -82,6 +82,21 @@ async def build(
         doc += 1
 
 
+async def hybrid(
+    store: VectorStore,
+    space: str,
+    vector: list[float],
+    terms: SparseTerms,
+    question: str,
+    flt: ChunkFilter | None = None,
+) -> list[ScoredChunk]:
+    """The hybrid part of RetrievalService.retrieve with its defaults: both sides' candidates (no payload),
+    weighted fusion, then the payloads of the top 5."""
+    found = await store.search_both(space, vector, terms, 50, flt, with_payload=False)
+    weight = 0.6 if is_cyrillic(question) else 0.7  # HYBRID_DENSE_WEIGHT_CYRILLIC / HYBRID_DENSE_WEIGHT
+    return await store.load_payloads(space, fusion.weighted_fusion(found, weight)[:5])
+
+
 async def measure(
     store: VectorStore, space: str, questions: list[str], rng: random.Random, pause_s: float = 0.0
 ) -> dict[str, Any]:
@@ -102,8 +117,7 @@ async def measure(
                 elif mode == "sparse":
                     await store.search_sparse(space, terms, 5, flt)
                 else:
-                    found = await store.search_both(space, vector, terms, 50, flt)
-                    fusion.weighted_fusion(found, 0.2 if is_cyrillic(q) else 0.6)
+                    await hybrid(store, space, vector, terms, q, flt)
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
             out[f"{mode}, {label}"] = {"p50": round(statistics.median(times), 1),
