@@ -31,9 +31,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from backend.adapters.store import ChunkFilter, ChunkPoint, ScoredChunk, SparseTerms, VectorStore
 from backend.services import fusion
 from backend.services.ingest import path_metadata, sparse_vectors
+from backend.services.retrieval import RetrievalConfig
 from backend.services.text_analysis import ANALYZER_VERSION, is_cyrillic, query_vector
 
 DIM = 384
+DEFAULTS = RetrievalConfig()  # the service's retrieval defaults
 UPSERT_SECONDS: dict[str, float] = {}  # per space: time spent in the store's upserts while building
 
 
@@ -92,8 +94,8 @@ async def hybrid(
 ) -> list[ScoredChunk]:
     """The hybrid part of RetrievalService.retrieve with its defaults: both sides' candidates (no payload),
     weighted fusion, then the payloads of the top 5."""
-    found = await store.search_both(space, vector, terms, 50, flt, with_payload=False)
-    weight = 0.6 if is_cyrillic(question) else 0.7  # HYBRID_DENSE_WEIGHT_CYRILLIC / HYBRID_DENSE_WEIGHT
+    found = await store.search_both(space, vector, terms, DEFAULTS.candidates, flt, with_payload=False)
+    weight = DEFAULTS.dense_weight_cyrillic if is_cyrillic(question) else DEFAULTS.dense_weight
     return await store.load_payloads(space, fusion.weighted_fusion(found, weight)[:5])
 
 

@@ -77,10 +77,10 @@ class EdgeShardError(RuntimeError):
     """A shard folder cannot be opened: corrupt, half-written, or written by a newer engine."""
 
 
+_RECREATE = "python -m cli.index_cli --dir <folder> --space <space> --recreate"
 _REINDEX = (
     "If a newer version of this service wrote it, run that version again. Otherwise it is damaged (a disk that "
-    "filled up, a machine that crashed): re-index its space from the documents, which removes it first: "
-    "python -m cli.index_cli --dir <folder> --space <space> --recreate"
+    f"filled up, a machine that crashed): re-index its space from the documents, which removes it first: {_RECREATE}"
 )
 
 
@@ -335,7 +335,7 @@ class EdgeEngine:
                     f"the shard folder {folder} was last opened by a newer engine ({ENGINE} {wrote}) than this "
                     f"service runs ({ENGINE} {ENGINE_VERSION}): run the newer version of the service again (its "
                     f"data stays as it is), or re-index this space with this version, which removes it first: "
-                    f"python -m cli.index_cli --dir <folder> --space <space> --recreate"
+                    f"{_RECREATE}"
                 )
             try:
                 shard = edge.EdgeShard.load(str(folder))
