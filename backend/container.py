@@ -250,6 +250,7 @@ class Container:
             context_tokens=settings.llm_context_tokens,
             check_citations=settings.citation_check,
             relevance_floor=settings.relevance_floor,
+            passage_cutoff=settings.answer_passage_cutoff,
         )
         log.info(
             "service ready",

@@ -207,6 +207,11 @@ class ContextOut(BaseModel):
         description="server: the LLM server's own tokenizer (vLLM /tokenize, llama.cpp); estimate: a safe bound."
     )
     dropped_chunks: int = Field(description="Lowest-ranked retrieved chunks left out so the prompt fits.")
+    weak_chunks: int = Field(
+        default=0,
+        description="Retrieved chunks left out of the prompt and the sources because their hybrid score was under "
+        "ANSWER_PASSAGE_CUTOFF times the best chunk's.",
+    )
 
 
 class RetrievalOut(BaseModel):

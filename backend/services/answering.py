@@ -253,11 +253,12 @@ class ContextBudget:
     prompt_tokens: int
     counted_by: Literal["server", "estimate"]
     dropped_chunks: int
+    weak_chunks: int = 0  # left out before the budget: under ANSWER_PASSAGE_CUTOFF of the best one's score
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "window_tokens": self.window_tokens, "prompt_tokens": self.prompt_tokens,
-            "counted_by": self.counted_by, "dropped_chunks": self.dropped_chunks,
+            "counted_by": self.counted_by, "dropped_chunks": self.dropped_chunks, "weak_chunks": self.weak_chunks,
         }  # fmt: skip
 
 
@@ -292,9 +293,23 @@ async def fit_context(
             kept.pop()
 
 
-def best_similarity(sources: list[Source]) -> float | None:
-    """The highest cosine similarity of a source to the question (None: no source was found densely)."""
-    return max((s.chunk.dense_score for s in sources if s.chunk.dense_score is not None), default=None)
+def cut_weak_passages(found: RetrievalResult, cutoff: float) -> list[ScoredChunk]:
+    """The retrieved chunks less those whose fused score is under `cutoff` times the best one's.
+
+    Only the weighted hybrid ranking is cut: its scores are min-max fused over the candidates (0..1), so
+    a share of the best is a measure of how much weaker a passage is. A small model reads every passage
+    it is given and often answers from a weaker neighbour (docs/evaluation.md); dense cosines, RRF ranks
+    and reranker logits have no such scale and are left alone."""
+    chunks = found.chunks
+    if cutoff <= 0 or found.mode != "hybrid" or found.fusion != "weighted" or found.rerank_ms is not None:
+        return chunks
+    best = max((c.score for c in chunks), default=0.0)
+    return [c for c in chunks if c.score >= cutoff * best] if best > 0 else chunks
+
+
+def best_similarity(chunks: list[ScoredChunk]) -> float | None:
+    """The highest cosine similarity of a chunk to the question (None: no chunk was found densely)."""
+    return max((c.dense_score for c in chunks if c.dense_score is not None), default=None)
 
 
 def unrelated_answer(question: str) -> str:
@@ -322,6 +337,7 @@ class AnswerService:
         check_citations: bool = True,
         build_prompt: PromptBuilder = build_messages,  # benchmarks.prompt_experiment compares others
         relevance_floor: float = 0.0,
+        passage_cutoff: float = 0.0,
     ) -> None:
         self.retrieval = retrieval
         self.llm = llm
@@ -334,6 +350,7 @@ class AnswerService:
         # Small local models answer whatever they are given; below this cosine of the best chunk, the
         # passages are about something else, and the answer says so instead (docs/evaluation.md).
         self.relevance_floor = relevance_floor
+        self.passage_cutoff = passage_cutoff
 
     async def start(
         self, space: str, question: str, top_k: int, options: SearchOptions | None = None, model: str | None = None
@@ -344,9 +361,11 @@ class AnswerService:
         llm = self.llm.chain(model)
         found = await self.retrieval.retrieve(space, question, top_k, options)
         window = await llm.context_window(self.context_tokens)
+        passages = cut_weak_passages(found, self.passage_cutoff)
         kept, context = await fit_context(
-            question, found.chunks, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
+            question, passages, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
         )
+        context.weak_chunks = len(found.chunks) - len(passages)
         if context.dropped_chunks:
             log.info(
                 "context budget: dropped %d of %d chunks", context.dropped_chunks, len(found.chunks),
@@ -373,7 +392,9 @@ class AnswerService:
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        best = best_similarity(sources)
+        # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
+        # in cosine but weaker in the fused ranking).
+        best = best_similarity(found.chunks)
         if self.relevance_floor and best is not None and best < self.relevance_floor:
             log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", best,
                      self.relevance_floor)  # fmt: skip

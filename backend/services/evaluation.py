@@ -253,5 +253,5 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
         "abstained": m.abstains(answer.answer), "unsupported": checked.unsupported if checked else 0,
         "same_language": is_cyrillic(answer.answer) == is_cyrillic(q.question),
         "ttft_s": answer.first_token_s, "total_s": total_ms / 1000,
-        "best_dense": best_similarity(answer.sources),
+        "best_dense": best_similarity(answer.retrieval.chunks),  # what the relevance floor judges
     }  # fmt: skip

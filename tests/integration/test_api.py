@@ -128,6 +128,30 @@ def test_a_question_no_passage_is_about_is_declined_without_the_llm(client: Test
     assert asked["backend"] == "openai"
 
 
+def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: TestClient, corpus: Path) -> None:
+    upload_corpus(client, corpus)
+    answers = client.app.state.container.answers  # type: ignore[attr-defined]
+    question = {"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo", "top_k": 8}
+    saved = answers.passage_cutoff
+    try:
+        answers.passage_cutoff = 0.0
+        everything = client.post("/ask", json=question).json()
+        answers.passage_cutoff = 0.7
+        cut = client.post("/ask", json=question).json()
+    finally:
+        answers.passage_cutoff = saved
+    scores = [s["score"] for s in everything["sources"]]
+    strong = [s for s in scores if s >= 0.7 * scores[0]]
+    assert everything["context"]["weak_chunks"] == 0 and len(scores) == 8
+    assert 1 <= len(strong) < 8  # the corpus's other documents are about other things
+    # The sources are what the LLM was given: the strong prefix of the ranking, numbered from 1.
+    assert [s["id"] for s in cut["sources"]] == [s["id"] for s in everything["sources"][: len(strong)]]
+    assert [s["n"] for s in cut["sources"]] == list(range(1, len(strong) + 1))
+    assert cut["context"]["weak_chunks"] == 8 - len(strong)
+    assert cut["context"]["prompt_tokens"] < everything["context"]["prompt_tokens"]
+    assert cut["backend"] == "openai" and cut["sources"][0]["text"] == FACTS["zorblat"]
+
+
 def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> None:
     upload_corpus(client, corpus)
     with client.stream(

@@ -75,7 +75,8 @@ def test_a_prompt_too_big_for_max_model_len_is_cut_to_fit_instead_of_a_400(
 ) -> None:
     many = {f"d{i}.txt": (f"Record {i}: the delivery of valves number {i} was moved to week {i}. " * 12).encode()
             for i in range(20)}  # fmt: skip
-    with TestClient(create_app(vllm_settings(make_settings, vllm_server, llm_max_tokens=200))) as client:
+    settings = vllm_settings(make_settings, vllm_server, llm_max_tokens=200, answer_passage_cutoff=0)  # all 20
+    with TestClient(create_app(settings)) as client:
         upload(client, "big", many)
         resp = client.post("/ask", json={"q": "When were the valves delivered?", "space_id": "big", "top_k": 20})
     assert resp.status_code == 200, resp.text

@@ -1,4 +1,4 @@
-"""Prompt numbering, citation detection and the context budget."""
+"""Prompt numbering, citation detection, the cut of weak passages and the context budget."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from backend.services.answering import (
     Source,
     answer_language,
     build_messages,
+    cut_weak_passages,
     estimate_tokens,
     fit_context,
     no_context_answer,
 )
+from backend.services.retrieval import RetrievalResult
 
 
 def chunk(text: str, **payload: object) -> ScoredChunk:
@@ -82,3 +84,23 @@ def test_the_estimate_is_safe_for_cyrillic() -> None:
 def test_no_context_answer_speaks_the_question_language() -> None:
     assert "нет документов" in no_context_answer("Где отчёт?", "demo")
     assert "holds no documents" in no_context_answer("Where is the report?", "demo")
+
+
+def ranked(*scores: float) -> list[ScoredChunk]:
+    return [ScoredChunk(f"c{i}", s, {"text": f"passage {i}"}) for i, s in enumerate(scores)]
+
+
+def test_weak_passages_are_cut_relative_to_the_best_in_weighted_hybrid_only() -> None:
+    chunks = ranked(0.95, 0.9, 0.67, 0.66, 0.2)
+    hybrid = RetrievalResult(chunks, 1.0, 1.0, mode="hybrid", fusion="weighted")
+    assert [c.id for c in cut_weak_passages(hybrid, 0.7)] == ["c0", "c1", "c2"]  # 0.67 >= 0.7 * 0.95
+    assert cut_weak_passages(hybrid, 0.0) == chunks  # off
+    assert [c.id for c in cut_weak_passages(hybrid, 1.0)] == ["c0"]  # the best one always stays
+    # Scores without a 0..1 scale relative to the candidates are left alone: cosines, RRF, reranker logits.
+    for other in (
+        RetrievalResult(chunks, 1.0, 1.0, mode="dense"),
+        RetrievalResult(chunks, 1.0, 1.0, mode="hybrid", fusion="rrf"),
+        RetrievalResult(chunks, 1.0, 1.0, mode="hybrid", fusion="weighted", rerank_ms=3.0),
+    ):
+        assert cut_weak_passages(other, 0.7) == chunks
+    assert cut_weak_passages(RetrievalResult([], 1.0, 1.0, mode="hybrid", fusion="weighted"), 0.7) == []
