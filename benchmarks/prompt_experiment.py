@@ -35,6 +35,7 @@ from backend.services import answering
 from backend.services.answering import AnswerService, Source
 from backend.services.evaluation import Evaluator, load_squad
 from backend.services.text_analysis import is_cyrillic
+from benchmarks.passage_cutoff import cutoff_list
 
 Messages = list[dict[str, str]]
 
@@ -200,13 +201,16 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
                 await evaluator.index(lang, evalset)
                 asked = evalset.questions[:: args.stride]
-                for key in args.variants.split(","):
+                for key, cutoff in [(k, c) for k in args.variants.split(",") for c in args.passage_cutoffs]:
                     name, build = VARIANTS[key]
+                    if args.passage_cutoffs != [None]:
+                        name = f"{name}, passage cutoff {cutoff:g}"
                     temperature = settings.llm_temperature if args.temperature is None else args.temperature
                     service = AnswerService(
                         container.retrieval, container.llm, container.metrics, max_tokens=settings.llm_max_tokens,
                         temperature=temperature, context_tokens=settings.llm_context_tokens,
                         check_citations=True, build_prompt=build, relevance_floor=settings.relevance_floor,
+                        passage_cutoff=settings.answer_passage_cutoff if cutoff is None else cutoff,
                     )  # fmt: skip
                     report = await Evaluator(container.ingest, container.retrieval, service).answer_metrics(
                         lang, asked, top_k=5
@@ -232,6 +236,12 @@ def main() -> int:
         help=f"comma-separated, of: {', '.join(VARIANTS)}",
     )
     p.add_argument("--temperature", type=float, default=None, help="instead of LLM_TEMPERATURE")
+    p.add_argument(
+        "--passage-cutoffs",
+        type=cutoff_list,
+        default=[None],
+        help="comma-separated ANSWER_PASSAGE_CUTOFF values to run each variant with (default: the setting's)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench-out/prompt-experiment.json"))
     args = p.parse_args()
     unknown = [v for v in args.variants.split(",") if v not in VARIANTS]

