@@ -48,17 +48,15 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
                 await Evaluator(container.ingest, container.retrieval, container.answers).index(lang, evalset)
                 asked = evalset.questions[:: args.stride]
-                found = [(q, await container.retrieval.retrieve(lang, q.question, args.top_k)) for q in asked]
+                found = [await container.retrieval.retrieve(lang, q.question, args.top_k) for q in asked]
+                # Per question, the ids of the top_k chunks that hold its gold answer: found once, for all cutoffs.
+                holders = [{c.id for c in result.chunks if m.contains_gold(str(c.payload.get("text", "")), q.answers)}
+                           for q, result in zip(asked, found, strict=True)]  # fmt: skip
+                held = sum(1 for ids in holders if ids)
                 for cutoff in args.cutoffs:
-                    kept = lost = held = 0
-                    for q, result in found:
-                        passages = cut_weak_passages(result, cutoff)
-                        kept += len(passages)
-                        if any(m.contains_gold(str(c.payload.get("text", "")), q.answers) for c in result.chunks):
-                            held += 1
-                            lost += not any(
-                                m.contains_gold(str(c.payload.get("text", "")), q.answers) for c in passages
-                            )
+                    cut = [{c.id for c in cut_weak_passages(result, cutoff)} for result in found]
+                    kept = sum(len(ids) for ids in cut)
+                    lost = sum(1 for ids, left in zip(holders, cut, strict=True) if ids and not ids & left)
                     row = {"language": lang, "cutoff": cutoff, "questions": len(found), "gold_in_top_k": held,
                            "passages_kept_mean": kept / len(found), "gold_cut": lost}  # fmt: skip
                     sys.stdout.write(json.dumps(row) + "\n")
