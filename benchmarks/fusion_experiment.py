@@ -80,7 +80,7 @@ class Variant:
     lexical: Lexical
     dense_weight: float = 0.6  # Latin-script question
     dense_weight_cyrillic: float = 0.2
-    fusion: str = "weighted"  # or rrf, dbsf, sparse, dense, formula<k>
+    fusion: str = "weighted"  # or rrf, dbsf, sparse, dense, formula<k>, power<p>
 
 
 DEFAULT = Lexical()
@@ -123,6 +123,9 @@ VARIANTS = [
     Variant("default analyzer, gated 0.7 / 0.5", DEFAULT, 0.7, 0.5),
     Variant("window 100 words + Cyrillic prefix-3, gated 0.7 / 0.6", Lexical(window_words=100), 0.7, 0.6),
     Variant("window 300 words + Cyrillic prefix-3, gated 0.7 / 0.6", Lexical(window_words=300), 0.7, 0.6),
+    Variant("min-max scores squared (w*d^2 + (1-w)*s^2), gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "power2"),
+    Variant("min-max scores cubed, gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "power3"),
+    Variant("min-max scores squared, one weight 0.5 for both scripts", DEFAULT, 0.5, 0.5, "power2"),
     Variant("**default: window 200 + Cyrillic prefix-3, gated 0.7 / 0.6**", DEFAULT, 0.7, 0.6),
 ]
 
@@ -234,9 +237,10 @@ def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -
             w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
             k = float(v.fusion.removeprefix("formula"))
             fused = w * d[union] + (1 - w) * s[union] / (s[union] + k)
-        else:
+        else:  # weighted; power<p> raises each min-max score to p first (a p-norm: nearer "the best side wins")
             w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
-            fused = w * _minmax(d[union]) + (1 - w) * _minmax(s[union])
+            p = float(v.fusion.removeprefix("power")) if v.fusion.startswith("power") else 1.0
+            fused = w * _minmax(d[union]) ** p + (1 - w) * _minmax(s[union]) ** p
         order = union[np.argsort(-np.asarray(fused), kind="stable")]
         values.append(m.ndcg_at(m.rank_of(q.gold_path, [corpus.chunk_docs[i] for i in order], 10)))
     return m.mean(values)
