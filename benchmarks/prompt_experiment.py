@@ -87,8 +87,8 @@ QUOTE = (
 
 
 def quote(question: str, sources: list[Source]) -> Messages:
-    """The default, asking for the passage's sentence word for word (a small model copies better than it
-    rephrases: the misses of "Where Russian answers fail" include the fact in another word form)."""
+    """The default rules, asking for the answering sentence word for word: tried because some Russian misses
+    hold the right fact in another word form. The model did not copy (docs/evaluation.md, "The answer prompt")."""
     messages = answering.build_messages(question, sources)
     return [{"role": "system", "content": QUOTE}, messages[1]]
 
