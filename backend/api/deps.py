@@ -1,4 +1,8 @@
-"""FastAPI dependencies as Annotated aliases: routes declare what they need, the container provides it."""
+"""FastAPI dependencies as Annotated aliases: routes declare what they need, the container provides it.
+
+Every dependency is `async def` although none awaits: FastAPI runs a plain `def` dependency in its thread
+pool, a hop to a worker thread and back for each one on every request (docs/performance.md).
+"""
 
 from __future__ import annotations
 
@@ -18,38 +22,38 @@ from backend.services.status import StatusService
 from backend.services.summarizing import SummaryService
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_settings(c: ContainerDep) -> Settings:
+async def get_settings(c: ContainerDep) -> Settings:
     return c.settings
 
 
-def get_ingest(c: ContainerDep) -> IngestService:
+async def get_ingest(c: ContainerDep) -> IngestService:
     return c.ingest
 
 
-def get_retrieval(c: ContainerDep) -> RetrievalService:
+async def get_retrieval(c: ContainerDep) -> RetrievalService:
     return c.retrieval
 
 
-def get_answers(c: ContainerDep) -> AnswerService:
+async def get_answers(c: ContainerDep) -> AnswerService:
     return c.answers
 
 
-def get_status(c: ContainerDep) -> StatusService:
+async def get_status(c: ContainerDep) -> StatusService:
     return c.status
 
 
-def get_conversations(c: ContainerDep) -> ConversationService:
+async def get_conversations(c: ContainerDep) -> ConversationService:
     return c.conversations
 
 
-def get_summaries(c: ContainerDep) -> SummaryService:
+async def get_summaries(c: ContainerDep) -> SummaryService:
     return c.summaries
 
 
