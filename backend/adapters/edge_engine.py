@@ -564,9 +564,11 @@ class EdgeEngine:
 
     @staticmethod
     def _points(found: list[Any], with_payload: Any) -> models.QueryResponse:
-        return models.QueryResponse(points=[
-            models.ScoredPoint(id=_point_id(p.id), version=p.version, score=float(p.score),
-                               payload=p.payload if with_payload else None, vector=_vector_out(p.vector))
+        # model_construct: the engine's own types need no validation, which cost half of this call's time.
+        point = models.ScoredPoint.model_construct
+        return models.QueryResponse.model_construct(points=[
+            point(id=_point_id(p.id), version=p.version, score=float(p.score),
+                  payload=p.payload if with_payload else None, vector=_vector_out(p.vector))
             for p in found
         ])  # fmt: skip
 
