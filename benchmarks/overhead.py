@@ -13,7 +13,8 @@ real model, and search costs what it costs at that size; only indexing by the em
      space; and the same less the question's embedding (the `embed_ms` the service reports in its
      `done` event): the service's own overhead;
   2. 32 concurrent /ask against a server that answers in 1.0 s, on the 10k space: wall time of the batch;
-  3. /search requests per second at concurrency 16.
+  3. /search requests per second at concurrency 16;
+  4. what resolving a route's dependencies costs: GET /models against GET /health, sequential.
 The service runs with RATE_LIMIT_PER_MINUTE=0 (the benchmark sends far more than one key's default 600
 requests a minute, which would be answered 429) and ANSWER_RELEVANCE_FLOOR=0 (random dense vectors would
 put every question under the floor, answered without the LLM).
@@ -100,10 +101,26 @@ async def first_token(
     return ttft, embed_ms
 
 
+async def route_cost(http: httpx.AsyncClient, service: str, n: int = 2000) -> dict[str, float]:
+    """p50 ms of GET /health (no dependencies) and GET /models (the container, the status service and the
+    caller's key: what every route resolves before its own work), alternated twice, n requests each."""
+    times: dict[str, list[float]] = {"/health": [], "/models": []}
+    for path in [*times, *times]:
+        for _ in range(n):
+            start = time.perf_counter()
+            (await http.get(service + path)).raise_for_status()
+            times[path].append((time.perf_counter() - start) * 1000)
+    health, models = statistics.median(times["/health"]), statistics.median(times["/models"])
+    return {"health_p50_ms": round(health, 3), "models_p50_ms": round(models, 3),
+            "dependencies_p50_ms": round(models - health, 3)}  # fmt: skip
+
+
 async def measure(service: str, llm: str, questions: list[str], sizes: list[int], n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+        out["route_cost"] = await route_cost(http, service)
+        sys.stderr.write(f"route cost: {out['route_cost']}\n")
         direct_body = {"model": "fixed-standin", "stream": True, "max_tokens": 64,
                        "messages": [{"role": "user", "content": "warm-up"}]}  # fmt: skip
         for space, mode in [(f"s{size}", mode) for size in sizes for mode in MODES]:
