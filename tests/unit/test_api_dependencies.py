@@ -1,6 +1,6 @@
 """Every route's dependencies run on the event loop: FastAPI sends a plain `def` dependency to its thread
-pool, a hop to a worker thread and back on every request (docs/performance.md measures what four of
-them cost /ask)."""
+pool, a hop to a worker thread and back on every request (docs/performance.md measures what two of
+them cost a request)."""
 
 from __future__ import annotations
 
