@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         "own, swapped in when done), by index_cli run without the service at the end of its run (0: never; "
         "searches then scan).",
     )  # fmt: skip
+    qdrant_quantization: Literal["int8", "none"] = Field(
+        default="int8",
+        description="Spaces created from now on also keep their dense vectors as 8-bit integers: the search index "
+        "is walked on those and the candidates are scored with the full vectors (exact scores). none: full "
+        "vectors only. A space keeps what it was created with.",
+    )  # fmt: skip
     qdrant_min_free_mb: int = Field(
         default=256, ge=0,
         description="Embedded store: free disk space (MB) below which writes are refused with a message (0: "

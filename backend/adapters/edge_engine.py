@@ -200,6 +200,29 @@ def _filter(f: models.Filter | None) -> edge.Filter | None:
     return edge.Filter(must=_conditions(f.must), should=_conditions(f.should), must_not=_conditions(f.must_not))
 
 
+def _dense_params(v: models.VectorParams) -> edge.EdgeVectorParams:
+    quantization = None
+    if isinstance(v.quantization_config, models.ScalarQuantization):
+        q = v.quantization_config.scalar
+        quantization = edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, quantile=q.quantile,
+                                                     always_ram=q.always_ram)  # fmt: skip
+    elif v.quantization_config is not None:
+        raise ValueError(f"{type(v.quantization_config).__name__} is not supported by the embedded engine")
+    return edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance], quantization_config=quantization)
+
+
+def _search_params(p: models.SearchParams | None) -> edge.SearchParams | None:
+    if p is None:
+        return None
+    q = p.quantization
+    return edge.SearchParams(
+        hnsw_ef=p.hnsw_ef,
+        exact=bool(p.exact),
+        quantization=edge.QuantizationSearchParams(ignore=bool(q.ignore), rescore=q.rescore,
+                                                   oversampling=q.oversampling) if q else None,
+    )  # fmt: skip
+
+
 def _query(query: Any, using: str | None) -> Any:
     """One scoring query from qdrant-client's shapes (vector, NearestQuery, FusionQuery) to Edge's."""
     if isinstance(query, models.NearestQuery):
@@ -223,6 +246,7 @@ def _prefetch(p: models.Prefetch) -> edge.Prefetch:
         prefetches=[_prefetch(n) for n in nested] or None,
         filter=_filter(p.filter),
         score_threshold=p.score_threshold,
+        params=_search_params(p.params),
     )
 
 
@@ -380,12 +404,9 @@ class EdgeEngine:
                 shutil.rmtree(folder)
             dense: Any = None
             if isinstance(vectors_config, models.VectorParams):
-                dense = edge.EdgeVectorParams(size=vectors_config.size, distance=_DISTANCE[vectors_config.distance])
+                dense = _dense_params(vectors_config)
             elif vectors_config:
-                dense = {
-                    n: edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance])
-                    for n, v in vectors_config.items()
-                }
+                dense = {n: _dense_params(v) for n, v in vectors_config.items()}
             sparse = {
                 n: edge.EdgeSparseVectorParams(
                     modifier=edge.Modifier.Idf if p.modifier == models.Modifier.IDF else None
@@ -560,6 +581,7 @@ class EdgeEngine:
             with_payload=_with_payload(r.with_payload),
             filter=_filter(r.filter),
             score_threshold=r.score_threshold,
+            params=_search_params(r.params),
         )
 
     @staticmethod
@@ -584,11 +606,12 @@ class EdgeEngine:
         score_threshold: float | None = None,
         with_payload: bool | list[str] = True,
         with_vectors: Any = False,
+        search_params: models.SearchParams | None = None,
         **_: Any,
     ) -> models.QueryResponse:
         request = models.QueryRequest(query=query, using=using, prefetch=prefetch, filter=query_filter, limit=limit,
                                       offset=offset, score_threshold=score_threshold, with_payload=with_payload,
-                                      with_vector=with_vectors)  # fmt: skip
+                                      with_vector=with_vectors, params=search_params)  # fmt: skip
         col = self._get(collection_name)
         with col.use() as shard:
             found = shard.query(self._request(request))

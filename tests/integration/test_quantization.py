@@ -1,0 +1,73 @@
+"""QDRANT_QUANTIZATION: a new space keeps its dense vectors as 8-bit integers too (on both engines), and what
+a search returns is still scored with the full vectors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client.http import models
+
+from backend.adapters.store import DENSE, ChunkPoint, VectorStore
+from backend.config import Settings
+from backend.container import open_store
+
+DIM = 384
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("quantization", ["int8", "none"])
+def test_a_new_space_is_created_with_the_configured_quantization(store_settings: Settings, quantization: str) -> None:
+    store = open_store(store_settings.model_copy(update={"qdrant_quantization": quantization}))
+    try:
+        run(store.ensure_space("q", "m", DIM, "lex"))
+        info = store._client.get_collection(store._chunks("q"))
+        params = info.config.params.vectors
+        assert isinstance(params, dict)
+        kept = params[DENSE].quantization_config
+        if quantization == "int8":
+            assert isinstance(kept, models.ScalarQuantization)
+            assert kept.scalar.type == models.ScalarType.INT8
+        else:
+            assert kept is None
+    finally:
+        store.close()
+
+
+def test_searches_of_a_quantized_indexed_space_return_exact_scores(tmp_path: Path) -> None:
+    # Edge builds the 8-bit copy of the vectors only with the search index: a space large enough for one
+    # (8,000 x 384 floats), built as index_cli builds it.
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(8000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(len(vectors))]
+    store = VectorStore(path=tmp_path / "qdrant", index_after=1, quantization="int8")
+    try:
+        run(store.ensure_space("q", "m", DIM, "lex"))
+        for start in range(0, len(vectors), 2000):
+            points = [ChunkPoint(ids[i], vectors[i].tolist(), {"text": f"t{i}", "document_id": str(i), "path": "p"},
+                                 ([i % 50], [1.0])) for i in range(start, start + 2000)]  # fmt: skip
+            run(store.upsert_chunks("q", points))
+        assert run(store.build_index_if_due("q")) is not None
+        query = vectors[0] + vectors[1]
+        query /= np.linalg.norm(query)
+        exact = dict(zip(ids, (vectors @ query).tolist(), strict=True))
+
+        # the premise: the engine's own answer, without rescoring, holds the 8-bit approximations
+        raw = store._client.query_points(store._chunks("q"), query=query.tolist(), using=DENSE, limit=10)
+        assert max(abs(p.score - exact[str(p.id)]) for p in raw.points) > 1e-4
+
+        dense = run(store.search_dense("q", query.tolist(), 10))
+        assert [c.id for c in dense][:2] == sorted(ids[:2], key=lambda i: -exact[i])
+        assert max(abs(c.score - exact[c.id]) for c in dense) < 1e-5
+        both = run(store.search_both("q", query.tolist(), ([0, 1], [1.0, 1.0]), 50, with_payload=False))
+        assert all(c.dense_score is not None and abs(c.dense_score - exact[c.id]) < 1e-5 for c in both)
+        assert {c.id for c in both} >= set(ids[:2])
+    finally:
+        store.close()
