@@ -4,6 +4,7 @@ a search returns is still scored with the full vectors."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ def test_searches_of_a_quantized_indexed_space_return_exact_scores(
 
 
 def test_a_broader_search_finds_more_of_the_true_nearest_chunks(
-    indexed_space: tuple[Path, np.ndarray, list[str]],
+    indexed_space: tuple[Path, np.ndarray, list[str]], make_settings: Callable[..., Settings]
 ) -> None:
     # Random vectors have no close neighbours, the hardest case for an HNSW index: at the engine's default
     # breadth it misses some of the true top 10 (about 9% here); QDRANT_HNSW_EF=1000 finds nearly all.
@@ -97,7 +98,7 @@ def test_a_broader_search_finds_more_of_the_true_nearest_chunks(
     position = {point_id: i for i, point_id in enumerate(ids)}
 
     def recall(hnsw_ef: int) -> float:
-        store = VectorStore(path=folder, hnsw_ef=hnsw_ef)
+        store = open_store(make_settings(qdrant_path=folder, qdrant_hnsw_ef=hnsw_ef))
         try:
             found = [run(store.search_dense("q", q.tolist(), 10)) for q in queries]
         finally:
