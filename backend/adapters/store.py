@@ -99,6 +99,7 @@ SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse B
 # index on those, a quarter of the memory to read, then scores the candidates it found with the full
 # vectors (every dense query asks for that), so every score the fusion reads is exact (docs/performance.md
 # measures both).
+Quantization = Literal["int8", "none"]  # QDRANT_QUANTIZATION
 _INT8 = models.ScalarQuantization(
     scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
 )
@@ -338,7 +339,7 @@ class VectorStore:
         cluster: ClusterOptions | None = None,
         background_index: bool = False,
         on_index_build: Callable[[str, str, float], None] | None = None,
-        quantization: Literal["int8", "none"] = "int8",
+        quantization: Quantization = "int8",
         hnsw_ef: int = 0,
     ) -> None:
         self.prefix = prefix
