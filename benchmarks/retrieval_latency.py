@@ -50,17 +50,23 @@ def paragraphs(eval_dir: Path) -> tuple[list[str], list[str]]:
     return texts, questions
 
 
-def unit(rng: random.Random) -> list[float]:
-    v = [rng.gauss(0, 1) for _ in range(DIM)]
+def unit(rng: random.Random, dim: int = DIM) -> list[float]:
+    v = [rng.gauss(0, 1) for _ in range(dim)]
     n = sum(x * x for x in v) ** 0.5
     return [x / n for x in v]
 
 
 async def build(
-    store: VectorStore, space: str, texts: list[str], size: int, rng: random.Random, model: str = "random"
+    store: VectorStore,
+    space: str,
+    texts: list[str],
+    size: int,
+    rng: random.Random,
+    model: str = "random",
+    dim: int = DIM,
 ) -> None:
-    """`model`: the name recorded in the space (the bundled embedder's, for a space a service opens)."""
-    await store.ensure_space(space, model, DIM, f"{ANALYZER_VERSION}/window=200")
+    """`model` and `dim`: the embedder recorded in the space (the service's, for a space a service opens)."""
+    await store.ensure_space(space, model, dim, f"{ANALYZER_VERSION}/window=200")
     written, doc = 0, 0
     while written < size:
         text = texts[doc % len(texts)]
@@ -71,7 +77,7 @@ async def build(
         points = [
             ChunkPoint(
                 f"00000000-0000-0000-0000-{written + i:012d}",
-                unit(rng),
+                unit(rng, dim),
                 {**path_metadata(path), "path": path, "document_id": str(doc), "text": c, "chunk": i},
                 terms,
             )
