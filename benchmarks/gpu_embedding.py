@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import platform
@@ -95,18 +96,19 @@ def random_model(name: str, tokenizer_file: Path, save_dir: Path) -> Path:
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, BertConfig, PreTrainedTokenizerFast, XLMRobertaConfig
 
-    try:  # sentence-transformers 6.2 moved the modules (the old path still works, with a warning)
-        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    try:  # sentence-transformers 6.2 moved the modules; 6.0 (the device machine's) has the old path only
+        modules = importlib.import_module("sentence_transformers.sentence_transformer.modules")
     except ImportError:
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+        modules = importlib.import_module("sentence_transformers.models")
 
     shape = SHAPES[name]
     target = save_dir / shape.folder
     if (target / "modules.json").exists():
         return target
-    sizes = {"vocab_size": shape.vocab, "hidden_size": shape.hidden, "num_hidden_layers": shape.layers,
-             "num_attention_heads": shape.heads, "intermediate_size": shape.ffn,
-             "max_position_embeddings": shape.positions}  # fmt: skip
+    sizes: dict[str, Any] = {
+        "vocab_size": shape.vocab, "hidden_size": shape.hidden, "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads, "intermediate_size": shape.ffn, "max_position_embeddings": shape.positions,
+    }  # fmt: skip
     config = (
         BertConfig(**sizes, type_vocab_size=2)
         if shape.family == "bert"
@@ -114,15 +116,15 @@ def random_model(name: str, tokenizer_file: Path, save_dir: Path) -> Path:
     )
     torch.manual_seed(0)
     transformer = save_dir / f"{shape.folder}-transformer"
-    AutoModel.from_config(config).save_pretrained(transformer)
-    PreTrainedTokenizerFast(
+    AutoModel.from_config(config).save_pretrained(transformer)  # type: ignore[no-untyped-call]
+    PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_file=str(tokenizer_file), model_max_length=512, bos_token="<s>", eos_token="</s>",
         unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>",
     ).save_pretrained(transformer)  # fmt: skip
-    word = Transformer(str(transformer), max_seq_length=512)
+    word = modules.Transformer(str(transformer), max_seq_length=512)
     dimension = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
-    SentenceTransformer(modules=[word, Pooling(dimension(), pooling_mode=shape.pooling), Normalize()],
-                        device="cpu").save(str(target))  # fmt: skip
+    pooling = modules.Pooling(dimension(), pooling_mode=shape.pooling)
+    SentenceTransformer(modules=[word, pooling, modules.Normalize()], device="cpu").save(str(target))
     return target
 
 

@@ -185,7 +185,7 @@ async def measure(
                 walls[mode].append(round(time.perf_counter() - start, 3))
         for mode in MODES:
             # the median batch; with --rounds 1 the one batch of questions[:32], as before
-            out[f"concurrent_32_{mode}_{space}_s"] = statistics.median(walls[mode])
+            out[f"concurrent_32_{mode}_{space}_s"] = round(statistics.median(walls[mode]), 3)
             out[f"concurrent_32_{mode}_{space}_rounds"] = {
                 "walls_s": walls[mode],
                 **{f"{key}_p50": round(statistics.median(t[key] for t in timings[mode]), 1)
