@@ -113,3 +113,33 @@ def test_a_shard_a_newer_engine_opened_is_refused_by_name_and_the_engine_that_op
     assert str(info_path.parent) in message and "newer engine (qdrant-edge-py 0.10.0b1)" in message
     assert f"qdrant-edge-py {ENGINE_VERSION}" in message and "--recreate" in message
     assert json.loads(info_path.read_text())["engine"] == "0.10.0b1"  # left as it was
+
+
+def test_the_engines_answers_are_qdrant_clients_own_models_and_ids_pass_in_either_form(tmp_path: Path) -> None:
+    # The engine builds its answers without pydantic's validation and leaves parsing ids to Edge (both
+    # for speed: a hybrid search converts ~150 points and names ~100 ids); what comes out must still be
+    # what qdrant-client itself would hand the store, and the REST stand-in serialises.
+    engine = EdgeEngine(tmp_path / "store")
+    try:
+        engine.create_collection("c", vectors_config=models.VectorParams(size=2, distance=models.Distance.COSINE))
+        ids = ["0b7e6c2e-5a42-4f0e-9d1c-3f7c1d2e4a10", "6f1d0c9a-2b3e-4c5d-8e7f-0a1b2c3d4e5f", 7]
+        engine.upsert("c", [models.PointStruct(id=i, vector=[1.0, float(n)], payload={"n": n})
+                            for n, i in enumerate(ids)])  # fmt: skip
+        found = engine.query_points("c", query=[1, 0], limit=3, with_payload=True).points
+        assert [str(p.id) for p in found] == [ids[0], ids[1], "7"]
+        assert [p.payload for p in found] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        for p in found:
+            assert p == models.ScoredPoint.model_validate(p.model_dump())
+            assert p.model_dump(mode="json", exclude_none=True) == {"id": p.id, "version": p.version,
+                                                                    "score": p.score, "payload": p.payload}  # fmt: skip
+
+        # A UUID in capitals is the same point; an int id as well; a malformed one is refused by name.
+        only = models.Filter(must=[models.HasIdCondition(has_id=[ids[1].upper(), 7])])
+        hits = engine.query_points("c", query=[1.0, 0.0], query_filter=only, limit=3, with_payload=False).points
+        assert sorted(str(p.id) for p in hits) == sorted([ids[1], "7"]) and all(p.payload is None for p in hits)
+        malformed = models.Filter(must=[models.HasIdCondition(has_id=["not-an-id"])])
+        with pytest.raises(ValueError, match="not-an-id"):
+            engine.query_points("c", query=[1.0, 0.0], query_filter=malformed, limit=1)
+        assert [r.id for r in engine.retrieve("c", [ids[0].upper()])] == [ids[0]]
+    finally:
+        engine.close()
