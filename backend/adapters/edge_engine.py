@@ -232,6 +232,29 @@ def _dense_params(v: models.VectorParams) -> edge.EdgeVectorParams:
     return edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance], quantization_config=quantization)
 
 
+def _shard_config(vectors: Any, sparse_vectors: dict[str, Any] | None) -> edge.EdgeConfig:
+    """A shard's configuration from qdrant-client's vector parameters (as given, or as collection.json keeps
+    them). Payloads are read through the page cache, warmed when the shard opens (`Memory.Cached`): the
+    engine's default leaves them on disk until first read, and dropped from the cache when a process
+    closes the shard, so the first read of each chunk's payload by a process took 80 us (5 chunks an
+    answer: 0.4 ms, as long as the dense search; docs/performance.md). They cost their size in
+    reclaimable page cache: 41 MB at 100k chunks."""
+    dense: Any = None
+    if isinstance(vectors, dict) and "size" in vectors:  # collection.json's dump of one unnamed VectorParams
+        vectors = models.VectorParams.model_validate(vectors)
+    if isinstance(vectors, models.VectorParams):
+        dense = _dense_params(vectors)
+    elif vectors:
+        dense = {n: _dense_params(models.VectorParams.model_validate(v)) for n, v in vectors.items()}
+    sparse = {}
+    for n, p in (sparse_vectors or {}).items():
+        modifier = (p.get("modifier") if isinstance(p, dict) else p.modifier) or None
+        sparse[n] = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if modifier == models.Modifier.IDF else None)
+    if not dense and not sparse:
+        sparse = {_NO_VECTORS: edge.EdgeSparseVectorParams()}
+    return edge.EdgeConfig(vectors=dense or None, sparse_vectors=sparse, payload_memory=edge.Memory.Cached)
+
+
 def _search_params(p: models.SearchParams | None) -> edge.SearchParams | None:
     if p is None:
         return None
@@ -383,7 +406,10 @@ class EdgeEngine:
                     f"{_RECREATE}"
                 )
             try:
-                shard = edge.EdgeShard.load(str(folder))
+                # With the configuration as this version creates shards: a shard made before keeps its
+                # segments as they are until its next index build, which rewrites them to match.
+                config = _shard_config(info.get("vectors"), info.get("sparse_vectors"))
+                shard = edge.EdgeShard.load(str(folder), config)
             except Exception as exc:
                 if is_disk_full(exc):
                     raise EdgeShardError(
@@ -423,20 +449,7 @@ class EdgeEngine:
             folder = self._folder(collection_name)
             if folder.exists():  # a creation that did not finish: it holds nothing anybody was told of
                 shutil.rmtree(folder)
-            dense: Any = None
-            if isinstance(vectors_config, models.VectorParams):
-                dense = _dense_params(vectors_config)
-            elif vectors_config:
-                dense = {n: _dense_params(v) for n, v in vectors_config.items()}
-            sparse = {
-                n: edge.EdgeSparseVectorParams(
-                    modifier=edge.Modifier.Idf if p.modifier == models.Modifier.IDF else None
-                )
-                for n, p in (sparse_vectors_config or {}).items()
-            }
-            if not dense and not sparse:
-                sparse = {_NO_VECTORS: edge.EdgeSparseVectorParams()}
-            shard = edge.EdgeShard.create(str(folder), edge.EdgeConfig(vectors=dense or None, sparse_vectors=sparse))
+            shard = edge.EdgeShard.create(str(folder), _shard_config(vectors_config, sparse_vectors_config))
             info = {
                 "vectors": (
                     vectors_config.model_dump(mode="json")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -141,5 +142,58 @@ def test_the_engines_answers_are_qdrant_clients_own_models_and_ids_pass_in_eithe
         with pytest.raises(ValueError, match="not-an-id"):
             engine.query_points("c", query=[1.0, 0.0], query_filter=malformed, limit=1)
         assert [r.id for r in engine.retrieve("c", [ids[0].upper()])] == [ids[0]]
+    finally:
+        engine.close()
+
+
+def _payload_storage(shard: Path) -> set[str]:
+    """How the engine keeps the payloads of each segment of a shard (its own segment.json files)."""
+    return {
+        json.loads(f.read_text())["config"]["payload_storage_type"]["type"]
+        for f in shard.glob("segments/*/segment.json")
+    }
+
+
+def test_payloads_are_read_from_memory_in_new_shards_and_in_old_ones_after_their_next_index_build(
+    tmp_path: Path,
+) -> None:
+    import qdrant_edge as edge
+
+    # A shard as the previous version created it: the engine's default leaves payloads on disk.
+    store = tmp_path / "store"
+    engine = EdgeEngine(store)
+    vectors = models.VectorParams(size=2, distance=models.Distance.COSINE)
+    engine.create_collection("new", vectors_config=vectors)
+    engine.create_collection("old", vectors_config=vectors)
+    engine.close()
+    old = store / "shards" / "old"
+    (old / "edge_config.json").unlink()
+    for f in (old / "segments").iterdir():
+        shutil.rmtree(f)
+    shutil.rmtree(old / "wal")
+    edge.EdgeShard.create(
+        str(old), edge.EdgeConfig(vectors={"": edge.EdgeVectorParams(size=2, distance=edge.Distance.Cosine)})
+    ).close()
+    assert json.loads((old / "edge_config.json").read_text()).get("payload_memory") is None
+
+    engine = EdgeEngine(store)
+    try:
+        points = [models.PointStruct(id=i, vector=[1.0, float(i)], payload={"text": f"чанк {i}"}) for i in range(1, 50)]
+        for name in ("new", "old"):
+            engine.upsert(name, points)
+        assert json.loads((store / "shards" / "new" / "edge_config.json").read_text())["payload_memory"] == "cached"
+        assert _payload_storage(store / "shards" / "new") == {"in_ram_mmap"}
+        assert json.loads((old / "edge_config.json").read_text())["payload_memory"] == "cached"  # from this open on
+        assert _payload_storage(old) == {"mmap"}  # its segment: until it is rewritten
+        engine.optimize("old")
+    finally:
+        engine.close()
+    assert _payload_storage(old) == {"in_ram_mmap"}  # the segment it replaced is gone once the shard is closed
+
+    engine = EdgeEngine(store)
+    try:
+        for name in ("new", "old"):
+            found = engine.query_points(name, query=[1.0, 0.0], limit=3).points
+            assert [p.payload for p in found] == [{"text": "чанк 1"}, {"text": "чанк 2"}, {"text": "чанк 3"}]
     finally:
         engine.close()
