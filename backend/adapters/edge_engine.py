@@ -234,11 +234,11 @@ def _dense_params(v: models.VectorParams) -> edge.EdgeVectorParams:
 
 def _shard_config(vectors: Any, sparse_vectors: dict[str, Any] | None) -> edge.EdgeConfig:
     """A shard's configuration from qdrant-client's vector parameters (as given, or as collection.json keeps
-    them). Payloads are read through the page cache, warmed when the shard opens (`Memory.Cached`): the
-    engine's default leaves them on disk until first read, and dropped from the cache when a process
-    closes the shard, so the first read of each chunk's payload by a process took 80 us (5 chunks an
-    answer: 0.4 ms, as long as the dense search; docs/performance.md). They cost their size in
-    reclaimable page cache: 41 MB at 100k chunks."""
+    them). Payloads are read through the page cache, warmed when the shard opens (`Memory.Cached`). With
+    the engine's default they stay on disk until read, and did not stay cached from one process to the
+    next: the first read of each chunk's payload after a start took 80 us (5 chunks an answer: 0.4 ms,
+    as long as the dense search; docs/performance.md). Cached, they cost their size in reclaimable page
+    cache: 41 MB at 100k chunks."""
     dense: Any = None
     if isinstance(vectors, dict) and "size" in vectors:  # collection.json's dump of one unnamed VectorParams
         vectors = models.VectorParams.model_validate(vectors)
