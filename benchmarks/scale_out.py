@@ -49,7 +49,8 @@ PUMP = ("pump.txt", b"The Glimmer pump has a maximum pressure of 9 bar.")
 QUESTION = "What is the pump's maximum pressure?"
 RETRY_STATUSES = (502, 503, 504)
 ROOT = Path(__file__).resolve().parents[1]
-LOCATIONS = ROOT / "docker" / "nginx" / "rag-locations.conf"  # the routes the compose profile uses
+NGINX_CONF = ROOT / "docker" / "nginx" / "nginx.conf"  # nginx in front of the API replicas (compose profile)
+LOCATIONS = ROOT / "docker" / "nginx" / "rag-locations.conf"  # the routes it includes
 
 
 @dataclass
@@ -237,41 +238,31 @@ def find_nginx() -> str | None:
 
 
 def nginx_conf(workdir: Path, port: int, replicas: list[int]) -> Path:
-    """What docker/nginx/nginx.conf says, for replicas on local ports, with the same routes (LOCATIONS)."""
-
-    def servers(writer: bool) -> str:
-        lines = []
-        for i, p in enumerate(replicas):
-            extra = " backup" if writer and i else " max_fails=1 fail_timeout=5s"
-            lines.append(f"        server 127.0.0.1:{p}{extra};")
-        return "\n".join(lines)
-
-    temp = "\n".join(f"    {kind}_temp_path {workdir / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
+    """docker/nginx/nginx.conf itself, run on this machine: `backend` (the writer) is the first of two local
+    replicas, `backend-replica` the second, it listens on `port`, and its logs and temporary files go to
+    `workdir`. The routes are the same included file (LOCATIONS)."""
+    writer, reader = replicas
+    text = NGINX_CONF.read_text()
+    swaps = {
+        "backend-replica:8000": f"127.0.0.1:{reader}",
+        "backend:8000": f"127.0.0.1:{writer}",
+        "listen 8080;": f"listen 127.0.0.1:{port};",
+        "/etc/nginx/rag-locations.conf": str(LOCATIONS),
+        "worker_processes auto;": f"worker_processes 1;\ndaemon off;\npid {workdir / 'nginx.pid'};",
+        "access_log /dev/stdout;": "access_log off;",
+        "error_log /dev/stderr warn;": f"error_log {workdir / 'nginx-error.log'} warn;",
+    }
+    for old, new in swaps.items():
+        if old not in text:
+            raise RuntimeError(
+                f"{NGINX_CONF} no longer holds {old!r}: benchmarks/scale_out.py nginx_conf needs the same change"
+            )
+        text = text.replace(old, new)
+    temp = "".join(f"\n    {kind}_temp_path {workdir / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi",
                                                                               "scgi"))  # fmt: skip
+    text = text.replace("http {", "http {" + temp, 1)
     conf = workdir / "nginx.conf"
-    conf.write_text(f"""daemon off;
-worker_processes 1;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "nginx-error.log"} warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-{temp}
-    upstream rag_readers {{
-        least_conn;
-{servers(False)}
-        keepalive 16;
-    }}
-    upstream rag_writer {{
-{servers(True)}
-        keepalive 4;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {LOCATIONS};
-    }}
-}}
-""")
+    conf.write_text(text)
     return conf
 
 
@@ -322,7 +313,7 @@ def api_replicas(workdir: Path, asks: int, concurrency: int, kill_after: int, *,
         # With the writer dead, a write goes to the backup replica.
         valve = ("valve.txt", b"The Aster valve closes in 4 seconds.")
         upload = httpx.post(f"{url}/documents", data={"space_id": "scale"}, files=[("files", valve)], timeout=120)
-        listed = httpx.get(f"{url}/documents", params={"space_id": "scale"}, timeout=30).json()
+        listed = httpx.get(f"{url}/documents", params={"space_id": "scale"}, timeout=30)
     finally:
         for process in reversed(started):
             process.stop()
@@ -335,9 +326,14 @@ def api_replicas(workdir: Path, asks: int, concurrency: int, kill_after: int, *,
         "under_kill": summary(load),
         "timeline": timeline,
         # each one a request nginx found its replica dead for, and sent to the next (the client saw nothing)
-        "nginx_upstream_errors": len(upstream),
+        # ([error] lines: a [warn] line follows each one that took the replica out)
+        "nginx_upstream_errors": sum("[error]" in line for line in upstream),
         "upload_after_kill": upload.status_code,
-        "documents_after_kill": sorted(d["path"] for d in listed.get("documents", [])),
+        # what went wrong, where the list did not come: the status and the start of the body
+        "documents_after_kill": sorted(d["path"] for d in listed.json()["documents"])
+        if listed.status_code == 200
+        else f"HTTP {listed.status_code}: {listed.text[:300]}",
+        "nginx_upstream_log": upstream[-12:],
         "failed": [asdict(o) for o in load if o.status != 200],
     }
 

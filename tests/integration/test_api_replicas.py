@@ -4,16 +4,22 @@ The nginx routes are the compose profile's own (docker/nginx/rag-locations.conf)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from backend.config import Settings
 from backend.main import create_app
-from benchmarks.scale_out import api_replicas, find_nginx
+from benchmarks.scale_out import Process, api_replicas, find_nginx, nginx_conf
 from tests.conftest import LlamaServer, QdrantStandin, missing
+from tests.servers import free_port
 
 
 @pytest.fixture
@@ -34,8 +40,80 @@ def test_killing_an_api_replica_under_load_loses_no_request(
     load = result["under_kill"]
     assert load["requests"] == 20 and load["answered"] == 20, result["failed"]
     assert result["nginx_upstream_errors"] >= 1  # the kill was felt: requests met the dead replica
-    assert result["upload_after_kill"] == 200  # the writer is dead: its backup takes the write
-    assert result["documents_after_kill"] == ["pump.txt", "valve.txt"]
+    assert result["upload_after_kill"] == 200, result["nginx_upstream_log"]  # the writer is dead: its backup
+    assert result["documents_after_kill"] == ["pump.txt", "valve.txt"], result["nginx_upstream_log"]
+
+
+class IdleNotingReplica(socketserver.ThreadingTCPServer):
+    """A stand-in API replica for what uvicorn cannot tell: it answers every HTTP/1.1 request with 200 on a
+    keep-alive connection and notes, for each request that came on a connection used before, how long that
+    connection had been idle."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, port: int) -> None:
+        self.idle_s: list[float] = []
+        self.requests = 0
+        super().__init__(("127.0.0.1", port), self.Handler)
+
+    class Handler(socketserver.StreamRequestHandler):
+        server: IdleNotingReplica
+
+        def handle(self) -> None:
+            answered_at = None
+            while True:
+                lines = []
+                while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                    lines.append(line)
+                if not lines:
+                    return  # nginx closed the connection
+                if answered_at is not None:
+                    self.server.idle_s.append(time.monotonic() - answered_at)
+                self.server.requests += 1
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                self.wfile.flush()
+                answered_at = time.monotonic()
+
+
+@pytest.fixture
+def idle_noting_replicas() -> Iterator[list[IdleNotingReplica]]:
+    replicas = [IdleNotingReplica(free_port()) for _ in range(2)]
+    threads = [threading.Thread(target=r.serve_forever, daemon=True) for r in replicas]
+    for t in threads:
+        t.start()
+    yield replicas
+    for r in replicas:
+        r.shutdown()
+        r.server_close()
+
+
+def test_nginx_lets_an_idle_connection_to_a_replica_go_before_the_replica_closes_it(
+    nginx: str, idle_noting_replicas: list[IdleNotingReplica], tmp_path: Path
+) -> None:
+    """uvicorn closes a keep-alive connection that has been idle for its --timeout-keep-alive; a request nginx
+    sends onto such a connection just then fails, and with max_fails=1 takes that replica out: with the other
+    one down, a 502. docker/nginx/nginx.conf (run here as it is) must let idle connections go sooner."""
+    keep_alive_s = uvicorn.Config("backend.main:app_from_env").timeout_keep_alive  # what the Dockerfile runs
+    port = free_port()
+    proxy = Process([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"), "-c",
+                     str(nginx_conf(tmp_path, port, [r.server_address[1] for r in idle_noting_replicas]))],
+                    tmp_path / "nginx.log")  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    proxy.start(f"{url}/health")
+    try:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(6):
+                assert client.get(f"{url}/health").status_code == 200
+            reused = sum(len(r.idle_s) for r in idle_noting_replicas)
+            time.sleep(keep_alive_s + 0.5)
+            for _ in range(6):
+                assert client.get(f"{url}/health").status_code == 200
+    finally:
+        proxy.stop()
+    assert reused >= 2  # the premise: nginx keeps connections to the replicas open between requests
+    idle = [s for r in idle_noting_replicas for s in r.idle_s]
+    assert max(idle) < keep_alive_s - 0.5, idle
 
 
 def test_what_one_replica_writes_or_deletes_the_other_sees(
