@@ -1,7 +1,7 @@
 """QDRANT_QUANTIZATION on a 100k-chunk space whose vectors look like real ones: does the 8-bit copy lose
 results, and what does it save?
 
-    .venv/bin/python -m benchmarks.quantization --eval-dir ../shared/eval     # 2 min, 2 cores
+    .venv/bin/python -m benchmarks.quantization --eval-dir ../shared/eval     # 2-3 min, 2 cores
 
 The synthetic spaces of `benchmarks.overhead` hold random unit vectors: right for timing our own code, wrong
 for recall (random 384-dim vectors have no near neighbours to find). Here the XQuAD dev paragraphs of both
@@ -12,8 +12,9 @@ searched in a space built through the store with `QDRANT_QUANTIZATION=none` and 
 (its index built as index_cli builds it), with the store's search parameters, and scored against the
 exact top 50 computed in numpy: recall of that top 50, whether the gold paragraph comes first and whether
 it is in the top 10. The search breadth (`QDRANT_HNSW_EF`; default: the engine's, 100) is swept too, to
-show where the misses left come from. Search times are the engine's (the store's query, without
-payloads), one question at a time in a warm loop.
+show where the misses left come from, and on the 8-bit copy Qdrant's `oversampling` (candidates found on
+8-bit scores per result, all rescored with the full vectors; the store uses 1). Search times are the
+engine's (the store's query, without payloads), one question at a time in a warm loop.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def distractors(paragraphs: np.ndarray, n: int, rng: np.random.Generator) -> np.
 
 
 async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], first_russian: int,
-                  quantization: Quantization, efs: list[int | None]) -> list[dict[str, Any]]:  # fmt: skip
+                  quantization: Quantization, efs: list[int | None], oversamplings: list[float | None],
+                  ) -> list[dict[str, Any]]:  # fmt: skip
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(len(vectors))]
     exact = [np.argsort(-(vectors @ q))[:50].tolist() for q in queries]
     rows: list[dict[str, Any]] = []
@@ -83,8 +85,13 @@ async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], fir
                 ])  # fmt: skip
             build_s = await store.build_index_if_due("q")
             position = {point_id: i for i, point_id in enumerate(ids)}
-            for ef in efs:
-                params = store.dense_params.model_copy(update={"hnsw_ef": ef})  # as QDRANT_HNSW_EF=ef sets it
+            # the oversampling only matters where there is an 8-bit copy to oversample
+            sweep = [(ef, o) for ef in efs for o in (oversamplings if quantization != "none" else [None])]
+            for ef, oversampling in sweep:
+                # as QDRANT_HNSW_EF=ef and QDRANT_OVERSAMPLING=oversampling set them
+                params = store.dense_params.model_copy(update={"hnsw_ef": ef})
+                if params.quantization is not None:
+                    params.quantization = params.quantization.model_copy(update={"oversampling": oversampling})
                 recall, first, in10, first_ru, in10_ru, took = 0.0, 0, 0, 0, 0, []
                 for q, truth, g in zip(queries, exact, gold, strict=True):
                     started = time.perf_counter()
@@ -105,7 +112,8 @@ async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], fir
                         first_ru += found[0] == g
                         in10_ru += g in found[:10]
                 rows.append({
-                    "quantization": quantization, "hnsw_ef": ef or "default", "index_build_s": round(build_s or 0, 1),
+                    "quantization": quantization, "hnsw_ef": ef or "default",
+                    "oversampling": oversampling or "default", "index_build_s": round(build_s or 0, 1),
                     "recall_at_50": round(recall / len(queries), 3), "gold_first": first, "gold_in_top10": in10,
                     "exact_gold_first": sum(t[0] == g for t, g in zip(exact, gold, strict=True)),
                     "exact_gold_in_top10": sum(g in t[:10] for t, g in zip(exact, gold, strict=True)),
@@ -127,6 +135,9 @@ def main() -> int:
     p.add_argument("--size", type=int, default=100_000, help="distractor vectors (default 100,000)")
     p.add_argument("--stride", type=int, default=4, help="ask every Nth question (default 4: 306 questions)")
     p.add_argument("--ef", default="128,200,400", help="hnsw_ef values swept besides the default")
+    p.add_argument(
+        "--oversampling", default="2,4", help="QDRANT_OVERSAMPLING values swept besides the default, on the 8-bit copy"
+    )
     p.add_argument("--out", type=Path, default=Path("bench-out/quantization.json"))
     args = p.parse_args()
     texts, questions, gold, first_russian = corpus(args.eval_dir, args.stride)
@@ -138,8 +149,10 @@ def main() -> int:
         embedder.close()
     vectors = np.vstack([paragraphs, distractors(paragraphs, args.size, np.random.default_rng(5))])
     efs: list[int | None] = [None, *(int(x) for x in args.ef.split(",") if x)]
+    oversamplings: list[float | None] = [None, *(float(x) for x in args.oversampling.split(",") if x)]
     kinds: list[Quantization] = ["none", "int8"]
-    rows = [row for q in kinds for row in asyncio.run(measure(vectors, queries, gold, first_russian, q, efs))]
+    rows = [row for q in kinds
+            for row in asyncio.run(measure(vectors, queries, gold, first_russian, q, efs, oversamplings))]  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     return 0

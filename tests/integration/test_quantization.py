@@ -90,9 +90,14 @@ def test_a_broader_search_finds_more_of_the_true_nearest_chunks(
     indexed_space: tuple[Path, np.ndarray, list[str]], make_settings: Callable[..., Settings]
 ) -> None:
     # Random vectors have no close neighbours, the hardest case for an HNSW index: at the engine's default
-    # breadth it misses some of the true top 10 (about 9% here); QDRANT_HNSW_EF=1000 finds nearly all.
+    # breadth it misses about 10% of the true top 10 here; QDRANT_HNSW_EF=1000 finds nearly all. What it still
+    # misses (3-4%) is the 8-bit copy's, not the walk's: only the top 10 on 8-bit scores are rescored, and the
+    # neighbours of a random vector are a few thousandths apart, so the 8-bit top 10 holds a near-miss or two
+    # (with oversampling 2 the same walk finds all). The index is built anew for each run and the engine's
+    # build is not deterministic: over six builds, 100 questions each, 0.897-0.907 at the default and
+    # 0.959-0.971 at 1000; with 30 questions a build once gave 0.943, so the floor is a bit below that.
     folder, vectors, ids = indexed_space
-    queries = vectors[100:130] + 0.5 * vectors[200:230]
+    queries = vectors[1000:1100] + 0.5 * vectors[2000:2100]
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     truth = [set(np.argsort(-(vectors @ q))[:10].tolist()) for q in queries]
     position = {point_id: i for i, point_id in enumerate(ids)}
@@ -107,5 +112,5 @@ def test_a_broader_search_finds_more_of_the_true_nearest_chunks(
         return hits / (10 * len(queries))
 
     default, broad = recall(0), recall(1000)
-    assert broad >= 0.95
+    assert broad >= 0.94, (default, broad)
     assert broad >= default + 0.03, (default, broad)
