@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         default="int8",
         description="Spaces created from now on also keep their dense vectors as 8-bit integers: the search index "
         "is walked on those and the candidates are scored with the full vectors (exact scores). none: full "
-        "vectors only. A space keeps what it was created with.",
+        "vectors only. A space keeps what it was created with until `cli.migrate` gives it the setting (its index "
+        "built again, nothing re-embedded).",
     )  # fmt: skip
     qdrant_hnsw_ef: int = Field(
         default=0, ge=0, le=4096,

@@ -192,9 +192,9 @@ async def check_space(store: VectorStore, ingest: IngestService, space: str) -> 
     """Refuse a space built with another embedder; finish writes that a crash interrupted; say which
     spaces need `cli.migrate` (they still answer, dense only or with their old lexical vectors)."""
     await store.check_embedding(space, ingest.embedder.model_name, ingest.embedder.dimension)
-    if await MigrationService(store, ingest).needs_migration(space):
-        log.warning("space %s needs a migration (schema or lexical analyzer): python -m cli.migrate --space %s",
-                    space, space)  # fmt: skip
+    if why := await MigrationService(store, ingest).reasons(space):
+        log.warning("space %s needs a migration (%s): python -m cli.migrate --space %s", space, "; ".join(why),
+                    space)  # fmt: skip
     await ingest.repair(space)
 
 

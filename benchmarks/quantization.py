@@ -70,7 +70,7 @@ def distractors(paragraphs: np.ndarray, n: int, rng: np.random.Generator) -> np.
 
 async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], first_russian: int,
                   quantization: Quantization, efs: list[int | None], oversamplings: list[float | None],
-                  ) -> list[dict[str, Any]]:  # fmt: skip
+                  requantize: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(len(vectors))]
     exact = [np.argsort(-(vectors @ q))[:50].tolist() for q in queries]
     rows: list[dict[str, Any]] = []
@@ -85,45 +85,50 @@ async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], fir
                 ])  # fmt: skip
             build_s = await store.build_index_if_due("q")
             position = {point_id: i for i, point_id in enumerate(ids)}
-            # the oversampling only matters where there is an 8-bit copy to oversample
-            sweep = [(ef, o) for ef in efs for o in (oversamplings if quantization != "none" else [None])]
-            for ef, oversampling in sweep:
-                # as QDRANT_HNSW_EF=ef and QDRANT_OVERSAMPLING=oversampling set them
-                params = store.dense_params.model_copy(update={"hnsw_ef": ef})
-                if params.quantization is not None:
-                    params.quantization = params.quantization.model_copy(update={"oversampling": oversampling})
-                recall, first, in10, first_ru, in10_ru, took = 0.0, 0, 0, 0, 0, []
-                for q, truth, g in zip(queries, exact, gold, strict=True):
-                    started = time.perf_counter()
-                    res = store._client.query_points(
-                        store._chunks("q"),
-                        query=q.tolist(),
-                        using=DENSE,
-                        limit=50,
-                        with_payload=False,
-                        search_params=params,
-                    )
-                    found = [position[str(p.id)] for p in res.points]
-                    took.append(time.perf_counter() - started)
-                    recall += len(set(truth) & set(found)) / 50
-                    first += found[0] == g
-                    in10 += g in found[:10]
-                    if g >= first_russian:
-                        first_ru += found[0] == g
-                        in10_ru += g in found[:10]
-                rows.append({
-                    "quantization": quantization, "hnsw_ef": ef or "default",
-                    "oversampling": oversampling or "default", "index_build_s": round(build_s or 0, 1),
-                    "recall_at_50": round(recall / len(queries), 3), "gold_first": first, "gold_in_top10": in10,
-                    "exact_gold_first": sum(t[0] == g for t, g in zip(exact, gold, strict=True)),
-                    "exact_gold_in_top10": sum(g in t[:10] for t, g in zip(exact, gold, strict=True)),
-                    "questions": len(queries), "search_p50_ms": round(1000 * statistics.median(took), 2),
-                    "russian": {"questions": sum(g >= first_russian for g in gold), "gold_first": first_ru,
-                                "gold_in_top10": in10_ru,
-                                "exact_gold_first": sum(t[0] == g for t, g in zip(exact, gold, strict=True)
-                                                        if g >= first_russian)},
-                })  # fmt: skip
-                sys.stdout.write(json.dumps(rows[-1]) + "\n")
+            labels = [quantization, *(["none -> int8 (cli.migrate)"] if quantization == "none" and requantize else [])]
+            for label in labels:
+                if label != quantization:  # the same space given the 8-bit copy, as cli.migrate gives it
+                    store.quantization = "int8"
+                    build_s = await store.requantize("q")
+                # the oversampling only matters where there is an 8-bit copy to oversample
+                kinds = oversamplings if store.quantization != "none" else [None]
+                for ef, oversampling in [(ef, o) for ef in efs for o in kinds]:
+                    # as QDRANT_HNSW_EF=ef sets it; oversampling has no setting (the store asks for none)
+                    params = store.dense_params.model_copy(update={"hnsw_ef": ef})
+                    if params.quantization is not None:
+                        params.quantization = params.quantization.model_copy(update={"oversampling": oversampling})
+                    recall, first, in10, first_ru, in10_ru, took = 0.0, 0, 0, 0, 0, []
+                    for q, truth, g in zip(queries, exact, gold, strict=True):
+                        started = time.perf_counter()
+                        res = store._client.query_points(
+                            store._chunks("q"),
+                            query=q.tolist(),
+                            using=DENSE,
+                            limit=50,
+                            with_payload=False,
+                            search_params=params,
+                        )
+                        found = [position[str(p.id)] for p in res.points]
+                        took.append(time.perf_counter() - started)
+                        recall += len(set(truth) & set(found)) / 50
+                        first += found[0] == g
+                        in10 += g in found[:10]
+                        if g >= first_russian:
+                            first_ru += found[0] == g
+                            in10_ru += g in found[:10]
+                    rows.append({
+                        "quantization": label, "hnsw_ef": ef or "default",
+                        "oversampling": oversampling or "default", "index_build_s": round(build_s or 0, 1),
+                        "recall_at_50": round(recall / len(queries), 3), "gold_first": first, "gold_in_top10": in10,
+                        "exact_gold_first": sum(t[0] == g for t, g in zip(exact, gold, strict=True)),
+                        "exact_gold_in_top10": sum(g in t[:10] for t, g in zip(exact, gold, strict=True)),
+                        "questions": len(queries), "search_p50_ms": round(1000 * statistics.median(took), 2),
+                        "russian": {"questions": sum(g >= first_russian for g in gold), "gold_first": first_ru,
+                                    "gold_in_top10": in10_ru,
+                                    "exact_gold_first": sum(t[0] == g for t, g in zip(exact, gold, strict=True)
+                                                            if g >= first_russian)},
+                    })  # fmt: skip
+                    sys.stdout.write(json.dumps(rows[-1]) + "\n")
         finally:
             store.close()
     return rows

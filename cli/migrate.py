@@ -7,10 +7,11 @@
     python -m cli.migrate --to http://qdrant:6333     # every space of QDRANT_PATH into a Qdrant server/cluster
     python -m cli.migrate --from http://qdrant:6333 --space docs  # a space of a server into QDRANT_PATH
 
-Needed for spaces indexed before hybrid retrieval (they answer dense queries only until migrated), and
-after changing LEXICAL_WINDOW_WORDS. Stop the service first: a migration must be the only writer.
-Safe to interrupt: run it again and it finishes; the original collection is replaced only after a
-complete, counted copy exists.
+Needed for spaces indexed before hybrid retrieval (they answer dense queries only until migrated), after
+changing LEXICAL_WINDOW_WORDS, and to give spaces made before the 8-bit copy (or after changing
+QDRANT_QUANTIZATION) what the setting says: that one rebuilds the index only, nothing copied. Stop the
+service first: a migration must be the only writer. Safe to interrupt: run it again and it finishes; the
+original collection is replaced only after a complete, counted copy exists.
 
 --to / --from copy vectors (dense and sparse) and payloads as stored, nothing re-embedded, and check
 each collection by its point count and ids; the source is never changed. Stop the service (and any
@@ -138,14 +139,25 @@ async def run(args: argparse.Namespace) -> int:
             if unknown:
                 sys.stderr.write(f"error: no such space: {', '.join(unknown)} (spaces: {', '.join(names) or 'none'})\n")
                 return 2
-        targets = args.space or [s for s in names if await service.needs_migration(s)]
+        reasons = {s: await service.reasons(s) for s in names if not args.space or s in args.space}
+        targets = args.space or [s for s in names if reasons[s]]
         if args.check:
             for s in targets:
-                sys.stdout.write(f"{s}: needs migration\n")
+                sys.stdout.write(f"{s}: needs migration ({'; '.join(reasons[s])})\n")
             sys.stdout.write(f"{len(targets)} of {len(names)} spaces need migration\n")
             return 1 if targets else 0
         for space in targets:
             result = await service.migrate(space)
+            if result.action == "requantized":
+                if result.index_build_s is None:
+                    build = "the Qdrant server builds its index again by itself"
+                elif result.index_build_s:
+                    build = f"index built again in {result.index_build_s:.1f} s"
+                else:
+                    build = "no index yet: its first build follows the setting"
+                sys.stdout.write(f"{space}: dense vectors now kept as {settings.qdrant_quantization}; {build}; "
+                                 f"{result.chunks} chunks, nothing re-embedded\n")  # fmt: skip
+                continue
             sys.stdout.write(
                 f"{space}: {result.action}, {result.chunks} chunks (was schema {result.from_schema}, "
                 f"lexical {result.from_lexical!r})\n"

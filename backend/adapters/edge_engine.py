@@ -465,12 +465,45 @@ class EdgeEngine:
             self._open[collection_name] = _Collection(folder, shard, info)
             return True
 
-    def update_collection(self, collection_name: str, metadata: dict[str, Any] | None = None, **_: Any) -> bool:
+    def update_collection(
+        self,
+        collection_name: str,
+        metadata: dict[str, Any] | None = None,
+        vectors_config: dict[str, models.VectorParamsDiff] | None = None,
+        **_: Any,
+    ) -> bool:
+        """Metadata, and of a named dense vector its quantization (all of a vector the embedded store can
+        change): the shard is opened again with it at once, and its segments follow at its next index
+        build (`optimize`, or a build on a copy), which writes or drops the 8-bit copy."""
         with self._guard:
             col = self._get(collection_name)
+            vectors = col.info.get("vectors") or {}
+            quantization: dict[str, Any] = {}  # checked first, so a refusal leaves everything as it was
+            for name, diff in (vectors_config or {}).items():
+                if "size" in vectors or name not in vectors:
+                    raise ValueError(f"Wrong input: Collection `{collection_name}` has no vector named {name!r}")
+                q = diff.quantization_config
+                if isinstance(q, models.ScalarQuantization):
+                    quantization[name] = q.model_dump(mode="json")
+                elif q == models.Disabled.DISABLED:
+                    quantization[name] = None
+                elif q is not None:
+                    raise ValueError(f"{type(q).__name__} is not supported by the embedded engine")
+            if quantization and col.pending is not None:  # the copy being indexed would bring the old one back
+                raise ValueError(f"Collection `{collection_name}`: an index build is under way; change its vectors "
+                                 "once it has finished")  # fmt: skip
             if metadata:
                 col.info["metadata"] = {**col.info.get("metadata", {}), **metadata}
+            for name, q in quantization.items():
+                vectors[name]["quantization_config"] = q
+            changed = bool(quantization)
+            if metadata or changed:
                 _write_atomically(col.folder / INFO_FILE, col.info)
+            if changed:
+                with col.exclusive():
+                    col.shard.close()
+                    config = _shard_config(vectors, col.info.get("sparse_vectors"))
+                    col.shard = edge.EdgeShard.load(str(col.folder), config)
             return True
 
     def delete_collection(self, collection_name: str) -> bool:

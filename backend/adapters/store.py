@@ -226,6 +226,7 @@ class ChunkFilter:
 class SpaceSchema:
     version: int  # SCHEMA, or 1 for a space created before hybrid retrieval
     lexical: str | None  # the analyzer its sparse vectors were computed with
+    rebuild_pending: bool = False  # `requantize` changed its setting, and its index build did not finish
 
 
 @dataclass
@@ -525,6 +526,53 @@ class VectorStore:
         log.info("space %s: search index built in %.1f s", space, took)
         return took
 
+    async def space_quantization(self, space: str) -> Quantization | None:
+        """What the space's dense vectors are kept as besides themselves (`int8`: an 8-bit copy, once its
+        index is built; `none`); None when there is no such space."""
+
+        def read() -> Quantization | None:
+            name = self._chunks(space)
+            if not self._client.collection_exists(name):
+                return None
+            vectors = self._client.get_collection(name).config.params.vectors
+            params = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
+            kept = params.quantization_config if params is not None else None
+            return "int8" if isinstance(kept, models.ScalarQuantization) else "none"
+
+        return await self._run(read)
+
+    async def requantize(self, space: str) -> float | None:
+        """Give an existing space what new spaces get (`quantization`), nothing re-embedded: its setting
+        changes, and its index is built again, which writes (or drops) the 8-bit copy. Embedded: here,
+        blocking the process's other threads like build_index_if_due (for `cli.migrate`, with the service
+        stopped); returns the build's seconds (0 for a space without an index yet: its first build follows
+        the setting). A Qdrant server rebuilds by itself in the background: None."""
+        name = self._chunks(space)
+        client = self._client
+        kept = _INT8 if self.quantization == "int8" else models.Disabled.DISABLED
+        diff = {DENSE: models.VectorParamsDiff(quantization_config=kept)}
+        # no index yet, so no 8-bit copy either: the first build makes what the setting says
+        build = isinstance(client, EdgeEngine) and (await self._run(client.indexing_state, name))[1] > 0
+        self._schemas.pop(space, None)
+        # Marked until the build has finished: a run cut short is finished by the next (space_schema says so).
+        await self._run(
+            lambda: client.update_collection(name, vectors_config=diff, metadata={"rebuild_pending": build})
+        )
+        if not isinstance(client, EdgeEngine):
+            return None
+        if not build:
+            log.info("space %s: dense vectors kept as %s from its first index build on (QDRANT_INDEX_AFTER)",
+                     space, self.quantization)  # fmt: skip
+            return 0.0
+        started = time.perf_counter()
+        await self._run(client.optimize, name)
+        took = time.perf_counter() - started
+        await self._run(lambda: client.update_collection(name, metadata={"rebuild_pending": False}))
+        self._schemas.pop(space, None)
+        log.info("space %s: dense vectors kept as %s from now on; index built again in %.1f s", space,
+                 self.quantization, took)  # fmt: skip
+        return took
+
     def note_written(self, space: str) -> None:
         """The service wrote to `space`: start building its index in the background if that is due (and
         this store builds in the background: the embedded one, in the service)."""
@@ -676,7 +724,8 @@ class VectorStore:
     def _schema_of(col: models.CollectionInfo) -> SpaceSchema:
         meta = col.config.metadata or {}
         named = isinstance(col.config.params.vectors, dict) and DENSE in col.config.params.vectors
-        return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"))
+        return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"),
+                           bool(meta.get("rebuild_pending")))  # fmt: skip
 
     async def space_schema(self, space: str) -> SpaceSchema | None:
         """None when the space does not exist. Cached: only migrate/drop/create change it."""

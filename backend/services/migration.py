@@ -8,6 +8,10 @@ staging collection with the current schema, its sparse vector recomputed from th
 
 Nothing is lost at any moment: the original is dropped only after the staging copy holds every one
 of its points (counted), and a run interrupted anywhere is finished by running it again.
+
+A space whose schema is current but whose dense vectors are kept otherwise than QDRANT_QUANTIZATION says
+(made before the 8-bit copy, or with the other setting) needs no copy: its setting changes and its index
+is built again, which writes or drops the 8-bit copy.
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ async def copy_spaces(
 @dataclass
 class MigrationResult:
     space: str
-    action: Literal["up-to-date", "migrated", "resumed"]
+    action: Literal["up-to-date", "migrated", "resumed", "requantized"]
     chunks: int
     from_schema: int | None
     from_lexical: str | None
+    index_build_s: float | None = None  # requantized: the index build's seconds (None: a server builds)
 
 
 class MigrationService:
@@ -77,12 +82,27 @@ class MigrationService:
         self.ingest = ingest
         self.batch = batch
 
-    async def needs_migration(self, space: str) -> bool:
+    async def reasons(self, space: str) -> list[str]:
+        """Why the space needs `cli.migrate`, in words; empty when it does not."""
         schema = await self.store.space_schema(space)
         staged = await self.store.staging_state(space)
         if schema is None:
-            return staged == "complete"
-        return staged != "none" or schema.version != SCHEMA or schema.lexical != self.ingest.lexical_signature
+            return ["a migration was interrupted"] if staged == "complete" else []
+        lexical = self.ingest.lexical_signature
+        why = ["a migration was interrupted"] if staged != "none" else []
+        if schema.version != SCHEMA:
+            why.append(f"schema {schema.version}, now {SCHEMA}")
+        if schema.lexical != lexical:
+            why.append(f"lexical analyzer {schema.lexical!r}, now {lexical!r}")
+        kept = await self.store.space_quantization(space)
+        if kept is not None and kept != self.store.quantization:
+            why.append(f"dense vectors kept as {kept}, QDRANT_QUANTIZATION={self.store.quantization}")
+        elif schema.rebuild_pending:
+            why.append("the index build that gives it the QDRANT_QUANTIZATION setting was interrupted")
+        return why
+
+    async def needs_migration(self, space: str) -> bool:
+        return bool(await self.reasons(space))
 
     async def migrate(self, space: str) -> MigrationResult:
         embedder = self.ingest.embedder
@@ -98,7 +118,11 @@ class MigrationService:
                 log.info("space %s: finished an interrupted migration (%d chunks)", space, moved)
                 return MigrationResult(space, "resumed", moved, *before)
             if schema is not None and (schema.version, schema.lexical) == (SCHEMA, target[2]) and staged == "none":
-                return MigrationResult(space, "up-to-date", await self.store.count_chunks(space), *before)
+                chunks = await self.store.count_chunks(space)
+                if schema.rebuild_pending or await self.store.space_quantization(space) != self.store.quantization:
+                    took = await self.store.requantize(space)
+                    return MigrationResult(space, "requantized", chunks, before[0], before[1], took)
+                return MigrationResult(space, "up-to-date", chunks, *before)
             await self.store.check_embedding(space, embedder.model_name, embedder.dimension)
             await self.ingest.repair(space, locked=True)  # no half-written document is carried over
             copied = await self._copy_to_staging(space, *target)

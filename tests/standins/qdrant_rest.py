@@ -132,7 +132,8 @@ def create_standin(path: Path) -> FastAPI:
     @app.patch("/collections/{name}")
     async def update_collection(request: Request, name: str) -> JSONResponse:
         def update(b: models.UpdateCollection) -> bool:
-            return engine.update_collection(name, sparse_vectors_config=b.sparse_vectors, metadata=b.metadata)
+            return engine.update_collection(name, sparse_vectors_config=b.sparse_vectors, metadata=b.metadata,
+                                            vectors_config=b.vectors)  # fmt: skip
 
         return await call(request, update, models.UpdateCollection)
 
