@@ -4,18 +4,21 @@ a search returns is still scored with the full vectors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from qdrant_client.http import models
 
 from backend.adapters.edge_engine import EdgeEngine
 from backend.adapters.store import DENSE, ChunkPoint, Quantization, VectorStore
 from backend.config import Settings
 from backend.container import build_ingest, load_embedder, open_store
+from backend.main import create_app
 from backend.observability import Metrics
 from cli import migrate as migrate_cli
 
@@ -230,3 +233,19 @@ def test_migrate_gives_an_indexed_space_the_8bit_copy_and_takes_it_away_without_
             assert max(abs(c.score - exact[c.id]) for c in dense) < 1e-5  # rescored: exact either way
         finally:
             store.close()
+
+
+def test_the_service_names_a_space_kept_otherwise_at_start_up_and_still_answers_from_it(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    old = make_settings(qdrant_quantization="none")
+    with TestClient(create_app(old)) as client:
+        pump = [("files", ("pump.md", b"# Pump\n\nThe Glimmer pump runs at a maximum pressure of 9 bar."))]
+        assert client.post("/documents", data={"space_id": "plant"}, files=pump).status_code == 200
+    caplog.set_level(logging.WARNING, logger="backend.container")
+    with TestClient(create_app(make_settings(qdrant_quantization="int8"))) as client:
+        found = client.post("/search", json={"q": "Glimmer pump pressure", "space_id": "plant"})
+        assert found.status_code == 200 and [s["path"] for s in found.json()["sources"]] == ["pump.md"], found.text
+    said = [r.getMessage() for r in caplog.records if "needs a migration" in r.getMessage()]
+    assert said == ["space plant needs a migration (dense vectors kept as none, QDRANT_QUANTIZATION=int8): "
+                    "python -m cli.migrate --space plant"], said  # fmt: skip
