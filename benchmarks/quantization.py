@@ -13,8 +13,9 @@ searched in a space built through the store with `QDRANT_QUANTIZATION=none` and 
 exact top 50 computed in numpy: recall of that top 50, whether the gold paragraph comes first and whether
 it is in the top 10. The search breadth (`QDRANT_HNSW_EF`; default: the engine's, 100) is swept too, to
 show where the misses left come from, and on the 8-bit copy Qdrant's `oversampling` (candidates found on
-8-bit scores per result, all rescored with the full vectors; the store uses 1). Search times are the
-engine's (the store's query, without payloads), one question at a time in a warm loop.
+8-bit scores per result, all rescored with the full vectors; the store uses 1). The full-vectors space is
+then given the 8-bit copy as `cli.migrate` gives it (its index built again in place) and measured again.
+Search times are the engine's (the store's query, without payloads), one question at a time in a warm loop.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def main() -> int:
     p.add_argument("--stride", type=int, default=4, help="ask every Nth question (default 4: 306 questions)")
     p.add_argument("--ef", default="128,200,400", help="hnsw_ef values swept besides the default")
     p.add_argument(
-        "--oversampling", default="2,4", help="QDRANT_OVERSAMPLING values swept besides the default, on the 8-bit copy"
+        "--oversampling", default="2,4", help="Qdrant's oversampling values swept besides 1, on the 8-bit copy"
     )
     p.add_argument("--out", type=Path, default=Path("bench-out/quantization.json"))
     args = p.parse_args()

@@ -54,7 +54,6 @@ class IdleNotingReplica(socketserver.ThreadingTCPServer):
 
     def __init__(self, port: int) -> None:
         self.idle_s: list[float] = []
-        self.requests = 0
         super().__init__(("127.0.0.1", port), self.Handler)
 
     class Handler(socketserver.StreamRequestHandler):
@@ -70,7 +69,6 @@ class IdleNotingReplica(socketserver.ThreadingTCPServer):
                     return  # nginx closed the connection
                 if answered_at is not None:
                     self.server.idle_s.append(time.monotonic() - answered_at)
-                self.server.requests += 1
                 self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
                 self.wfile.flush()
                 answered_at = time.monotonic()
