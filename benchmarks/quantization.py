@@ -71,7 +71,7 @@ def distractors(paragraphs: np.ndarray, n: int, rng: np.random.Generator) -> np.
 
 async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], first_russian: int,
                   quantization: Quantization, efs: list[int | None], oversamplings: list[float | None],
-                  requantize: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+                  ) -> list[dict[str, Any]]:  # fmt: skip
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(len(vectors))]
     exact = [np.argsort(-(vectors @ q))[:50].tolist() for q in queries]
     rows: list[dict[str, Any]] = []
@@ -86,7 +86,7 @@ async def measure(vectors: np.ndarray, queries: np.ndarray, gold: list[int], fir
                 ])  # fmt: skip
             build_s = await store.build_index_if_due("q")
             position = {point_id: i for i, point_id in enumerate(ids)}
-            labels = [quantization, *(["none -> int8 (cli.migrate)"] if quantization == "none" and requantize else [])]
+            labels = [quantization, *(["none -> int8 (cli.migrate)"] if quantization == "none" else [])]
             for label in labels:
                 if label != quantization:  # the same space given the 8-bit copy, as cli.migrate gives it
                     store.quantization = "int8"

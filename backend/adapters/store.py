@@ -226,7 +226,8 @@ class ChunkFilter:
 class SpaceSchema:
     version: int  # SCHEMA, or 1 for a space created before hybrid retrieval
     lexical: str | None  # the analyzer its sparse vectors were computed with
-    rebuild_pending: bool = False  # `requantize` changed its setting, and its index build did not finish
+    quantization: Quantization = "none"  # what its dense vectors are kept as besides themselves (8-bit copy)
+    rebuild_pending: bool = False  # `requantize` changed that, and its index build did not finish
 
 
 @dataclass
@@ -520,26 +521,20 @@ class VectorStore:
         if new is None or not isinstance(client, EdgeEngine):
             return None
         log.info("space %s: %d chunks written since the search index was built; building it", space, new)
-        started = time.perf_counter()
-        await self._run(client.optimize, self._chunks(space))
-        took = time.perf_counter() - started
+        took = await self._build_here(client, space)
         log.info("space %s: search index built in %.1f s", space, took)
         return took
+
+    async def _build_here(self, client: EdgeEngine, space: str) -> float:
+        started = time.perf_counter()
+        await self._run(client.optimize, self._chunks(space))
+        return time.perf_counter() - started
 
     async def space_quantization(self, space: str) -> Quantization | None:
         """What the space's dense vectors are kept as besides themselves (`int8`: an 8-bit copy, once its
         index is built; `none`); None when there is no such space."""
-
-        def read() -> Quantization | None:
-            name = self._chunks(space)
-            if not self._client.collection_exists(name):
-                return None
-            vectors = self._client.get_collection(name).config.params.vectors
-            params = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
-            kept = params.quantization_config if params is not None else None
-            return "int8" if isinstance(kept, models.ScalarQuantization) else "none"
-
-        return await self._run(read)
+        schema = await self.space_schema(space)
+        return schema.quantization if schema else None
 
     async def requantize(self, space: str) -> float | None:
         """Give an existing space what new spaces get (`quantization`), nothing re-embedded: its setting
@@ -553,20 +548,18 @@ class VectorStore:
         diff = {DENSE: models.VectorParamsDiff(quantization_config=kept)}
         # no index yet, so no 8-bit copy either: the first build makes what the setting says
         build = isinstance(client, EdgeEngine) and (await self._run(client.indexing_state, name))[1] > 0
-        self._schemas.pop(space, None)
         # Marked until the build has finished: a run cut short is finished by the next (space_schema says so).
         await self._run(
             lambda: client.update_collection(name, vectors_config=diff, metadata={"rebuild_pending": build})
         )
+        self._schemas.pop(space, None)
         if not isinstance(client, EdgeEngine):
             return None
         if not build:
             log.info("space %s: dense vectors kept as %s from its first index build on (QDRANT_INDEX_AFTER)",
                      space, self.quantization)  # fmt: skip
             return 0.0
-        started = time.perf_counter()
-        await self._run(client.optimize, name)
-        took = time.perf_counter() - started
+        took = await self._build_here(client, space)
         await self._run(lambda: client.update_collection(name, metadata={"rebuild_pending": False}))
         self._schemas.pop(space, None)
         log.info("space %s: dense vectors kept as %s from now on; index built again in %.1f s", space,
@@ -723,8 +716,12 @@ class VectorStore:
     @staticmethod
     def _schema_of(col: models.CollectionInfo) -> SpaceSchema:
         meta = col.config.metadata or {}
-        named = isinstance(col.config.params.vectors, dict) and DENSE in col.config.params.vectors
+        vectors = col.config.params.vectors
+        named = isinstance(vectors, dict) and DENSE in vectors
+        dense = vectors.get(DENSE) if isinstance(vectors, dict) else vectors
+        kept = dense.quantization_config if dense is not None else None
         return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"),
+                           "int8" if isinstance(kept, models.ScalarQuantization) else "none",
                            bool(meta.get("rebuild_pending")))  # fmt: skip
 
     async def space_schema(self, space: str) -> SpaceSchema | None:

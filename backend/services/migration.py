@@ -94,9 +94,8 @@ class MigrationService:
             why.append(f"schema {schema.version}, now {SCHEMA}")
         if schema.lexical != lexical:
             why.append(f"lexical analyzer {schema.lexical!r}, now {lexical!r}")
-        kept = await self.store.space_quantization(space)
-        if kept is not None and kept != self.store.quantization:
-            why.append(f"dense vectors kept as {kept}, QDRANT_QUANTIZATION={self.store.quantization}")
+        if schema.quantization != self.store.quantization:
+            why.append(f"dense vectors kept as {schema.quantization}, QDRANT_QUANTIZATION={self.store.quantization}")
         elif schema.rebuild_pending:
             why.append("the index build that gives it the QDRANT_QUANTIZATION setting was interrupted")
         return why
@@ -119,7 +118,7 @@ class MigrationService:
                 return MigrationResult(space, "resumed", moved, *before)
             if schema is not None and (schema.version, schema.lexical) == (SCHEMA, target[2]) and staged == "none":
                 chunks = await self.store.count_chunks(space)
-                if schema.rebuild_pending or await self.store.space_quantization(space) != self.store.quantization:
+                if schema.rebuild_pending or schema.quantization != self.store.quantization:
                     took = await self.store.requantize(space)
                     return MigrationResult(space, "requantized", chunks, before[0], before[1], took)
                 return MigrationResult(space, "up-to-date", chunks, *before)
