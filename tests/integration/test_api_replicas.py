@@ -4,6 +4,7 @@ The nginx routes are the compose profile's own (docker/nginx/rag-locations.conf)
 
 from __future__ import annotations
 
+import re
 import socketserver
 import threading
 import time
@@ -20,6 +21,8 @@ from backend.main import create_app
 from benchmarks.scale_out import Process, api_replicas, find_nginx, nginx_conf
 from tests.conftest import LlamaServer, QdrantStandin, missing
 from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -86,13 +89,21 @@ def idle_noting_replicas() -> Iterator[list[IdleNotingReplica]]:
         r.server_close()
 
 
+def dockerfile_keep_alive_s() -> float:
+    """How long the Dockerfile's uvicorn keeps an idle connection: its --timeout-keep-alive, else uvicorn's default."""
+    cmd = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD"))
+    assert "uvicorn" in cmd, cmd
+    given = re.search(r"--timeout-keep-alive[= ]+(\d+)", cmd)
+    return float(given.group(1)) if given else float(uvicorn.Config("backend.main:app_from_env").timeout_keep_alive)
+
+
 def test_nginx_lets_an_idle_connection_to_a_replica_go_before_the_replica_closes_it(
     nginx: str, idle_noting_replicas: list[IdleNotingReplica], tmp_path: Path
 ) -> None:
     """uvicorn closes a keep-alive connection that has been idle for its --timeout-keep-alive; a request nginx
     sends onto such a connection just then fails, and with max_fails=1 takes that replica out: with the other
     one down, a 502. docker/nginx/nginx.conf (run here as it is) must let idle connections go sooner."""
-    keep_alive_s = uvicorn.Config("backend.main:app_from_env").timeout_keep_alive  # what the Dockerfile runs
+    keep_alive_s = dockerfile_keep_alive_s()
     port = free_port()
     proxy = Process([nginx, "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log"), "-c",
                      str(nginx_conf(tmp_path, port, [r.server_address[1] for r in idle_noting_replicas]))],
