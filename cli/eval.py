@@ -4,9 +4,12 @@
     python -m cli.eval data.json --answers --limit 50 --out bench-out/eval.json
     python -m cli.eval ../shared/eval/xquad.ru.dev.json --answers --stride 4 --compare hybrid   # 153 questions
     python -m cli.eval ../shared/eval/xquad.ru.dev.json --unanswerable --stride 4 --compare hybrid
+    python -m cli.eval ../shared/eval/xquad.en.dev.json --questions-from ../shared/eval/xquad.ru.dev.json
 
 --unanswerable indexes only the even-numbered articles and asks the questions of the others, which the
 documents cannot answer: the figures are how often the answer says so, and how often it invents one.
+--questions-from asks the questions of a translation of the file (the same question ids, as XQuAD's
+languages have): Russian questions about English paragraphs, or the other way round.
 
 Each file's paragraphs are indexed into a throwaway embedded store (never the service's), with the
 configured embedder and chunking; every question is asked, and its paragraph is the relevant document.
@@ -27,7 +30,14 @@ from typing import Any
 from backend.config import ConfigError, Settings, load_settings
 from backend.container import Container
 from backend.observability import configure_logging
-from backend.services.evaluation import EVAL_MODES, EvalQuestion, Evaluator, load_dataset, split_unanswerable
+from backend.services.evaluation import (
+    EVAL_MODES,
+    EvalQuestion,
+    Evaluator,
+    asked_from_translation,
+    load_dataset,
+    split_unanswerable,
+)
 from cli import ui
 
 
@@ -54,6 +64,12 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argp
         action="store_true",
         help="index half of the articles; ask the other half's questions (answers the documents lack)",
     )
+    p.add_argument(
+        "--questions-from",
+        type=Path,
+        metavar="TRANSLATION",
+        help="ask the questions of a translation of the file (same question ids) instead of its own",
+    )
     p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
     p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
@@ -67,8 +83,11 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
         container = await Container.open(throwaway)
         try:
             evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
+            translation = load_dataset(args.questions_from) if args.questions_from else None
             for i, path in enumerate(args.datasets):
                 evalset = load_dataset(path)
+                if translation is not None:
+                    evalset = asked_from_translation(evalset, translation)
                 unanswerable: list[EvalQuestion] = []
                 if args.unanswerable:
                     evalset, unanswerable = split_unanswerable(evalset)
@@ -77,6 +96,7 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                 report: dict[str, Any] = {
                     "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
                     "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
+                    "questions_from": str(args.questions_from) if args.questions_from else None,
                 }  # fmt: skip
                 conversational = any(q.gold_message for q in evalset.questions)
                 for mode in modes:
@@ -101,6 +121,13 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
     return reports
 
 
+def _name(report: dict[str, Any]) -> str:
+    """The dataset's file name, and the file its questions came from when they were not its own."""
+    name = Path(report["dataset"]).name
+    asked = report.get("questions_from")
+    return f"{name}, questions of {Path(asked).name}" if asked else name
+
+
 def render(reports: list[dict[str, Any]], k: int) -> str:
     lines = [
         f"| dataset | mode | nDCG@{k} | R@1 | R@5 | R@{k} | MRR@{k} | questions | chunks |",
@@ -110,7 +137,7 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
         for r in rep["retrieval"]:
             mode = f"{r['mode']}, each question's filter" if r.get("filtered") else r["mode"]
             lines.append(
-                f"| {Path(rep['dataset']).name} | {mode} | {r['ndcg']:.3f} | {r['recall_1']:.3f} "
+                f"| {_name(rep)} | {mode} | {r['ndcg']:.3f} | {r['recall_1']:.3f} "
                 f"| {r['recall_5']:.3f} | {r['recall_k']:.3f} | {r['mrr']:.3f} | {rep['questions']} | {rep['chunks']} |"
             )
     lines += _by_kind_tables(reports)
@@ -124,7 +151,7 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
         for rep in answered:
             a = rep["answers"]
             lines.append(
-                f"| {Path(rep['dataset']).name} | {a['n']} | {a['exact_match']:.3f} | {a['f1']:.3f} "
+                f"| {_name(rep)} | {a['n']} | {a['exact_match']:.3f} | {a['f1']:.3f} "
                 f"| {a['gold_in_answer']:.3f} | {a['gold_in_cited_source']:.3f} | {a['abstention_rate']:.3f} "
                 f"| {a['llm_errors']} |"
             )
@@ -138,7 +165,7 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
         for rep in answered:
             a = rep["answers"]
             lines.append(
-                f"| {Path(rep['dataset']).name} | {a['gold_in_answer_any_form']:.3f} | {a['cite_rate']:.3f} "
+                f"| {_name(rep)} | {a['gold_in_answer_any_form']:.3f} | {a['cite_rate']:.3f} "
                 f"| {a['cited_holds_gold']:.3f} / {a['right_cited_holds_gold']:.3f} "
                 f"| {a['model_cite_rate']:.3f} / {a['model_cited_holds_gold']:.3f} / "
                 f"{a['right_model_cited_holds_gold']:.3f} | {a['unsupported_rate']:.3f} "
@@ -156,13 +183,13 @@ def _by_kind_tables(reports: list[dict[str, Any]]) -> list[str]:
             if r.get("recall_5_by_kind"):
                 mode = f"{r['mode']}, filtered" if r.get("filtered") else r["mode"]
                 kinds = ", ".join(f"{kind} {v:.3f}" for kind, v in r["recall_5_by_kind"].items())
-                rows.append(f"| {Path(rep['dataset']).name} | {mode} | R@5 | {kinds} |")
+                rows.append(f"| {_name(rep)} | {mode} | R@5 | {kinds} |")
         answered = [a for a in rep.get("answers", {}).get("rows", []) if a.get("kind") and "error" not in a]
         by: dict[str, list[float]] = {}
         for a in answered:
             by.setdefault(a["kind"], []).append(a["gold_in_answer_any_form"])
         for key, values in sorted(by.items()):
-            rows.append(f"| {Path(rep['dataset']).name} | answers | gold in answer (any form) | {key}: "
+            rows.append(f"| {_name(rep)} | answers | gold in answer (any form) | {key}: "
                         f"{sum(values) / len(values):.3f} of {len(values)} |")  # fmt: skip
     if not rows:
         return []
@@ -185,7 +212,7 @@ def _unanswerable_table(reports: list[dict[str, Any]]) -> list[str]:
         flagged = sum(1 for r in rows if not r["abstained"] and r["unsupported"])
         n = max(1, len(rows))
         lines.append(
-            f"| {Path(rep['dataset']).name} | {len(rows)} | {said / n:.3f} | {flagged / n:.3f} "
+            f"| {_name(rep)} | {len(rows)} | {said / n:.3f} | {flagged / n:.3f} "
             f"| {(len(rows) - said - flagged) / n:.3f} | {rep['unanswerable']['cite_rate']:.3f} |"
         )
     return lines
@@ -198,7 +225,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.eval") -> int
     if unknown or not modes:
         sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(EVAL_MODES)}\n")
         return 2
-    missing = [str(p) for p in args.datasets if not p.is_file()]
+    missing = [str(p) for p in [*args.datasets, *([args.questions_from] if args.questions_from else [])]
+               if not p.is_file()]  # fmt: skip
     if missing:
         sys.stderr.write(f"error: no such file: {', '.join(missing)}\n")
         return 2

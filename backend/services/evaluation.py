@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,23 @@ def load_conversation_set(name: str, data: dict[str, Any]) -> EvalSet:
         questions.append(EvalQuestion(q["id"], q["question"], q["answers"], q["gold_path"], q["gold_message"],
                                       f"{q.get('lang', '')} {q.get('kind', '')}".strip(), filters))  # fmt: skip
     return EvalSet(name, documents, questions)
+
+
+def asked_from_translation(evalset: EvalSet, translation: EvalSet) -> EvalSet:
+    """The same paragraphs asked in another language: each question becomes the question of the same id
+    in `translation` (XQuAD's languages are one set of questions translated, with shared ids). The gold
+    paragraph and the gold answers stay those of the indexed file: a question in Russian about an English
+    paragraph should find that paragraph, and its answer quote it."""
+    by_id = {q.id: q.question for q in translation.questions}
+    missing = [q.id for q in evalset.questions if q.id not in by_id]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {len(evalset.questions)} question ids of {evalset.name} are not in "
+            f"{translation.name} (the first: {missing[0]!r}); --questions-from needs a translation of the same "
+            "file, whose questions keep their ids"
+        )
+    questions = [replace(q, question=by_id[q.id]) for q in evalset.questions]
+    return EvalSet(evalset.name, evalset.documents, questions)
 
 
 def split_unanswerable(evalset: EvalSet) -> tuple[EvalSet, list[EvalQuestion]]:

@@ -120,3 +120,50 @@ def test_unanswerable_questions_come_from_articles_that_are_not_indexed(
     assert "answers" not in report
     table = capsys.readouterr().out
     assert "| tiny.json | 1 |" in table and "questions the documents cannot answer" in table
+
+
+# The tiny set translated, question by question, keeping the ids (as XQuAD's languages do).
+RUSSIAN_QUESTIONS = {"q1": "Какое максимальное давление у насоса Glimmer?", "q2": "Где построили насос Glimmer?",
+                     "q3": "Где спит корабельный кот?", "q4": "Кто спроектировал реактор Zorblat?"}  # fmt: skip
+
+
+def translated(ids: dict[str, str]) -> dict[str, object]:
+    data = json.loads(json.dumps(SQUAD))
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                qa["question"] = ids.get(qa["id"], qa["question"])
+                qa["id"] = qa["id"] if qa["id"] in ids else qa["id"] + "-other"
+    return data
+
+
+def test_questions_from_a_translation_are_asked_of_the_indexed_paragraphs(
+    squad: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ru = tmp_path / "tiny.ru.json"
+    ru.write_text(json.dumps(translated(RUSSIAN_QUESTIONS), ensure_ascii=False))
+    out = tmp_path / "report.json"
+    args = [str(squad), "--questions-from", str(ru), "--compare", "dense,sparse,hybrid", "--out", str(out)]
+    assert eval_cli.main(args) == 0
+    (report,) = json.loads(out.read_text())
+    assert report["questions_from"] == str(ru) and (report["documents"], report["questions"]) == (3, 4)
+    dense, sparse, hybrid = (r["ranks"] for r in report["retrieval"])
+    # The Russian question about the cat shares no word with any English paragraph, the one about the
+    # reactor only its name: the lexical side finds the second alone (the English questions find both)
+    assert sparse["q3"] == 0 and sparse["q4"] == 1
+    # the multilingual embedder finds both, and so does the default hybrid ranking
+    assert dense["q3"] == dense["q4"] == hybrid["q3"] == hybrid["q4"] == 1
+    assert "| tiny.json, questions of tiny.ru.json | dense |" in capsys.readouterr().out
+
+
+def test_questions_from_a_file_that_is_not_a_translation_are_refused(
+    squad: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(translated({"q1": "Какое максимальное давление у насоса Glimmer?"})))
+    args = [str(squad), "--questions-from", str(other), "--out", str(tmp_path / "r.json")]
+    assert eval_cli.main(args) == 2
+    assert ("3 of 4 question ids of tiny.json are not in other.json (the first: 'q2'); --questions-from needs "
+            "a translation of the same file") in capsys.readouterr().err  # fmt: skip
+    assert eval_cli.main([str(squad), "--questions-from", str(tmp_path / "missing.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
