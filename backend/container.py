@@ -252,6 +252,7 @@ class Container:
             context_tokens=settings.llm_context_tokens,
             check_citations=settings.citation_check,
             relevance_floor=settings.relevance_floor,
+            cross_language_floor=settings.cross_language_relevance_floor,
             passage_cutoff=settings.answer_passage_cutoff,
         )
         log.info(

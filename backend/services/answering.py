@@ -18,7 +18,7 @@ from backend.observability import Metrics
 from backend.services.citations import CheckedAnswer, check_citations, cited_numbers
 from backend.services.reasoning import Piece, ThinkSplitter, split_final
 from backend.services.retrieval import RetrievalResult, RetrievalService, SearchOptions
-from backend.services.text_analysis import is_cyrillic
+from backend.services.text_analysis import cyrillic_share, is_cyrillic
 
 __all__ = ["AnswerService", "AnswerStream", "LLMUnavailableError", "Source", "best_similarity", "build_messages",
            "cited_numbers"]  # fmt: skip
@@ -37,6 +37,8 @@ SYSTEM_PROMPT = (
 # Fences around each passage; a passage cannot close its fence early (prompt injection from a document).
 _OPEN, _CLOSE = "<<<", ">>>"
 
+# Under this share of its letters in the question's script (Cyrillic or Latin), a text is in the other language.
+OTHER_LANGUAGE_SHARE = 0.1
 _ENGLISH = re.compile(r"\b(the|what|who|whom|which|when|where|why|how|is|are|was|were|did|does|do|of)\b", re.I)
 
 
@@ -312,6 +314,29 @@ def best_similarity(chunks: list[ScoredChunk]) -> float | None:
     return max((c.dense_score for c in chunks if c.dense_score is not None), default=None)
 
 
+def under_relevance_floor(
+    question: str, chunks: list[ScoredChunk], floor: float, cross_language_floor: float
+) -> tuple[float, float] | None:
+    """(similarity, floor) of the chunk nearest its floor when no chunk reaches the floor for its language,
+    else None. A chunk written in the other script than the question (Russian and English: under a tenth of
+    its letters in the question's) is held to `cross_language_floor`: the embedder finds a question and its
+    answer less alike across languages. A chunk that mixes both (a table of Latin and Cyrillic names) is
+    held to `floor`. A floor of 0 is off; a chunk found only lexically (no dense score) is not judged."""
+    russian = is_cyrillic(question)
+    nearest: tuple[float, float] | None = None
+    for c in chunks:
+        if c.dense_score is None:
+            continue
+        share = cyrillic_share(str(c.payload.get("text", "")))
+        other_language = (share if russian else 1 - share) < OTHER_LANGUAGE_SHARE
+        applies = cross_language_floor if other_language else floor
+        if c.dense_score >= applies:
+            return None
+        if nearest is None or c.dense_score - applies > nearest[0] - nearest[1]:
+            nearest = (c.dense_score, applies)
+    return nearest
+
+
 def unrelated_answer(question: str) -> str:
     if is_cyrillic(question):
         return "В документах нет ответа на этот вопрос: найденные фрагменты о другом. Проверьте источники ниже."
@@ -338,6 +363,7 @@ class AnswerService:
         build_prompt: PromptBuilder = build_messages,  # benchmarks.prompt_experiment compares others
         relevance_floor: float = 0.0,
         passage_cutoff: float = 0.0,
+        cross_language_floor: float = 0.0,
     ) -> None:
         self.retrieval = retrieval
         self.llm = llm
@@ -350,6 +376,7 @@ class AnswerService:
         # Small local models answer whatever they are given; below this cosine of the best chunk, the
         # passages are about something else, and the answer says so instead (docs/evaluation.md).
         self.relevance_floor = relevance_floor
+        self.cross_language_floor = cross_language_floor
         self.passage_cutoff = passage_cutoff
 
     async def start(
@@ -394,10 +421,9 @@ class AnswerService:
             return answer("none", "none", first, None, time.perf_counter(), None)
         # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
         # in cosine but weaker in the fused ranking).
-        best = best_similarity(found.chunks)
-        if self.relevance_floor and best is not None and best < self.relevance_floor:
-            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", best,
-                     self.relevance_floor)  # fmt: skip
+        short = under_relevance_floor(question, found.chunks, self.relevance_floor, self.cross_language_floor)
+        if short is not None:
+            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", *short)
             first = StreamEvent(delta=unrelated_answer(question), finish_reason="unrelated")
             return answer("none", "none", first, None, time.perf_counter(), None)
         messages = self.build_prompt(question, sources)

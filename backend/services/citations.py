@@ -10,6 +10,9 @@ citation gets one when a single passage clearly supports it. Where no passage cl
 sentence (a paraphrase, a translation, an invention), its citations are left as the model wrote them,
 and a sentence that no passage even weakly supports is counted as unsupported: the answer says so, and
 the page warns its reader (a small model sometimes invents a figure rather than say it does not know).
+A sentence in another language than its passages (a Russian answer from English documents), or one that
+cites a passage in the other language, is judged by the words a translation keeps, numbers and names
+in the passages' script ("Glimmer", "9"): one that has none is not counted as unsupported.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from backend.services.text_analysis import terms
+from backend.services.text_analysis import is_cyrillic, terms
 
 # Phrases with which an answer says the documents do not hold the answer (the prompt asks for that).
 _ABSTAIN = re.compile(
@@ -89,6 +92,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     if not n or not answer.strip():
         return CheckedAnswer(answer, written, written)
     bags = [set(terms(p)) for p in passages]
+    scripts = [is_cyrillic(p) for p in passages]
     df = Counter(t for bag in bags for t in bag)
     idf = {t: math.log(1 + n / c) for t, c in df.items()}
     unseen = math.log(1 + n)  # a word no passage holds weighs like the rarest one
@@ -105,7 +109,13 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
         support = _support(words, bags, idf, unseen)
         best = max(range(n), key=lambda i: (support[i], -i))  # ties: the better-ranked passage
         clear = support[best] >= STRONG
-        unsupported += support[best] < WEAK and not abstains(sentence)
+        script = is_cyrillic(sentence)
+        if script in scripts and all(scripts[c - 1] == script for c in own):
+            weak = support[best] < WEAK
+        else:  # across languages: only what a translation keeps can be looked for
+            kept = Counter({t: k for t, k in words.items() if is_cyrillic(t) != script or any(c.isdigit() for c in t)})
+            weak = bool(kept) and max(_support(kept, bags, idf, unseen)) < WEAK
+        unsupported += weak and not abstains(sentence)
         if own:
             keep = {c for c in own if support[c - 1] >= support[best] - MARGIN}
             if not keep and clear:

@@ -75,9 +75,14 @@ def terms(text: str) -> list[str]:
 
 def is_cyrillic(text: str) -> bool:
     """Whether most letters of `text` are Cyrillic (a Russian question, possibly with Latin names)."""
+    return cyrillic_share(text) > 0.5
+
+
+def cyrillic_share(text: str) -> float:
+    """The share of Cyrillic letters among the Cyrillic and Latin ones of `text` (0.5: it has neither)."""
     low = text.lower()
     cyr, lat = len(_CYRILLIC.findall(low.replace("ё", "е"))), len(_LATIN.findall(low))
-    return cyr > lat
+    return cyr / (cyr + lat) if cyr + lat else 0.5
 
 
 def lexical_windows(texts: list[str], words: int) -> list[str]:

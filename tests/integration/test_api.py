@@ -128,6 +128,23 @@ def test_a_question_no_passage_is_about_is_declined_without_the_llm(client: Test
     assert asked["backend"] == "openai"
 
 
+def test_a_question_about_a_document_in_the_other_language_is_answered(client: TestClient, corpus: Path) -> None:
+    """The embedder finds an English question and a Russian paragraph less alike than two of one language:
+    held to the floor for one language, this question would be declined though its document answers it."""
+    upload_corpus(client, corpus)
+    question = {"q": "What is the capital of Frogland?", "space_id": "demo", "top_k": 3}
+    body = client.post("/ask", json=question).json()
+    assert body["backend"] == "openai" and body["finish_reason"] != "unrelated", body["answer"]
+    assert body["sources"][0]["path"] == "ru/frogland_cp1251.txt"
+    answers = client.app.state.container.answers  # type: ignore[attr-defined]
+    saved = answers.cross_language_floor
+    try:
+        answers.cross_language_floor = answers.relevance_floor  # one floor for every language, as before
+        assert client.post("/ask", json=question).json()["finish_reason"] == "unrelated"
+    finally:
+        answers.cross_language_floor = saved
+
+
 def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: TestClient, corpus: Path) -> None:
     upload_corpus(client, corpus)
     answers = client.app.state.container.answers  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from backend.services.answering import (
     estimate_tokens,
     fit_context,
     no_context_answer,
+    under_relevance_floor,
 )
 from backend.services.retrieval import RetrievalResult
 
@@ -104,3 +105,28 @@ def test_weak_passages_are_cut_relative_to_the_best_in_weighted_hybrid_only() ->
     ):
         assert cut_weak_passages(other, 0.7) == chunks
     assert cut_weak_passages(RetrievalResult([], 1.0, 1.0, mode="hybrid", fusion="weighted"), 0.7) == []
+
+
+def scored(text: str, dense: float | None) -> ScoredChunk:
+    return ScoredChunk("id", 0.5, {"text": text}, dense_score=dense)
+
+
+def test_a_passage_in_the_other_language_is_held_to_the_cross_language_floor() -> None:
+    english = scored("The Glimmer pump runs at a maximum pressure of 9 bar.", 0.79)
+    russian = scored("Насос Glimmer работает при давлении до 9 бар.", 0.79)
+    question = "Какое давление у насоса Glimmer?"
+    # 0.79 is under the floor for a passage in the question's language, over the one across languages
+    assert under_relevance_floor(question, [russian], 0.82, 0.76) == (0.79, 0.82)
+    assert under_relevance_floor(question, [english], 0.82, 0.76) is None
+    assert under_relevance_floor("What pressure does the pump reach?", [scored("Насос держит до девяти бар.", 0.79)],
+                                 0.82, 0.76) is None  # fmt: skip
+    # a fifth of the Russian passage's letters are Latin ("Glimmer"): both languages, the stricter floor
+    assert under_relevance_floor("What pressure does the Glimmer pump reach?", [russian], 0.82, 0.76) == (0.79, 0.82)
+    # one passage over its floor is enough; otherwise the one nearest its floor is reported
+    assert under_relevance_floor(question, [scored("Совещание 15 марта.", 0.70), english], 0.82, 0.76) is None
+    assert under_relevance_floor(question, [scored("Совещание.", 0.81), scored("A meeting.", 0.70)], 0.82, 0.76) == (
+        0.81, 0.82)  # fmt: skip
+    # floors of 0 are off; a chunk found only lexically is not judged
+    assert under_relevance_floor(question, [russian], 0.0, 0.76) is None
+    assert under_relevance_floor(question, [english], 0.82, 0.0) is None
+    assert under_relevance_floor(question, [scored("Насос.", None)], 0.82, 0.76) is None

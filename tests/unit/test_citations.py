@@ -63,3 +63,15 @@ def test_a_sentence_no_passage_supports_is_counted_unsupported() -> None:
     assert check_citations("The pump runs at 9 bar [3]. This can be seen from passage [3].", PASSAGES).unsupported == 0
     assert abstains("В документах этого нет.") and abstains("The documents do not contain it.")
     assert not abstains("Петров предложил перенести срок.")
+
+
+def test_a_sentence_in_another_language_than_its_passages_is_judged_by_its_numbers_and_names() -> None:
+    english = ["The ship's cat sleeps in the engine room.", "The Glimmer pump runs at a maximum pressure of 9 bar."]
+    # A Russian answer from English documents shares none of their words: nothing to judge it by
+    assert check_citations("Корабельный кот спит в машинном отделении [1].", english).unsupported == 0
+    translated = check_citations("Максимальное давление насоса Glimmer — 9 бар [2].", english)
+    assert translated.unsupported == 0 and translated.cited == {2}
+    # a number no passage holds is still an invention, in any language
+    assert check_citations("Зарплата директора — 100000 рублей [2].", english).unsupported == 1
+    assert check_citations("The director earns 100000 roubles [2].", english).unsupported == 1
+    assert check_citations("The director's salary is 100000 roubles.", PASSAGES[:2]).unsupported == 1

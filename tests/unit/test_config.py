@@ -102,3 +102,11 @@ def test_the_relevance_floor_follows_the_embedder_unless_set() -> None:
     assert load_settings(_env_file=None, answer_relevance_floor=0).relevance_floor == 0.0
     assert load_settings(_env_file=None, answer_relevance_floor="").relevance_floor == 0.82
     assert load_settings(_env_file=None, embedding_model="bundled", answer_relevance_floor=0.5).relevance_floor == 0.5
+
+    # across languages: its own default beside the default floor, else the floor set by hand
+    assert load_settings(_env_file=None).cross_language_relevance_floor == 0.76
+    assert load_settings(_env_file=None, embedding_model="bundled").cross_language_relevance_floor == 0.0
+    assert load_settings(_env_file=None, answer_relevance_floor=0.85).cross_language_relevance_floor == 0.85
+    cross = "answer_relevance_floor_cross_language"
+    assert load_settings(_env_file=None, **{cross: 0.7}).cross_language_relevance_floor == 0.7
+    assert load_settings(_env_file=None, **{cross: " "}).cross_language_relevance_floor == 0.76
