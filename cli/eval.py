@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.eval") -> int
     if unknown or not modes:
         sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(EVAL_MODES)}\n")
         return 2
-    missing = [str(p) for p in [*args.datasets, *([args.questions_from] if args.questions_from else [])]
-               if not p.is_file()]  # fmt: skip
+    missing = [str(p) for p in [*args.datasets, args.questions_from] if p is not None and not p.is_file()]
     if missing:
         sys.stderr.write(f"error: no such file: {', '.join(missing)}\n")
         return 2
