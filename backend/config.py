@@ -222,6 +222,17 @@ class Settings(BaseSettings):
     # 0.50 / 0.71 of XQuAD ru / en answers at 0 against 0.46-0.50 / 0.71-0.74 at 0.1 (docs/evaluation.md).
     # .env.vllm / .env.ollama set 0.1: Qwen3 is not meant to be decoded greedily.
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # An answer from passages should repeat their words, which a repetition penalty works against; servers
+    # apply one unless told not to, each its own (llama-cpp-python 1.1, Ollama 1.1, vLLM the model's
+    # generation config). Sent to all, so backends decode alike (docs/evaluation.md, "Repetition penalty").
+    llm_repeat_penalty: float | None = Field(
+        default=1.0,
+        gt=0.0,
+        le=2.0,
+        description="Repetition penalty sent with every answer request (vLLM repetition_penalty, llama.cpp and "
+        "Ollama repeat_penalty); 1.0 = none. Empty: none sent, the server's own default applies (for a hosted "
+        "API that refuses fields it does not know).",
+    )
     llm_context_tokens: int = Field(
         default=4096, ge=512, description="Context window of the served model (prompt + answer)."
     )
@@ -418,7 +429,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("mmr_lambda", mode="before")
+    @field_validator("mmr_lambda", "llm_repeat_penalty", mode="before")
     @classmethod
     def _blank_is_off(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -120,9 +120,11 @@ def build_backend(
     if kind == "ollama":
         # num_ctx = the budget the prompt is built for, so Ollama never cuts it silently.
         num_ctx = context_tokens or settings.llm_context_tokens
-        return OllamaLLM(http, base_url, model=model, num_ctx=num_ctx, keep_alive=settings.ollama_keep_alive)
+        return OllamaLLM(http, base_url, model=model, num_ctx=num_ctx, keep_alive=settings.ollama_keep_alive,
+                         repeat_penalty=settings.llm_repeat_penalty)  # fmt: skip
     key = api_key.get_secret_value() if api_key else None
-    return OpenAICompatLLM(http, base_url, model=model, api_key=key, backend=kind)
+    return OpenAICompatLLM(http, base_url, model=model, api_key=key, backend=kind,
+                           repeat_penalty=settings.llm_repeat_penalty)  # fmt: skip
 
 
 def build_models(settings: Settings, http: httpx.AsyncClient, metrics: Metrics) -> ModelRouter:

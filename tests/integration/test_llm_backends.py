@@ -53,6 +53,7 @@ def test_ollama_backend_answers_and_always_gets_num_ctx_and_keep_alive(
     for sent in chat_bodies(ollama):
         assert sent["options"]["num_ctx"] == 3000  # never Ollama's small default
         assert sent["options"]["num_predict"] == 100 and sent["keep_alive"] == "10m"
+        assert sent["options"]["repeat_penalty"] == 1.0  # not Ollama's 1.1: answers copy the passages
         assert sent["stream"] is True
 
 

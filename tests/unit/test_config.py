@@ -18,6 +18,14 @@ def test_defaults_are_the_embedded_stack(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (s.chunk_tokens, s.chunk_overlap_tokens) == (128, 24)
     assert s.local_model == "qwen2.5-coder-1.5b-instruct"
     assert s.llm_base_url == "http://127.0.0.1:8080/v1"
+    assert s.llm_repeat_penalty == 1.0  # none: answers repeat the passages' words
+
+
+def test_an_empty_repeat_penalty_leaves_it_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_REPEAT_PENALTY", "")
+    assert load_settings(_env_file=None).llm_repeat_penalty is None
+    monkeypatch.setenv("LLM_REPEAT_PENALTY", "1.05")
+    assert load_settings(_env_file=None).llm_repeat_penalty == 1.05
 
 
 def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,6 +74,7 @@ def test_named_models_replace_the_single_llm_settings(monkeypatch: pytest.Monkey
         ({"CHUNK_TOKENS": "100", "CHUNK_OVERLAP_TOKENS": "60"}, "CHUNK_OVERLAP_TOKENS .* less than half"),
         ({"LLM_MAX_TOKENS": "3000", "LLM_CONTEXT_TOKENS": "4096"}, "LLM_MAX_TOKENS .* too little room"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"LLM_REPEAT_PENALTY": "0"}, "LLM_REPEAT_PENALTY: .*greater than 0"),
         ({"CONVERSATION_TIMEZONE": "Moscow"}, "CONVERSATION_TIMEZONE: .*IANA name like Europe/Moscow"),
         ({"CONVERSATION_TIMEZONE": "../../etc/passwd"}, "CONVERSATION_TIMEZONE: .*not a time zone name"),
         ({"LLM_MODELS": "[]"}, "LLM_MODELS is an empty list"),

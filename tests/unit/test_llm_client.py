@@ -101,3 +101,45 @@ def test_vllm_reasoning_content_is_kept_apart_from_the_answer() -> None:
     events = collect(lambda r: httpx.Response(200, content=body))
     assert [(e.reasoning, e.delta) for e in events[:3]] == [("Think.", ""), (" More.", ""), ("", "Answer.")]
     assert events[-1].usage is not None and events[-1].usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize(
+    ("backend", "penalty", "sent"),
+    [
+        ("openai", 1.0, {"repeat_penalty": 1.0}),  # llama.cpp's name
+        ("vllm", 1.0, {"repetition_penalty": 1.0}),  # vLLM's
+        ("vllm", 1.05, {"repetition_penalty": 1.05}),
+        ("openai", None, {}),  # LLM_REPEAT_PENALTY empty: the server's own default
+    ],
+)
+def test_the_repeat_penalty_is_sent_in_the_server_kinds_own_field(
+    backend: str, penalty: float | None, sent: dict[str, float]
+) -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, content=sse(delta("ok", "stop")))
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            llm = OpenAICompatLLM(http, "http://llm/v1", model="m", backend=backend, repeat_penalty=penalty)
+            [ev async for ev in llm.stream_chat([], max_tokens=1, temperature=0)]
+
+    asyncio.run(go())
+    penalties = {k: v for k, v in bodies[0].items() if "penalty" in k}
+    assert penalties == sent
+
+
+def test_a_server_that_refuses_the_penalty_field_names_the_setting_that_drops_it() -> None:
+    refusal = {"error": {"message": "Unrecognized request argument supplied: repeat_penalty"}}
+
+    async def go() -> None:
+        transport = httpx.MockTransport(lambda r: httpx.Response(400, json=refusal))
+        async with httpx.AsyncClient(transport=transport) as http:
+            llm = OpenAICompatLLM(http, "http://llm/v1", model="m", repeat_penalty=1.0)
+            [ev async for ev in llm.stream_chat([], max_tokens=1, temperature=0)]
+
+    with pytest.raises(LLMError, match=r"Unrecognized .*LLM_REPEAT_PENALTY= left empty") as info:
+        asyncio.run(go())
+    assert info.value.kind == "http_400"

@@ -26,12 +26,14 @@ class OllamaLLM:
         model: str | None = None,
         num_ctx: int,
         keep_alive: str,
+        repeat_penalty: float | None = None,
     ) -> None:
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._model = model
         self.num_ctx = num_ctx
         self.keep_alive = keep_alive
+        self.repeat_penalty = repeat_penalty  # None: Ollama's own default (1.1)
         self._window: int | None = None
 
     async def list_models(self) -> list[str]:
@@ -64,12 +66,16 @@ class OllamaLLM:
     async def stream_chat(
         self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[StreamEvent]:
+        options: dict[str, Any] = {"num_ctx": await self.context_window(), "num_predict": max_tokens,
+                                   "temperature": temperature}  # fmt: skip
+        if self.repeat_penalty is not None:
+            options["repeat_penalty"] = self.repeat_penalty
         body = {
             "model": await self.model(),
             "messages": messages,
             "stream": True,
             "keep_alive": self.keep_alive,
-            "options": {"num_ctx": await self.context_window(), "num_predict": max_tokens, "temperature": temperature},
+            "options": options,
         }
         done: dict[str, Any] | None = None
         with transport_errors(self.base_url):

@@ -26,8 +26,13 @@ class OpenAICompatLLM:
         model: str | None = None,
         api_key: str | None = None,
         backend: str = "openai",
+        repeat_penalty: float | None = None,
     ) -> None:
         self.backend = backend
+        # None: send none, the server's own default applies. vLLM and llama.cpp name the field differently.
+        self._penalty = {} if repeat_penalty is None else {
+            "repetition_penalty" if backend == "vllm" else "repeat_penalty": repeat_penalty
+        }  # fmt: skip
         self._http = http
         self.base_url = base_url.rstrip("/")
         self._model: str | None = model
@@ -114,6 +119,7 @@ class OpenAICompatLLM:
             "temperature": temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **self._penalty,
         }
         url = f"{self.base_url}/chat/completions"
         finish: str | None = None
@@ -123,6 +129,8 @@ class OpenAICompatLLM:
             async with self._http.stream("POST", url, json=body, headers=self._headers) as resp:
                 if resp.status_code != 200:
                     detail = (await resp.aread()).decode("utf-8", "replace")[:300]
+                    if any(field in detail for field in self._penalty):  # a hosted API refusing the field
+                        detail += " (LLM_REPEAT_PENALTY= left empty sends no repetition penalty)"
                     raise LLMError(f"LLM server answered {resp.status_code}: {detail}", f"http_{resp.status_code}")
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):
