@@ -53,7 +53,6 @@ def test_ollama_backend_answers_and_always_gets_num_ctx_and_keep_alive(
     for sent in chat_bodies(ollama):
         assert sent["options"]["num_ctx"] == 3000  # never Ollama's small default
         assert sent["options"]["num_predict"] == 100 and sent["keep_alive"] == "10m"
-        assert sent["options"]["repeat_penalty"] == 1.0  # not Ollama's 1.1: answers copy the passages
         assert sent["stream"] is True
 
 
@@ -223,7 +222,9 @@ def test_recorded_requests_are_valid_ollama_chat_requests(
     (sent,) = chat_bodies(ollama)
     assert set(sent) == {"model", "messages", "stream", "keep_alive", "options"}
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
-    assert json.dumps(sent["options"]) == json.dumps({"num_ctx": 4096, "num_predict": 64, "temperature": 0.0})
+    # repeat_penalty 1.0 (none), not Ollama's own 1.1: answers repeat the passages' words (LLM_REPEAT_PENALTY).
+    options = {"num_ctx": 4096, "num_predict": 64, "temperature": 0.0, "repeat_penalty": 1.0}
+    assert json.dumps(sent["options"]) == json.dumps(options)
 
 
 def test_the_prompt_is_budgeted_with_the_servers_own_token_count(
