@@ -229,7 +229,7 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0.0,
         le=2.0,
-        description="Repetition penalty sent with every answer request (vLLM repetition_penalty, llama.cpp and "
+        description="Repetition penalty sent with every LLM request (vLLM repetition_penalty, llama.cpp and "
         "Ollama repeat_penalty); 1.0 = none. Empty: none sent, the server's own default applies (for a hosted "
         "API that refuses fields it does not know).",
     )
