@@ -330,7 +330,7 @@ def under_relevance_floor(
         share = cyrillic_share(str(c.payload.get("text", "")))
         other_language = (share if russian else 1 - share) < OTHER_LANGUAGE_SHARE
         applies = cross_language_floor if other_language else floor
-        if c.dense_score >= applies:
+        if not applies or c.dense_score >= applies:  # a floor of 0 is off, even for a negative cosine
             return None
         if nearest is None or c.dense_score - applies > nearest[0] - nearest[1]:
             nearest = (c.dense_score, applies)

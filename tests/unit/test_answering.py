@@ -130,3 +130,4 @@ def test_a_passage_in_the_other_language_is_held_to_the_cross_language_floor() -
     assert under_relevance_floor(question, [russian], 0.0, 0.76) is None
     assert under_relevance_floor(question, [english], 0.82, 0.0) is None
     assert under_relevance_floor(question, [scored("Насос.", None)], 0.82, 0.76) is None
+    assert under_relevance_floor(question, [scored("Насос.", -0.05)], 0.0, 0.0) is None  # other embedders' cosines
