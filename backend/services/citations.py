@@ -13,6 +13,9 @@ the page warns its reader (a small model sometimes invents a figure rather than 
 A sentence in another language than its passages (a Russian answer from English documents), or one that
 cites a passage in the other language, is judged by the words a translation keeps, numbers and names
 in the passages' script ("Glimmer", "9"): one that has none is not counted as unsupported.
+A sentence that only says where the answer is ("This answer is found in passage [3].", which Qwen2.5
+appends in English to a Russian answer too) is dropped: its citation goes to the sentence before it
+when that one cites nothing, and otherwise the claim's own (checked) citation stands.
 """
 
 from __future__ import annotations
@@ -48,6 +51,27 @@ _META = frozenset(
         "документы see seen mention mentioned according согласно указано упоминается"
     )
 )
+
+# A sentence about where the answer is, not what it is: it names the passages and says nothing else.
+_PASSAGE_NOUNS = frozenset(
+    terms(
+        "passage passages context contexts source sources document documents excerpt excerpts text "
+        "фрагмент фрагменте фрагментах отрывок отрывке отрывках контекст контексте источник источнике "
+        "документ документе тексте"
+    )
+)
+_REPORTING = frozenset(
+    t
+    for t in terms(
+        "answer answers information info found find stated state states supported support supports given "
+        "provided contained contains mentioned described both first second third fourth fifth last above "
+        "ответ ответа информация информации найден найдено найдена содержится содержатся указан указано "
+        "приведено приведен упоминается описано сказано говорится оба обоих первом втором третьем "
+        "четвертом пятом последнем"
+    )
+    if not t.startswith("~")
+)
+_NEGATION = re.compile(r"\b(not|no|never|n't|не|нет|ни)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -99,7 +123,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     out: list[str] = []
     cited: set[int] = set()
     moved = added = unsupported = 0
-    for sentence in _sentences(answer):
+    for sentence in _without_pointers(_sentences(answer), n):
         own = cited_numbers(sentence, n)
         words = Counter(t for t in terms(CITATION.sub(" ", sentence)) if t not in _META)
         if len(words) < MIN_TERMS:
@@ -131,6 +155,31 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     return CheckedAnswer("".join(out), cited, written, moved, added, unsupported)
 
 
+def _points_at_passages(sentence: str) -> bool:
+    """Is the sentence only a pointer to the passages ("This is stated in passage [2].")?"""
+    words = {t for t in terms(CITATION.sub(" ", sentence)) if not t.startswith("~")}
+    if not words & _PASSAGE_NOUNS or _NEGATION.search(sentence) or abstains(sentence):
+        return False
+    return words <= _PASSAGE_NOUNS | _REPORTING | _META
+
+
+def _without_pointers(sentences: list[str], n: int) -> list[str]:
+    """The sentences less those that only point at passages; a pointer's citation moves to the sentence
+    before it when that one cites nothing (the model's way of citing it)."""
+    out: list[str] = []
+    for sentence in sentences:
+        if not out or not _points_at_passages(sentence):
+            out.append(sentence)
+            continue
+        numbers = sorted(cited_numbers(sentence, n))
+        last = next((i for i in range(len(out) - 1, -1, -1) if out[i].strip()), None)
+        if numbers and last is not None and not cited_numbers(out[last], n):
+            out[last] = _add_citations(out[last], numbers)
+    while len(out) > 1 and not out[-1].strip():  # the line breaks before a dropped last pointer
+        out.pop()
+    return out
+
+
 def _sentences(text: str) -> list[str]:
     out, start = [], 0
     for end in _END.finditer(text):
@@ -153,9 +202,14 @@ def _replace_citations(sentence: str, number: int) -> str:
 
 
 def _add_citation(sentence: str, number: int) -> str:
+    return _add_citations(sentence, [number])
+
+
+def _add_citations(sentence: str, numbers: list[int]) -> str:
+    marks = "".join(f"[{number}]" for number in numbers)
     body = sentence.rstrip()
     tail = sentence[len(body) :]
     punct = _TRAILING_PUNCT.search(body)
     if punct:
-        return f"{body[: punct.start()].rstrip()} [{number}]{punct.group(0)}{tail}"
-    return f"{body} [{number}]{tail}"
+        return f"{body[: punct.start()].rstrip()} {marks}{punct.group(0)}{tail}"
+    return f"{body} {marks}{tail}"

@@ -16,13 +16,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from backend.services.citations import abstains
-from backend.services.text_analysis import stem
+from backend.services.text_analysis import is_cyrillic, stem
 
 __all__ = ["abstains", "contains_gold", "contains_gold_any_form", "exact_match", "mean", "mrr_at", "ndcg_at",
-           "percentile", "rank_of", "recall_at", "token_f1"]  # fmt: skip
+           "percentile", "rank_of", "recall_at", "same_language", "token_f1"]  # fmt: skip
 
 _PUNCT = set(string.punctuation) | set("«»„“”‘’—–…")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_LETTER = re.compile(r"[a-zа-яё]", re.IGNORECASE)
 
 
 def rank_of(gold: str, ranked: Sequence[str], k: int) -> int:
@@ -90,6 +91,12 @@ def contains_gold(text: str, golds: Iterable[str]) -> float:
     """Is a gold answer present (after normalisation) anywhere in `text`?"""
     norm = f" {normalize_answer(text)} "
     return float(any(f" {normalize_answer(g)} " in norm for g in golds if normalize_answer(g)))
+
+
+def same_language(answer: str, question: str) -> bool:
+    """Is the answer written in the question's script (Cyrillic or not)? One without letters ("17-16 [1].")
+    is in any language."""
+    return not _LETTER.search(answer) or is_cyrillic(answer) == is_cyrillic(question)
 
 
 def mean(values: Sequence[float]) -> float:

@@ -16,7 +16,6 @@ from backend.services.answering import AnswerService, AnswerStream, LLMUnavailab
 from backend.services.correspondence import normalized_key
 from backend.services.ingest import IngestService, SourceFile
 from backend.services.retrieval import ChunkFilter, RetrievalService, SearchOptions
-from backend.services.text_analysis import is_cyrillic
 
 # Names for --compare: a retrieval mode, or hybrid with one of Qdrant's rank fusions.
 EVAL_MODES: dict[str, SearchOptions] = {
@@ -268,7 +267,7 @@ def _answer_row(q: EvalQuestion, answer: AnswerStream) -> dict[str, Any]:
             m.contains_gold(" ".join(texts[n] for n in written), q.answers) if written else 0.0
         ),
         "abstained": m.abstains(answer.answer), "unsupported": checked.unsupported if checked else 0,
-        "same_language": is_cyrillic(answer.answer) == is_cyrillic(q.question),
+        "same_language": m.same_language(answer.answer, q.question),
         "ttft_s": answer.first_token_s, "total_s": total_ms / 1000,
         "best_dense": best_similarity(answer.retrieval.chunks),  # what the relevance floor judges
     }  # fmt: skip

@@ -75,3 +75,22 @@ def test_a_sentence_in_another_language_than_its_passages_is_judged_by_its_numbe
     assert check_citations("Зарплата директора — 100000 рублей [2].", english).unsupported == 1
     assert check_citations("The director earns 100000 roubles [2].", english).unsupported == 1
     assert check_citations("The director's salary is 100000 roubles.", PASSAGES[:2]).unsupported == 1
+
+
+def test_a_sentence_that_only_points_at_a_passage_is_dropped_and_lends_its_citation() -> None:
+    # Qwen2.5 appends "This answer is found in passage [n]." (in English, to Russian answers too).
+    pointed = check_citations("Давление насоса Glimmer до 9 бар. This answer is found in passage [2].", PASSAGES)
+    assert pointed.text == "Давление насоса Glimmer до 9 бар [2]." and pointed.cited == {2}
+    # the claim's own citation stands (checked as any); the pointer's second opinion goes
+    claim = check_citations("Петров предложил перенести срок на май [4]. Это указано во фрагменте [1].", PASSAGES)
+    assert claim.text == "Петров предложил перенести срок на май [4]." and claim.cited == {4}
+    listed = check_citations("Котельную перевели на газ в марте 2024 года.\n\nPassage [1]", PASSAGES)
+    assert listed.text == "Котельную перевели на газ в марте 2024 года [1]." and listed.cited == {1}
+    # a sentence with content of its own, or one saying what the passages lack, is no pointer
+    kept = [
+        "The pump runs at 9 bar [3]. It is described as reliable in passage [3].",
+        "The pump runs at 9 bar [3]. The passages do not mention its price.",
+        "Passage [3] says the pump runs at 9 bar.",
+    ]
+    for answer in kept:
+        assert check_citations(answer, PASSAGES).text == answer

@@ -62,3 +62,10 @@ def test_a_gold_answer_in_another_word_form_counts_where_asked() -> None:
     assert contains_gold_any_form("Ацетилено-кислородная сварка.", ["ацетилено-кислородной сварки"]) == 1.0
     assert contains_gold_any_form("Кальвин был студентом.", ["Гийом Фарель"]) == 0.0
     assert contains_gold_any_form("They ran two tests.", ["two"]) == 1.0
+
+
+def test_an_answer_is_in_the_question_language_by_its_script_and_one_without_letters_in_any() -> None:
+    assert m.same_language("Петров предложил перенести срок [4].", "Кто предложил перенести срок?")
+    assert not m.same_language("Petrov proposed it [4].", "Кто предложил перенести срок?")
+    assert not m.same_language("Петров [4].", "Who proposed moving the deadline?")
+    assert m.same_language("17-16 [1].", "Какой был счёт?") and m.same_language("17-16 [1].", "What was the score?")
