@@ -58,7 +58,7 @@ def main() -> int:
         vllm = VllmServer(tmp / "vllm.log")
         try:
             code = bench.main([*common, "--target", f"llama.cpp=openai:{llama.base_url}",
-                               "--target", f"vllm=openai:{vllm.base_url}", "--concurrency", args.raw_concurrency,
+                               "--target", f"vllm=vllm:{vllm.base_url}", "--concurrency", args.raw_concurrency,
                                "--rate", args.rate, "--out-dir", str(args.out_dir / "raw")])  # fmt: skip
             # The service side: the question set's paragraphs as documents, one file each.
             paragraphs = tmp / "paragraphs"

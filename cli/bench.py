@@ -2,11 +2,13 @@
 
     python -m cli.bench --target ollama=service:http://127.0.0.1:8000 --target vllm=service:http://127.0.0.1:9000 \\
         --questions ../shared/eval/xquad.ru.dev.json --concurrency 1,4,16,64
-    python -m cli.bench --target vllm=openai:http://127.0.0.1:8001/v1 --target ollama=ollama:http://127.0.0.1:11434 \\
+    python -m cli.bench --target vllm=vllm:http://127.0.0.1:8001/v1 --target ollama=ollama:http://127.0.0.1:11434 \\
         --questions questions.txt --rate 0.5,1,2
 
-A target is NAME=KIND:URL. KIND is `service` (our /ask, streamed; --space chooses the space), `openai`
-(an OpenAI-compatible server's base URL ending in /v1: vLLM, llama.cpp) or `ollama` (its root URL).
+A target is NAME=KIND:URL. KIND is `service` (our /ask, streamed; --space chooses the space), `vllm` (a
+vLLM server's OpenAI-compatible base URL, ending in /v1), `openai` (any other OpenAI-compatible server:
+llama.cpp, ...) or `ollama` (its root URL). Raw servers decode greedily with --repeat-penalty (the
+service's default, 1.0), sent in each server's own field.
 Questions: a SQuAD-format JSON (gold answers give quality figures; raw servers get the question's own
 paragraph as context, the service retrieves its own) or a text file, one question per line.
 Each load level (closed loop at each --concurrency, open loop at each --rate) sends --requests
@@ -46,8 +48,8 @@ def parse_target(raw: str, space: str) -> Target:
     kind, _, model = kind_model.partition("/")
     if not sep or not sep2 or not name or kind not in get_args(Kind) or not url.startswith(("http://", "https://")):
         raise UsageError(
-            f"--target {raw!r}: expected NAME=KIND[/MODEL]:URL with KIND one of service, openai, ollama, "
-            "e.g. vllm=openai:http://127.0.0.1:8001/v1 or large=service/large:http://127.0.0.1:9000"
+            f"--target {raw!r}: expected NAME=KIND[/MODEL]:URL with KIND one of service, vllm, openai, ollama, "
+            "e.g. vllm=vllm:http://127.0.0.1:8001/v1 or large=service/large:http://127.0.0.1:9000"
         )
     return Target(name, kind, url.rstrip("/"), model=model or None, space=space)  # type: ignore[arg-type]
 
@@ -112,7 +114,7 @@ async def bench(args: argparse.Namespace, targets: list[Target], prompts: list[P
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
     async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout, connect=10), limits=limits) as http:
         for target in targets:
-            client = Client(http, target, args.max_tokens)
+            client = Client(http, target, args.max_tokens, args.repeat_penalty)
             try:
                 await client.resolve_model()
             except (httpx.HTTPError, LLMError) as exc:
@@ -145,6 +147,18 @@ async def bench(args: argparse.Namespace, targets: list[Target], prompts: list[P
     return results
 
 
+def _penalty(raw: str) -> float | None:
+    if raw == "server":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r}: expected a number in (0, 2] or 'server'") from None
+    if not 0 < value <= 2:
+        raise argparse.ArgumentTypeError(f"{raw!r}: expected a number in (0, 2] or 'server'")
+    return value
+
+
 def parse_args(argv: list[str] | None, prog: str = "python -m cli.bench") -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -162,6 +176,9 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.bench") -> arg
     p.add_argument("--max-seconds", type=float, default=300, help="time limit per level (default 300)")
     p.add_argument("--warmup", type=int, default=2, help="uncounted requests per target first (default 2)")
     p.add_argument("--max-tokens", type=int, default=128, help="answer length for raw servers (default 128)")
+    p.add_argument("--repeat-penalty", type=_penalty, default=1.0, metavar="P",
+                   help="repetition penalty for raw servers, as LLM_REPEAT_PENALTY (default 1.0 = none; "
+                        "'server' sends none: each server's own default)")  # fmt: skip
     p.add_argument("--space", default="demo", help="space asked on service targets (default demo)")
     p.add_argument("--timeout", type=float, default=300, help="longest wait for one request (default 300 s)")
     p.add_argument("--out-dir", type=Path, default=Path("bench-out/bench"), help="where results go")

@@ -2,7 +2,9 @@
 
 Our service's `POST /ask` (Server-Sent Events: sources, token..., done) is read here; raw servers are
 asked through the service's own LLM adapters (OpenAI-compatible for vLLM and llama.cpp, Ollama's
-/api/chat), so the benchmark speaks exactly the protocol the service does. Each yields a `Sample`.
+/api/chat), so the benchmark speaks exactly the protocol the service does, repetition penalty included
+(each server's own default differs: 1.1 for llama.cpp and Ollama, the model's for vLLM; the service sends
+LLM_REPEAT_PENALTY, 1.0 by default, in each server's field). Each yields a `Sample`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from backend.adapters.llm.ollama import OllamaLLM
 # Context Ollama is asked to allocate for raw-server runs (capped at the model's own by the adapter).
 OLLAMA_NUM_CTX = 8192
 
-Kind = Literal["service", "openai", "ollama"]
+# "vllm" is an OpenAI-compatible server that names the penalty field as vLLM does.
+Kind = Literal["service", "openai", "vllm", "ollama"]
 
 
 @dataclass
@@ -69,15 +72,19 @@ def chat_messages(prompt: Prompt) -> list[dict[str, str]]:
 
 
 class Client:
-    def __init__(self, http: httpx.AsyncClient, target: Target, max_tokens: int) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, target: Target, max_tokens: int, repeat_penalty: float | None = 1.0
+    ) -> None:
         self.http = http
         self.target = target
         self.max_tokens = max_tokens
         self.llm: LLMBackend | None = None
-        if target.kind == "openai":
-            self.llm = OpenAICompatLLM(http, target.url, model=target.model)
+        if target.kind in ("openai", "vllm"):
+            self.llm = OpenAICompatLLM(http, target.url, model=target.model, backend=target.kind,
+                                       repeat_penalty=repeat_penalty)  # fmt: skip
         elif target.kind == "ollama":
-            self.llm = OllamaLLM(http, target.url, model=target.model, num_ctx=OLLAMA_NUM_CTX, keep_alive="30m")
+            self.llm = OllamaLLM(http, target.url, model=target.model, num_ctx=OLLAMA_NUM_CTX, keep_alive="30m",
+                                 repeat_penalty=repeat_penalty)  # fmt: skip
 
     async def resolve_model(self) -> None:
         """Raw servers: the named model, or the first one served."""

@@ -14,6 +14,7 @@ import pytest
 from backend.config import Settings
 from backend.main import create_app
 from cli import bench
+from cli.benchkit.clients import Client, Target
 from tests.conftest import LlamaServer
 from tests.integration.test_eval_harness import SQUAD
 from tests.servers import ThreadedServer, free_port
@@ -92,7 +93,7 @@ def test_a_dead_target_is_reported_not_crashed(tmp_path: Path, questions: Path, 
     ("args", "message"),
     [
         (["--target", "vllm:http://x"], "expected NAME=KIND[/MODEL]:URL"),
-        (["--target", "a=grpc:http://x"], "KIND one of service, openai, ollama"),
+        (["--target", "a=grpc:http://x"], "KIND one of service, vllm, openai, ollama"),
         (["--target", "a=openai:http://x", "--target", "a=openai:http://y"], "two targets share a name"),
         (["--target", "a=openai:http://x", "--concurrency", "0"], "every value must be above 0"),
         (["--target", "a=openai:http://x", "--rate", "fast"], "expected comma-separated numbers"),
@@ -101,6 +102,26 @@ def test_a_dead_target_is_reported_not_crashed(tmp_path: Path, questions: Path, 
 def test_usage_errors_name_the_fix(tmp_path: Path, questions: Path, args: list[str], message: str, capsys: Any) -> None:
     assert bench.main([*args, "--questions", str(questions), "--out-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_raw_servers_get_the_services_repetition_penalty_in_their_own_field(tmp_path: Path, questions: Path) -> None:
+    # Servers' own defaults differ (llama.cpp and Ollama 1.1, vLLM the model's): the A/B sends one value.
+    server = StandinServer(free_port())
+    try:
+        args = ["--target", f"o=ollama:{server.base_url}", "--questions", str(questions), "--concurrency", "1",
+                "--no-plots"]  # fmt: skip
+        assert run_bench(tmp_path, *args)[0] == 0
+        sent = [r["body"]["options"] for r in server.requests if r["path"] == "/api/chat"]
+        assert sent and all(o["repeat_penalty"] == 1.0 for o in sent)
+        assert run_bench(tmp_path, *args, "--repeat-penalty", "server")[0] == 0
+        later = [r["body"]["options"] for r in server.requests if r["path"] == "/api/chat"][len(sent) :]
+        assert later and not any("repeat_penalty" in o for o in later)
+    finally:
+        server.stop()
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--target", "o=ollama:http://x", "--questions", "q", "--repeat-penalty", "0"])
+    vllm = Client(httpx.AsyncClient(), Target("v", "vllm", "http://x/v1"), 16)
+    assert vllm.llm is not None and vllm.llm.backend == "vllm"  # repetition_penalty, vLLM's name
 
 
 def test_a_text_file_of_questions_needs_no_gold(tmp_path: Path, llm_server: LlamaServer) -> None:
