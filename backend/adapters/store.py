@@ -1208,9 +1208,28 @@ class VectorStore:
 
         return await self._run(get)
 
+    async def get_documents(self, space: str, doc_ids: Sequence[str]) -> dict[str, DocumentRecord]:
+        """The registry entries of those of `doc_ids` that have one, by id: one read for a batch of files."""
+
+        def get() -> dict[str, DocumentRecord]:
+            found = self._client.retrieve(self._docs(space), list(dict.fromkeys(doc_ids)), with_payload=True)
+            return {str(r.id): DocumentRecord.from_point(str(r.id), r.payload or {}) for r in found}
+
+        return await self._run(get) if doc_ids else {}
+
     async def put_document(self, record: DocumentRecord) -> None:
-        point = models.PointStruct(id=record.id, vector={}, payload=record.to_payload())
-        await self._write(lambda: self._client.upsert(self._docs(record.space), [point], wait=True))
+        await self.put_documents([record])
+
+    async def put_documents(self, records: Sequence[DocumentRecord]) -> None:
+        """Write registry entries of one space in one operation (a batch of files' journal, or their commit):
+        a call per file cost a quarter of a millisecond, as much as embedding a chunk on a GPU."""
+        if not records:
+            return
+        spaces = {r.space for r in records}
+        if len(spaces) > 1:
+            raise ValueError(f"put_documents writes one space at a time, got {sorted(spaces)}")
+        points = [models.PointStruct(id=r.id, vector={}, payload=r.to_payload()) for r in records]
+        await self._write(lambda: self._client.upsert(self._docs(records[0].space), points, wait=True))
 
     async def remove_document(self, space: str, doc_id: str) -> None:
         selector = models.PointIdsList(points=[doc_id])

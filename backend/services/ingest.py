@@ -213,9 +213,10 @@ class IngestService:
         exists = not dry_run or await self.store.space_exists(space)
         results: list[FileResult] = []
         pending: list[_Pending] = []
-        for source in files:
-            doc_id = document_id(space, source.path)
-            existing = await self.store.get_document(space, doc_id) if exists else None
+        ids = [document_id(space, source.path) for source in files]
+        indexed = await self.store.get_documents(space, ids) if exists else {}
+        for source, doc_id in zip(files, ids, strict=True):
+            existing = indexed.get(doc_id)
             if existing and (existing.garbage or existing.writing) and not dry_run:
                 existing = await self._finish_journal(space, existing)  # left by an interrupted run
                 if existing.version is None:  # a first write that never committed: as if it never began
@@ -286,11 +287,11 @@ class IngestService:
     async def _write(
         self, space: str, pending: list[_Pending], on_progress: ProgressCallback | None
     ) -> list[FileResult]:
-        # 1. journal the versions about to be written
+        # 1. journal the versions about to be written (one registry write for the batch)
         for p in pending:
             if p.record.version != p.version:
                 p.record.writing = p.version
-            await self.store.put_document(p.record)
+        await self.store.put_documents([p.record for p in pending])
 
         # 2. embed and upsert all chunks of the group in batches; the next batch is embedded while
         #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
@@ -316,8 +317,10 @@ class IngestService:
                 write_task.cancel()
                 await asyncio.gather(write_task, return_exceptions=True)
 
-        # 3 + 4. commit each document, then drop its superseded chunks
+        # 3 + 4. commit the documents (one registry write), then drop each one's superseded chunks: a crash
+        #    in between leaves them listed as garbage in the committed records, for the next run to drop
         results: list[FileResult] = []
+        committed: list[_Pending] = []
         for p in pending:
             rec = p.record
             if not p.written:  # an export whose every message proved unreadable
@@ -329,8 +332,10 @@ class IngestService:
             rec.attachments = sorted(p.attachments.values(), key=lambda a: str(a["path"]))
             rec.title, rec.size, rec.indexed_at = p.title, len(p.source.data), time.time()
             rec.content_sha256 = p.file_hash
-            await self.store.put_document(rec)
-            await self._finish_journal(space, rec)
+            committed.append(p)
+        await self.store.put_documents([p.record for p in committed])
+        for p in committed:
+            rec = await self._finish_journal(space, p.record)
             results.append(FileResult(p.source.path, p.status, rec.id, p.written, warnings=p.warnings, reused=p.reused))
             self.metrics.ingest_files.labels(space, p.status).inc()
             self.metrics.ingest_chunks.labels(space).inc(p.written)
