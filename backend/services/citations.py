@@ -44,30 +44,21 @@ STRONG = 0.5  # share of a sentence's (rarity-weighted) words a passage must hol
 WEAK = 0.35  # below this share in every passage, a sentence is unsupported
 MARGIN = 0.15  # a written citation this close to the best passage's support is kept
 MIN_TERMS = 2  # shorter sentences ("Да.", "Two [1].") carry too little to judge
-# Words with which a model talks about the passages rather than about their content.
-_META = frozenset(
-    terms(
-        "passage passages source sources document documents фрагмент фрагменты источник документ "
-        "документы see seen mention mentioned according согласно указано упоминается"
-    )
-)
+# How a model names the passages, and other words with which it talks about them rather than their content.
+_PASSAGE_NAMES = "passage passages source sources document documents фрагмент фрагменты источник документ документы"
+_META = frozenset(terms(f"{_PASSAGE_NAMES} see seen mention mentioned according согласно указано упоминается"))
 
 # A sentence about where the answer is, not what it is: it names the passages and says nothing else.
 _PASSAGE_NOUNS = frozenset(
-    terms(
-        "passage passages context contexts source sources document documents excerpt excerpts text "
-        "фрагмент фрагменте фрагментах отрывок отрывке отрывках контекст контексте источник источнике "
-        "документ документе тексте"
-    )
+    terms(f"{_PASSAGE_NAMES} context contexts excerpt excerpts text отрывок отрывке отрывках контекст тексте")
 )
 _REPORTING = frozenset(
     t
     for t in terms(
         "answer answers information info found find stated state states supported support supports given "
-        "provided contained contains mentioned described both first second third fourth fifth last above "
-        "ответ ответа информация информации найден найдено найдена содержится содержатся указан указано "
-        "приведено приведен упоминается описано сказано говорится оба обоих первом втором третьем "
-        "четвертом пятом последнем"
+        "provided contained contains described both first second third fourth fifth last above "
+        "ответ ответа информация информации найден найдено найдена содержится содержатся указан "
+        "приведено приведен описано сказано говорится оба обоих первом втором третьем четвертом пятом последнем"
     )
     if not t.startswith("~")
 )
