@@ -255,6 +255,7 @@ class Container:
             check_citations=settings.citation_check,
             relevance_floor=settings.relevance_floor,
             cross_language_floor=settings.cross_language_relevance_floor,
+            relevance_word_match=settings.relevance_word_match,
             passage_cutoff=settings.answer_passage_cutoff,
         )
         log.info(

@@ -66,11 +66,17 @@ def stem(word: str) -> str:
     return word  # digits, other scripts: as they are
 
 
-def terms(text: str) -> list[str]:
+def stems(text: str) -> list[str]:
+    """The text's words as the lexical side sees them: stemmed, stop words and one-letter words left out."""
     words = (w.replace("ё", "е") for w in _WORD.findall(text.lower()))
-    stems = [stem(w) for w in words if (len(w) > 1 or w.isdigit()) and w not in STOP_EN and w not in STOP_RU]
-    prefixes = ["~" + s[:PREFIX_LETTERS] for s in stems if len(s) > PREFIX_LETTERS and _CYRILLIC.match(s)]
-    return stems + prefixes
+    return [stem(w) for w in words if (len(w) > 1 or w.isdigit()) and w not in STOP_EN and w not in STOP_RU]
+
+
+def terms(text: str) -> list[str]:
+    """`stems` and, for each Cyrillic stem, its prefix term: what the sparse vectors are built from."""
+    found = stems(text)
+    prefixes = ["~" + s[:PREFIX_LETTERS] for s in found if len(s) > PREFIX_LETTERS and _CYRILLIC.match(s)]
+    return found + prefixes
 
 
 def is_cyrillic(text: str) -> bool:

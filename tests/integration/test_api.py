@@ -128,6 +128,31 @@ def test_a_question_no_passage_is_about_is_declined_without_the_llm(client: Test
     assert asked["backend"] == "openai"
 
 
+def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_words(
+    client: TestClient, corpus: Path
+) -> None:
+    upload_corpus(client, corpus)
+    question = {"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo", "top_k": 3}
+    dense = client.post("/search", json={**question, "mode": "dense", "top_k": 1}).json()["sources"][0]
+    assert dense["text"] == FACTS["zorblat"]
+    answers = client.app.state.container.answers  # type: ignore[attr-defined]
+    saved = answers.relevance_floor, answers.relevance_word_match
+    try:
+        answers.relevance_floor = dense["score"] + 0.01  # the best passage just under the floor
+        answers.relevance_word_match = 0.0
+        assert client.post("/ask", json=question).json()["finish_reason"] == "unrelated"
+        answers.relevance_word_match = 0.6  # it holds the question's words: answered
+        body = client.post("/ask", json=question).json()
+        assert body["backend"] == "openai" and body["finish_reason"] != "unrelated", body["answer"]
+        # A question whose nearest passage, as near the floor, shares few of its words stays declined.
+        unrelated = {"q": "Who designed the mercury boiler?", "space_id": "demo", "top_k": 3}
+        nearest = client.post("/search", json={**unrelated, "mode": "dense", "top_k": 1}).json()["sources"][0]
+        answers.relevance_floor = nearest["score"] + 0.01
+        assert client.post("/ask", json=unrelated).json()["finish_reason"] == "unrelated"
+    finally:
+        answers.relevance_floor, answers.relevance_word_match = saved
+
+
 def test_a_question_about_a_document_in_the_other_language_is_answered(client: TestClient, corpus: Path) -> None:
     """The embedder finds an English question and a Russian paragraph less alike than two of one language:
     held to the floor for one language, this question would be declined though its document answers it."""

