@@ -16,65 +16,43 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from backend.config import load_settings
-from backend.container import Container
 from backend.services import eval_metrics as m
 from backend.services.answering import cut_weak_passages
 from backend.services.evaluation import Evaluator, load_squad
-
-
-def cutoff_list(value: str) -> list[float]:
-    """`0,0.7`: ANSWER_PASSAGE_CUTOFF values, each a share of the best passage's score (0 to 1)."""
-    try:
-        cutoffs = [float(x) for x in value.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give comma-separated numbers, e.g. 0,0.7") from None
-    if any(not 0 <= c <= 1 for c in cutoffs):
-        raise argparse.ArgumentTypeError(f"{value!r}: each cutoff is a share of the best score, from 0 to 1")
-    return cutoffs
+from benchmarks.xquad_runs import throwaway_container, unit_floats, xquad_parser
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, object]]:
-    settings = load_settings()
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="rag-cutoff-") as tmp:
-        container = await Container.open(settings.model_copy(update={"qdrant_url": None,
-                                                                     "qdrant_path": Path(tmp) / "q"}))  # fmt: skip
-        try:
-            for lang in args.langs.split(","):
-                evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
-                await Evaluator(container.ingest, container.retrieval, container.answers).index(lang, evalset)
-                asked = evalset.questions[:: args.stride]
-                found = [await container.retrieval.retrieve(lang, q.question, args.top_k) for q in asked]
-                # Per question, the ids of the top_k chunks that hold its gold answer: found once, for all cutoffs.
-                holders = [{c.id for c in result.chunks if m.contains_gold(str(c.payload.get("text", "")), q.answers)}
-                           for q, result in zip(asked, found, strict=True)]  # fmt: skip
-                held = sum(1 for ids in holders if ids)
-                for cutoff in args.cutoffs:
-                    cut = [{c.id for c in cut_weak_passages(result, cutoff)} for result in found]
-                    kept = sum(len(ids) for ids in cut)
-                    lost = sum(1 for ids, left in zip(holders, cut, strict=True) if ids and not ids & left)
-                    row = {"language": lang, "cutoff": cutoff, "questions": len(found), "gold_in_top_k": held,
-                           "passages_kept_mean": kept / len(found), "gold_cut": lost}  # fmt: skip
-                    sys.stdout.write(json.dumps(row) + "\n")
-                    rows.append(row)
-        finally:
-            await container.close()
+    async with throwaway_container(load_settings()) as container:
+        for lang in args.langs.split(","):
+            evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
+            await Evaluator(container.ingest, container.retrieval, container.answers).index(lang, evalset)
+            asked = evalset.questions[:: args.stride]
+            found = [await container.retrieval.retrieve(lang, q.question, args.top_k) for q in asked]
+            # Per question, the ids of the top_k chunks that hold its gold answer: found once, for all cutoffs.
+            holders = [{c.id for c in result.chunks if m.contains_gold(str(c.payload.get("text", "")), q.answers)}
+                       for q, result in zip(asked, found, strict=True)]  # fmt: skip
+            held = sum(1 for ids in holders if ids)
+            for cutoff in args.cutoffs:
+                cut = [{c.id for c in cut_weak_passages(result, cutoff)} for result in found]
+                kept = sum(len(ids) for ids in cut)
+                lost = sum(1 for ids, left in zip(holders, cut, strict=True) if ids and not ids & left)
+                row = {"language": lang, "cutoff": cutoff, "questions": len(found), "gold_in_top_k": held,
+                       "passages_kept_mean": kept / len(found), "gold_cut": lost}  # fmt: skip
+                sys.stdout.write(json.dumps(row) + "\n")
+                rows.append(row)
     return rows
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
-    p.add_argument("--stride", type=int, default=4, help="every Nth question (4: 153 per language)")
-    p.add_argument("--langs", default="ru,en", help="comma-separated: ru, en")
-    p.add_argument("--top-k", type=int, default=5)
+    p = xquad_parser(__doc__, "every Nth question (4: 153 per language)")
     p.add_argument(
         "--cutoffs",
-        type=cutoff_list,
+        type=unit_floats,
         default=[0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9],
         help="comma-separated ANSWER_PASSAGE_CUTOFF values",
     )

@@ -35,7 +35,7 @@ from backend.services import answering
 from backend.services.answering import AnswerService, Source
 from backend.services.evaluation import Evaluator, load_squad
 from backend.services.text_analysis import is_cyrillic
-from benchmarks.passage_cutoff import cutoff_list
+from benchmarks.xquad_runs import unit_floats
 
 Messages = list[dict[str, str]]
 
@@ -259,7 +259,7 @@ def main() -> int:
     p.add_argument("--temperature", type=float, default=None, help="instead of LLM_TEMPERATURE")
     p.add_argument(
         "--passage-cutoffs",
-        type=cutoff_list,
+        type=unit_floats,
         default=[None],
         help="comma-separated ANSWER_PASSAGE_CUTOFF values to run each variant with (default: the setting's)",
     )

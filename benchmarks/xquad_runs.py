@@ -1,0 +1,45 @@
+"""What the retrieval-only XQuAD benchmarks share: their arguments and a throwaway embedded store."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from backend.config import Settings
+from backend.container import Container
+
+
+def unit_floats(value: str) -> list[float]:
+    """`0.7,0.82`: settings that are shares or cosines, each from 0 to 1."""
+    try:
+        numbers = [float(x) for x in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give comma-separated numbers, e.g. 0,0.7") from None
+    if any(not 0 <= x <= 1 for x in numbers):
+        raise argparse.ArgumentTypeError(f"{value!r}: each value is from 0 to 1")
+    return numbers
+
+
+def xquad_parser(doc: str | None, stride_help: str) -> argparse.ArgumentParser:
+    """--eval-dir, --stride (default 4), --langs and --top-k (default 5), as the benchmarks take them."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--eval-dir", type=Path, default=Path("../shared/eval"))
+    p.add_argument("--stride", type=int, default=4, help=stride_help)
+    p.add_argument("--langs", default="ru,en", help="comma-separated: ru, en")
+    p.add_argument("--top-k", type=int, default=5)
+    return p
+
+
+@asynccontextmanager
+async def throwaway_container(settings: Settings) -> AsyncIterator[Container]:
+    """The service's parts on an embedded store in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        container = await Container.open(settings.model_copy(update={"qdrant_url": None,
+                                                                     "qdrant_path": Path(tmp) / "qdrant"}))  # fmt: skip
+        try:
+            yield container
+        finally:
+            await container.close()
