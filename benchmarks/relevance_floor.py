@@ -10,8 +10,7 @@ alone, as `cli.eval --unanswerable` does. Every question is asked for its top 5:
 index are answerable, those of the odd-numbered articles against the even ones are not. The service's
 own test (`under_relevance_floor`) then decides, for each pair of settings, whether the answer would say
 that the documents do not hold it. Columns marked "1 in 4" count the questions `cli.eval --stride 4`
-asks, whose answers docs/evaluation.md reports; the word rule was first read off those and then checked
-on the other three quarters.
+asks, whose answers docs/evaluation.md reports (the word rule's form was first seen on those).
 """
 
 from __future__ import annotations
