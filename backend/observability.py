@@ -126,6 +126,13 @@ class Metrics:
             ["backend", "model", "kind"],
             registry=r,
         )
+        self.relevance_floor = Counter(
+            "rag_relevance_floor_total",
+            "Questions the relevance floor decided: declined (no passage near enough, no LLM call) or answered by "
+            "the word rule (a passage just under the floor that holds the question's words).",
+            ["decision"],
+            registry=r,
+        )
         self.model_answers = Counter(
             "rag_model_answers_total",
             "Answers written, by the named model that wrote them (LLM_MODELS; 'default' without it).",

@@ -445,8 +445,14 @@ class AnswerService:
         )
         if short is not None:
             log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", *short)
+            self.metrics.relevance_floor.labels("declined").inc()
             first = StreamEvent(delta=unrelated_answer(question), finish_reason="unrelated")
             return answer("none", "none", first, None, time.perf_counter(), None)
+        if self.relevance_word_match and under_relevance_floor(
+            question, found.chunks, self.relevance_floor, self.cross_language_floor
+        ):
+            log.info("answered under the floor: a passage near it holds the question's words")
+            self.metrics.relevance_floor.labels("word_match").inc()
         messages = self.build_prompt(question, sources)
         llm_start = time.perf_counter()
         try:

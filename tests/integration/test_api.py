@@ -144,6 +144,9 @@ def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_word
         answers.relevance_word_match = 0.6  # it holds the question's words: answered
         body = client.post("/ask", json=question).json()
         assert body["backend"] == "openai" and body["finish_reason"] != "unrelated", body["answer"]
+        metrics = client.get("/metrics").text  # operators see how often each happens
+        assert 'rag_relevance_floor_total{decision="declined"} 1.0' in metrics
+        assert 'rag_relevance_floor_total{decision="word_match"} 1.0' in metrics
         # A question whose nearest passage, as near the floor, shares few of its words stays declined.
         unrelated = {"q": "Who designed the mercury boiler?", "space_id": "demo", "top_k": 3}
         nearest = client.post("/search", json={**unrelated, "mode": "dense", "top_k": 1}).json()["sources"][0]
