@@ -324,6 +324,37 @@ def word_share(asked: set[str], text: str) -> float:
     return len(asked & set(stems(text))) / len(asked) if asked else 0.0
 
 
+@dataclass(frozen=True)
+class FloorDecision:
+    nearest: tuple[float, float] | None  # declined: (similarity, floor) of the chunk nearest its floor
+    by_words: bool = False  # answered only because a chunk near the floor holds the question's words
+
+
+def judge_relevance(
+    question: str, chunks: list[ScoredChunk], floor: float, cross_language_floor: float, word_match: float = 0.0
+) -> FloorDecision:
+    """Whether the chunks are near enough the question to answer from (`under_relevance_floor`), and whether
+    only the word rule made them so."""
+    russian = is_cyrillic(question)
+    asked = set(stems(question)) if word_match else set()
+    nearest: tuple[float, float] | None = None
+    by_words = False
+    for c in chunks:
+        if c.dense_score is None:
+            continue
+        text = str(c.payload.get("text", ""))
+        share = cyrillic_share(text)
+        other_language = (share if russian else 1 - share) < OTHER_LANGUAGE_SHARE
+        applies = cross_language_floor if other_language else floor
+        if not applies or c.dense_score >= applies:  # a floor of 0 is off, even for a negative cosine
+            return FloorDecision(None)
+        near = c.dense_score >= applies - WORD_MATCH_MARGIN
+        by_words = by_words or (bool(asked) and near and not other_language and word_share(asked, text) >= word_match)
+        if nearest is None or c.dense_score - applies > nearest[0] - nearest[1]:
+            nearest = (c.dense_score, applies)
+    return FloorDecision(None, by_words=True) if by_words else FloorDecision(nearest)
+
+
 def under_relevance_floor(
     question: str, chunks: list[ScoredChunk], floor: float, cross_language_floor: float, word_match: float = 0.0
 ) -> tuple[float, float] | None:
@@ -334,24 +365,7 @@ def under_relevance_floor(
     held to `floor`. A floor of 0 is off; a chunk found only lexically (no dense score) is not judged.
     `word_match` (0 = off): a chunk in the question's language up to WORD_MATCH_MARGIN under the floor
     passes when it holds at least this share of the question's words."""
-    russian = is_cyrillic(question)
-    asked = set(stems(question)) if word_match else set()
-    nearest: tuple[float, float] | None = None
-    for c in chunks:
-        if c.dense_score is None:
-            continue
-        text = str(c.payload.get("text", ""))
-        share = cyrillic_share(text)
-        other_language = (share if russian else 1 - share) < OTHER_LANGUAGE_SHARE
-        applies = cross_language_floor if other_language else floor
-        if not applies or c.dense_score >= applies:  # a floor of 0 is off, even for a negative cosine
-            return None
-        near = c.dense_score >= applies - WORD_MATCH_MARGIN
-        if asked and near and not other_language and word_share(asked, text) >= word_match:
-            return None
-        if nearest is None or c.dense_score - applies > nearest[0] - nearest[1]:
-            nearest = (c.dense_score, applies)
-    return nearest
+    return judge_relevance(question, chunks, floor, cross_language_floor, word_match).nearest
 
 
 def unrelated_answer(question: str) -> str:
@@ -440,17 +454,15 @@ class AnswerService:
             return answer("none", "none", first, None, time.perf_counter(), None)
         # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
         # in cosine but weaker in the fused ranking).
-        short = under_relevance_floor(
+        decision = judge_relevance(
             question, found.chunks, self.relevance_floor, self.cross_language_floor, self.relevance_word_match
         )
-        if short is not None:
-            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", *short)
+        if decision.nearest is not None:
+            log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", *decision.nearest)
             self.metrics.relevance_floor.labels("declined").inc()
             first = StreamEvent(delta=unrelated_answer(question), finish_reason="unrelated")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        if self.relevance_word_match and under_relevance_floor(
-            question, found.chunks, self.relevance_floor, self.cross_language_floor
-        ):
+        if decision.by_words:
             log.info("answered under the floor: a passage near it holds the question's words")
             self.metrics.relevance_floor.labels("word_match").inc()
         messages = self.build_prompt(question, sources)
