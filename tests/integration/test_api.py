@@ -128,13 +128,20 @@ def test_a_question_no_passage_is_about_is_declined_without_the_llm(client: Test
     assert asked["backend"] == "openai"
 
 
+@pytest.mark.parametrize(
+    ("asked", "fact", "other"),
+    [
+        ("At what temperature does the Zorblat reactor run?", "zorblat", "Who designed the mercury boiler?"),
+        ("Какой город является столицей Фрогландии?", "frogland", "Кто спроектировал ртутный котёл?"),
+    ],
+)
 def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_words(
-    client: TestClient, corpus: Path
+    client: TestClient, corpus: Path, asked: str, fact: str, other: str
 ) -> None:
     upload_corpus(client, corpus)
-    question = {"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo", "top_k": 3}
+    question = {"q": asked, "space_id": "demo", "top_k": 3}
     dense = client.post("/search", json={**question, "mode": "dense", "top_k": 1}).json()["sources"][0]
-    assert dense["text"] == FACTS["zorblat"]
+    assert dense["text"] == FACTS[fact]
     answers = client.app.state.container.answers  # type: ignore[attr-defined]
     saved = answers.relevance_floor, answers.relevance_word_match
     try:
@@ -148,7 +155,7 @@ def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_word
         assert 'rag_relevance_floor_total{decision="declined"} 1.0' in metrics
         assert 'rag_relevance_floor_total{decision="word_match"} 1.0' in metrics
         # A question whose nearest passage, as near the floor, shares few of its words stays declined.
-        unrelated = {"q": "Who designed the mercury boiler?", "space_id": "demo", "top_k": 3}
+        unrelated = {"q": other, "space_id": "demo", "top_k": 3}
         nearest = client.post("/search", json={**unrelated, "mode": "dense", "top_k": 1}).json()["sources"][0]
         answers.relevance_floor = nearest["score"] + 0.01
         assert client.post("/ask", json=unrelated).json()["finish_reason"] == "unrelated"
