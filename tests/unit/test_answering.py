@@ -7,6 +7,7 @@ import re
 
 from backend.adapters.store import ScoredChunk
 from backend.services.answering import (
+    SYSTEM_PROMPT,
     Source,
     answer_language,
     build_messages,
@@ -42,6 +43,26 @@ def test_the_prompt_names_the_language_to_answer_in() -> None:
     assert answer_language("Quand les brûleurs ont-ils été remplacés ?") == "Answer in the language of the question."
     _system, user = build_messages("Кто предложил перенести срок?", [Source(1, chunk("Петров предложил."))])
     assert user["content"].endswith("Question: Кто предложил перенести срок?\n(Answer in Russian.)")
+
+
+def test_passages_all_in_the_other_language_get_the_reply_named_in_the_questions() -> None:
+    english = [Source(1, chunk("Sky Digital was launched in 1998.")), Source(2, chunk("Sky Movies followed."))]
+    russian = [Source(1, chunk("Сервис запустили в 1998 году.")), Source(2, chunk("Потом появился канал кино."))]
+    own_words = "in the passage's own words"
+
+    system, _ = build_messages("Когда был запущен сервис Sky Digital?", english)
+    assert "Reply in Russian with one short sentence" in system["content"] and own_words not in system["content"]
+    system, _ = build_messages("When was the service launched?", russian)
+    assert "Reply in English with one short sentence" in system["content"] and own_words not in system["content"]
+    # one language, a mix of both, or a question in neither: the passage's own words, as before
+    for question, sources in [
+        ("Когда был запущен сервис?", russian),
+        ("When was Sky Digital launched?", english),
+        ("Когда был запущен сервис?", [english[0], russian[0]]),
+        ("Quand le service a-t-il été lancé ?", russian),
+    ]:
+        system, _ = build_messages(question, sources)
+        assert system["content"] == SYSTEM_PROMPT and own_words in system["content"]
 
 
 def test_a_passage_is_fenced_as_data_and_cannot_close_its_fence() -> None:
