@@ -74,6 +74,8 @@ def test_every_rag_metric_the_dashboard_queries_is_in_our_metrics(
         client.post("/documents", data={"space_id": "s"}, files=[("files", ("a.md", b"# A\n\nThe pump is red."))])
         client.post("/search", json={"q": "pump colour", "space_id": "s"})
         assert client.post("/ask", json={"q": "What colour is the pump?", "space_id": "s"}).status_code == 200
+        client.app.state.container.answers.relevance_floor = 0.999  # type: ignore[attr-defined]
+        assert client.post("/ask", json={"q": "Who won in 1998?", "space_id": "s"}).status_code == 200  # declined
         text = client.get("/metrics").text
     metrics = exposed(text)
     used = {n for expr in queries() for n in _METRIC.findall(expr) if n.startswith("rag_")}
