@@ -18,7 +18,7 @@ from backend.observability import Metrics
 from backend.services.citations import CheckedAnswer, check_citations, cited_numbers
 from backend.services.reasoning import Piece, ThinkSplitter, split_final
 from backend.services.retrieval import RetrievalResult, RetrievalService, SearchOptions
-from backend.services.text_analysis import cyrillic_share, is_cyrillic, stems
+from backend.services.text_analysis import cyrillic_share, is_cyrillic, share_in_other_language, stems
 
 __all__ = ["AnswerService", "AnswerStream", "LLMUnavailableError", "Source", "best_similarity", "build_messages",
            "cited_numbers"]  # fmt: skip
@@ -47,8 +47,6 @@ SYSTEM_PROMPT = (
 # Fences around each passage; a passage cannot close its fence early (prompt injection from a document).
 _OPEN, _CLOSE = "<<<", ">>>"
 
-# Under this share of its letters in the question's script (Cyrillic or Latin), a text is in the other language.
-OTHER_LANGUAGE_SHARE = 0.1
 # How far under the relevance floor a passage that holds most of the question's words still answers. The
 # cosine floor alone declined 17 of 612 answerable XQuAD-ru dev questions (15 en), most of them with the gold
 # paragraph first; in this band the paragraph names what the question names, where the nearest passage to a
@@ -247,10 +245,8 @@ def answer_language(question: str) -> str:
 
 
 def in_other_language(text: str, question: str) -> bool:
-    """Whether under OTHER_LANGUAGE_SHARE of the text's letters are in the question's script (Cyrillic or
-    Latin); a text that mixes both, such as a table of Latin and Cyrillic names, is not."""
-    share = cyrillic_share(text)
-    return (share if is_cyrillic(question) else 1 - share) < OTHER_LANGUAGE_SHARE
+    """Whether the text is in the other script than the question (`share_in_other_language`)."""
+    return share_in_other_language(cyrillic_share(text), is_cyrillic(question))
 
 
 def system_prompt(question: str, sources: list[Source]) -> str:
@@ -360,6 +356,7 @@ def word_share(asked: set[str], text: str) -> float:
 class FloorDecision:
     nearest: tuple[float, float] | None  # declined: (similarity, floor) of the chunk nearest its floor
     by_words: bool = False  # answered only because a chunk near the floor holds the question's words
+    carrier: ScoredChunk | None = None  # the best-ranked chunk that let the question through (None: no floor)
 
 
 def judge_relevance(
@@ -369,20 +366,23 @@ def judge_relevance(
     only the word rule made them so."""
     asked = set(stems(question)) if word_match else set()
     nearest: tuple[float, float] | None = None
-    by_words = False
+    by_words: ScoredChunk | None = None
     for c in chunks:
         if c.dense_score is None:
             continue
         text = str(c.payload.get("text", ""))
         other_language = in_other_language(text, question)
         applies = cross_language_floor if other_language else floor
-        if not applies or c.dense_score >= applies:  # a floor of 0 is off, even for a negative cosine
+        if not applies:  # a floor of 0 is off, even for a negative cosine
             return FloorDecision(None)
+        if c.dense_score >= applies:
+            return FloorDecision(None, carrier=c)
         near = c.dense_score >= applies - WORD_MATCH_MARGIN
-        by_words = by_words or (bool(asked) and near and not other_language and word_share(asked, text) >= word_match)
+        if by_words is None and asked and near and not other_language and word_share(asked, text) >= word_match:
+            by_words = c
         if nearest is None or c.dense_score - applies > nearest[0] - nearest[1]:
             nearest = (c.dense_score, applies)
-    return FloorDecision(None, by_words=True) if by_words else FloorDecision(nearest)
+    return FloorDecision(None, by_words=True, carrier=by_words) if by_words else FloorDecision(nearest)
 
 
 def under_relevance_floor(
@@ -396,6 +396,20 @@ def under_relevance_floor(
     `word_match` (0 = off): a chunk in the question's language up to WORD_MATCH_MARGIN under the floor
     passes when it holds at least this share of the question's words."""
     return judge_relevance(question, chunks, floor, cross_language_floor, word_match).nearest
+
+
+def with_carrier(
+    passages: list[ScoredChunk], ranked: list[ScoredChunk], carrier: ScoredChunk | None
+) -> list[ScoredChunk]:
+    """`passages` (what the cut kept of `ranked`) with the chunk that carried the relevance floor put back in its
+    place when the cut had left it out. The cut reads the fused score, the floor the cosine: a passage in the
+    other language shares no words with the question and ranks low, so the cut could leave the model only
+    passages that had failed the floor (Russian minutes, where the English report that passed it holds the
+    answer), and the model invents from them. Never on one-language XQuAD dev (docs/evaluation.md)."""
+    if carrier is None or any(c is carrier for c in passages):
+        return passages
+    log.info("the cut left out the passage that passed the relevance floor; it stays in the prompt")
+    return [c for c in ranked if c is carrier or any(c is p for p in passages)]
 
 
 def unrelated_answer(question: str) -> str:
@@ -451,7 +465,12 @@ class AnswerService:
         llm = self.llm.chain(model)
         found = await self.retrieval.retrieve(space, question, top_k, options)
         window = await llm.context_window(self.context_tokens)
-        passages = cut_weak_passages(found, self.passage_cutoff)
+        # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
+        # in cosine but weaker in the fused ranking).
+        decision = judge_relevance(
+            question, found.chunks, self.relevance_floor, self.cross_language_floor, self.relevance_word_match
+        )
+        passages = with_carrier(cut_weak_passages(found, self.passage_cutoff), found.chunks, decision.carrier)
         kept, context = await fit_context(
             question, passages, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
         )
@@ -482,11 +501,6 @@ class AnswerService:
             text = no_context_answer(question, space)
             first = StreamEvent(delta=text, finish_reason="no_context")
             return answer("none", "none", first, None, time.perf_counter(), None)
-        # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
-        # in cosine but weaker in the fused ranking).
-        decision = judge_relevance(
-            question, found.chunks, self.relevance_floor, self.cross_language_floor, self.relevance_word_match
-        )
         if decision.nearest is not None:
             log.info("no answer: the best passage's similarity %.3f is under the floor %.3f", *decision.nearest)
             self.metrics.relevance_floor.labels("declined").inc()

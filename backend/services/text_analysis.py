@@ -91,6 +91,17 @@ def cyrillic_share(text: str) -> float:
     return cyr / (cyr + lat) if cyr + lat else 0.5
 
 
+# Under this share of its letters in the question's script (Cyrillic or Latin), a text is in the other language.
+OTHER_LANGUAGE_SHARE = 0.1
+
+
+def share_in_other_language(share: float, question_cyrillic: bool, below: float = OTHER_LANGUAGE_SHARE) -> bool:
+    """Whether a text whose `cyrillic_share` is `share` is in the other script than the question: under
+    `below` of its letters in the question's. At the default a text that mixes both (a table of Latin and
+    Cyrillic names) is not; neither is one without letters (0.5) at any share."""
+    return (share if question_cyrillic else 1 - share) < below
+
+
 def lexical_windows(texts: list[str], words: int) -> list[str]:
     """For each chunk of one document (in order), the chunk grown by its neighbours to about `words` words.
 

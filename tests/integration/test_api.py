@@ -204,6 +204,33 @@ def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: T
     assert cut["backend"] == "openai" and cut["sources"][0]["text"] == FACTS["zorblat"]
 
 
+def test_the_passage_that_passed_the_floor_is_in_the_prompt_though_the_cut_ranks_it_weak(client: TestClient) -> None:
+    """A Russian question whose answer only an English report holds, beside Russian minutes about something
+    else: the report passes the floor across languages, the minutes do not pass theirs, and with no word in
+    common with the question the report's fused score is far under the minutes'. The cut alone would leave
+    the model the minutes only, to invent an answer from."""
+    report = (b"Facilities report for the first quarter. The roof of building B was repaired in January. The burners "
+              b"in the boiler house were replaced on 14 March 2026, and gas consumption was reduced by 12 percent. "
+              b"Two new security guards were hired.")  # fmt: skip
+    minutes = "Протокол совещания: Петров предложил снизить расходы и перенести срок сдачи отчёта. Бюджет 4,2 млн."
+    assert upload(client, "mixed", {"report.txt": report, "minutes.txt": minutes.encode()}).status_code == 200
+    question = {"q": "На сколько снизился расход газа?", "space_id": "mixed", "top_k": 5}
+    found = {s["path"]: s for s in client.post("/search", json={**question, "mode": "dense"}).json()["sources"]}
+    answers = client.app.state.container.answers  # type: ignore[attr-defined]
+    assert found["minutes.txt"]["score"] < answers.relevance_floor  # the premise: only the report passes
+    assert answers.cross_language_floor <= found["report.txt"]["score"] < found["minutes.txt"]["score"]
+    body = client.post("/ask", json=question).json()
+    assert body["backend"] == "openai", body["answer"]
+    assert [s["path"] for s in body["sources"]] == ["minutes.txt", "report.txt"]
+    assert body["context"]["weak_chunks"] == 0
+    saved = answers.relevance_floor, answers.cross_language_floor
+    try:  # with the floor off nothing carries the question: the cut alone decides
+        answers.relevance_floor = answers.cross_language_floor = 0.0
+        assert [s["path"] for s in client.post("/ask", json=question).json()["sources"]] == ["minutes.txt"]
+    finally:
+        answers.relevance_floor, answers.cross_language_floor = saved
+
+
 def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> None:
     upload_corpus(client, corpus)
     with client.stream(

@@ -1,4 +1,4 @@
-"""Prompt numbering, citation detection, the cut of weak passages and the context budget."""
+"""Prompt numbering, citation detection, the cut of weak passages, the relevance floor and the context budget."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from backend.services.answering import (
     cut_weak_passages,
     estimate_tokens,
     fit_context,
+    judge_relevance,
     no_context_answer,
     under_relevance_floor,
+    with_carrier,
     word_share,
 )
 from backend.services.retrieval import RetrievalResult
@@ -154,6 +156,29 @@ def test_a_passage_in_the_other_language_is_held_to_the_cross_language_floor() -
     assert under_relevance_floor(question, [english], 0.82, 0.0) is None
     assert under_relevance_floor(question, [scored("Насос.", None)], 0.82, 0.76) is None
     assert under_relevance_floor(question, [scored("Насос.", -0.05)], 0.0, 0.0) is None  # other embedders' cosines
+
+
+def test_the_passage_that_passed_the_floor_stays_in_the_prompt_when_the_cut_left_it_out() -> None:
+    question = "На сколько снизился расход газа?"
+    minutes = ScoredChunk("ru", 1.0, {"text": "Петров предложил перенести срок отчёта."}, dense_score=0.775)
+    report = ScoredChunk("en", 0.1, {"text": "Gas consumption fell by 12 percent."}, dense_score=0.765)
+    other = ScoredChunk("ru2", 0.9, {"text": "Бюджет 4,2 миллиона рублей."}, dense_score=0.70)
+    ranked = [minutes, other, report]
+    decision = judge_relevance(question, ranked, 0.82, 0.76)
+    assert decision.nearest is None and decision.carrier is report  # across languages, over its floor
+    found = RetrievalResult(ranked, 1.0, 1.0, mode="hybrid", fusion="weighted")
+    kept = cut_weak_passages(found, 0.7)
+    assert kept == [minutes, other]  # no shared words: the fused ranking left the report out
+    assert with_carrier(kept, ranked, decision.carrier) == [minutes, other, report]  # in its place in the ranking
+    # a carrier the cut kept, no carrier (the floor off, or declined): the passages as they were
+    assert with_carrier([minutes, report], ranked, report) == [minutes, report]
+    assert with_carrier(kept, ranked, None) == kept
+    assert judge_relevance(question, ranked, 0.0, 0.0).carrier is None
+    assert judge_relevance(question, [minutes, other], 0.82, 0.76).carrier is None
+    # the passage the word rule let through carries the question too
+    holds = ScoredChunk("w", 0.2, {"text": "Расход газа снизился на 12 процентов."}, dense_score=0.81)
+    by_words = judge_relevance(question, [minutes, holds], 0.82, 0.76, 0.6)
+    assert by_words.by_words and by_words.carrier is holds
 
 
 def test_a_passage_just_under_the_floor_answers_when_it_holds_the_questions_words() -> None:
