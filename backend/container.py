@@ -94,6 +94,7 @@ def retrieval_config(settings: Settings) -> RetrievalConfig:
         fusion=settings.hybrid_fusion,
         dense_weight=settings.hybrid_dense_weight,
         dense_weight_cyrillic=settings.hybrid_dense_weight_cyrillic,
+        cross_language_offset=settings.cross_language_offset,
         candidates=settings.retrieval_candidates,
         max_chunks_per_document=settings.max_chunks_per_document,
         mmr_lambda=settings.mmr_lambda,

@@ -95,6 +95,9 @@ class SpaceNeedsMigrationError(StoreError):
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
+# A chunk's share of Cyrillic letters among its Cyrillic and Latin ones: which language it is in, read with the
+# search's candidates (fusing a space of both languages). Absent in chunks indexed before 2026-12-05.
+CYRILLIC_SHARE = "cyrillic_share"
 # A space's dense vectors are also kept as 8-bit integers (QDRANT_QUANTIZATION=int8): a search walks the
 # index on those, a quarter of the memory to read, then scores the candidates it found with the full
 # vectors (every dense query asks for that), so every score the fusion reads is exact (docs/performance.md
@@ -228,6 +231,7 @@ class SpaceSchema:
     lexical: str | None  # the analyzer its sparse vectors were computed with
     quantization: Quantization = "none"  # what its dense vectors are kept as besides themselves (8-bit copy)
     rebuild_pending: bool = False  # `requantize` changed that, and its index build did not finish
+    scripts: bool = True  # every chunk carries CYRILLIC_SHARE (False: created before it, `record_scripts`)
 
 
 @dataclass
@@ -722,7 +726,7 @@ class VectorStore:
         kept = dense.quantization_config if dense is not None else None
         return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"),
                            "int8" if isinstance(kept, models.ScalarQuantization) else "none",
-                           bool(meta.get("rebuild_pending")))  # fmt: skip
+                           bool(meta.get("rebuild_pending")), bool(meta.get("scripts")))  # fmt: skip
 
     async def space_schema(self, space: str) -> SpaceSchema | None:
         """None when the space does not exist. Cached: only migrate/drop/create change it."""
@@ -747,7 +751,7 @@ class VectorStore:
                                                        quantization_config=quantization)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
-                      "lexical": lexical},
+                      "lexical": lexical, "scripts": True},
         )  # fmt: skip
         for key, kind in PAYLOAD_INDEXES.items():
             self._client.create_payload_index(name, key, kind)
@@ -918,7 +922,7 @@ class VectorStore:
         flt: ChunkFilter | None = None,
         *,
         with_vectors: bool = False,
-        with_payload: bool = True,
+        with_payload: bool | list[str] = True,
     ) -> list[ScoredChunk]:
         """The union of each side's best `candidates`, every one scored by both sides (0: no shared term).
 
@@ -931,6 +935,7 @@ class VectorStore:
 
         `with_payload=False`: the candidates come without their payload (`load_payloads` fills the few
         that fusion keeps): reading the payload of all ~100 candidates is a third of the engine's time.
+        A list of fields: the candidates come with those fields only.
         """  # fmt: skip
         await self._require(space, lexical=True)
         if not terms[0]:
@@ -988,12 +993,12 @@ class VectorStore:
         return await self._run(query)
 
     async def load_payloads(self, space: str, chunks: list[ScoredChunk]) -> list[ScoredChunk]:
-        """Fill in the payload of chunks that came without one (`search_both(with_payload=False)`).
+        """Fill in the payload of chunks that came without one, or with a few fields only (`search_both`).
 
         A chunk deleted since it was found (its document removed or re-indexed meanwhile) is left out:
         there is nothing left to quote or cite.
         """
-        missing = [c.id for c in chunks if not c.payload]
+        missing = [c.id for c in chunks if "text" not in c.payload]
         if not missing:
             return chunks
 
@@ -1004,7 +1009,7 @@ class VectorStore:
         payloads = await self._run(fetch)
         out = []
         for c in chunks:
-            if not c.payload:
+            if "text" not in c.payload:
                 if (payload := payloads.get(c.id)) is None:
                     continue
                 c.payload = payload
@@ -1061,6 +1066,35 @@ class VectorStore:
                 f"Add the lexical side without re-embedding (nothing is lost): {migrate_hint(space)}"
             )
         return schema
+
+    async def record_scripts(self, space: str, share: Callable[[str], float], batch: int = 1000) -> int:
+        """Give every chunk that lacks it its CYRILLIC_SHARE, `share` of its text (chunks indexed before the
+        field existed), then mark the space as carrying it; returns the chunks given one. Nothing else of a
+        chunk changes, and a run cut short is finished by the next one."""
+        name = self._chunks(space)
+
+        def record() -> int:
+            done = 0
+            offset: Any = None
+            while True:
+                points, offset = self._client.scroll(name, limit=batch, offset=offset,
+                                                     with_payload=["text", CYRILLIC_SHARE])  # fmt: skip
+                by_value: dict[float, list[str]] = {}
+                for p in points:
+                    if CYRILLIC_SHARE not in (p.payload or {}):
+                        value = round(share(str((p.payload or {}).get("text", ""))), 3)
+                        by_value.setdefault(value, []).append(str(p.id))
+                for value, ids in by_value.items():
+                    self._client.set_payload(name, {CYRILLIC_SHARE: value}, points=ids, wait=True)
+                    done += len(ids)
+                if offset is None:
+                    break
+            self._client.update_collection(name, metadata={"scripts": True})
+            return done
+
+        recorded = await self._write(record)
+        self._schemas.pop(space, None)
+        return recorded
 
     async def count_chunks(self, space: str) -> int:
         return await self._run(lambda: self._client.count(self._chunks(space), exact=True).count)

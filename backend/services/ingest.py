@@ -27,14 +27,14 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import ChunkPoint, SparseTerms, VectorStore, chunk_id, document_id
+from backend.adapters.store import CYRILLIC_SHARE, ChunkPoint, SparseTerms, VectorStore, chunk_id, document_id
 from backend.adapters.store import DocumentRecord as DocumentRecord  # what the service returns; the API reads it
 from backend.observability import Metrics
 from backend.services.chunking import Chunk, chunk_sections
 from backend.services.correspondence.chunking import conversation_chunks
 from backend.services.errors import AttachmentDeleteError, SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
-from backend.services.text_analysis import ANALYZER_VERSION, document_vector, lexical_windows
+from backend.services.text_analysis import ANALYZER_VERSION, cyrillic_share, document_vector, lexical_windows
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,7 @@ class IngestService:
             "version": p.version,
             "content_sha256": p.file_hash,
             "chunk_hash": _text_hash(c.text),
+            CYRILLIC_SHARE: round(cyrillic_share(c.text), 3),
             "owner": p.record.id,  # whose writes and deletes take this chunk along
             **attachment,
         }

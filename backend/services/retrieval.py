@@ -15,6 +15,7 @@ from typing import Literal
 from backend.adapters.embedder import Embedder
 from backend.adapters.reranker import Reranker
 from backend.adapters.store import (
+    CYRILLIC_SHARE,
     SCHEMA,
     ChunkFilter,
     ScoredChunk,
@@ -25,7 +26,7 @@ from backend.adapters.store import (
 from backend.observability import Metrics
 from backend.services import fusion
 from backend.services.errors import SpaceNotFoundError
-from backend.services.text_analysis import is_cyrillic, query_vector
+from backend.services.text_analysis import is_cyrillic, query_vector, share_in_other_language
 
 __all__ = ["ChunkFilter", "RetrievalConfig", "RetrievalResult", "RetrievalService", "SearchOptions"]
 
@@ -35,12 +36,22 @@ Mode = Literal["hybrid", "dense", "sparse"]
 Fusion = Literal["weighted", "rrf", "dbsf"]
 
 
+def in_other_language(chunk: ScoredChunk, question_cyrillic: bool) -> bool:
+    """Whether most of the chunk's letters are in the other script than the question; a chunk indexed
+    before its script was recorded counts as in the question's (fused as before). Most, not nearly all as
+    for the relevance floor: a Russian paragraph that names English things is Russian to the fusion (with
+    the floor's tenth, English questions over Russian paragraphs lost 0.009 nDCG@10; docs/evaluation.md)."""
+    share = chunk.payload.get(CYRILLIC_SHARE)
+    return isinstance(share, int | float) and share_in_other_language(float(share), question_cyrillic, below=0.5)
+
+
 @dataclass
 class RetrievalConfig:
     mode: Mode = "hybrid"
     fusion: Fusion = "weighted"
     dense_weight: float = 0.7
     dense_weight_cyrillic: float = 0.6
+    cross_language_offset: float = 0.0
     candidates: int = 50
     max_chunks_per_document: int = 0
     mmr_lambda: float | None = None
@@ -126,12 +137,16 @@ class RetrievalService:
         elif fuse == "weighted":
             # Payloads only for the chunks fusion keeps: reading those of all ~100 candidates costs more
             # than the extra round trip that fetches these few (docs/performance.md).
+            # (and each candidate's script, for a space that holds both languages)
             candidates = await self.store.search_both(
                 space, vector, terms, max(cfg.candidates, top_k), filters, with_vectors=want_vectors,
-                with_payload=False,
+                with_payload=[CYRILLIC_SHARE],
             )  # fmt: skip
-            weight = cfg.dense_weight_cyrillic if is_cyrillic(query) else cfg.dense_weight
-            chunks = await self.store.load_payloads(space, fusion.weighted_fusion(candidates, weight)[:depth])
+            cyrillic = is_cyrillic(query)
+            weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
+            other = [in_other_language(c, cyrillic) for c in candidates]
+            fused = fusion.weighted_fusion(candidates, weight, other, cfg.cross_language_offset)
+            chunks = await self.store.load_payloads(space, fused[:depth])
         else:
             chunks = await self.store.search_fused(
                 space, vector, terms, max(cfg.candidates, top_k), depth, fuse, filters, with_vectors=want_vectors

@@ -32,6 +32,26 @@ def test_a_side_with_no_signal_cannot_reorder_the_other() -> None:
     assert weighted_fusion([], 0.5) == []
 
 
+def test_a_chunk_in_the_other_language_is_judged_by_its_dense_side_among_chunks_of_both() -> None:
+    # A Russian question: two Russian chunks share its words, the English one (the answer) cannot.
+    ru_a, ru_b, en = cand("ru_a", 0.80, 10), cand("ru_b", 0.78, 4), cand("en", 0.79, 0)
+    # as before: dense 1/0/0.5, sparse 1/0.4/0 -> ru_a 1.0, ru_b 0.16, en 0.3
+    assert [c.id for c in weighted_fusion([ru_a, ru_b, en], 0.6)] == ["ru_a", "en", "ru_b"]
+    # the English cosine raised by 0.04 (0.83): dense ru_a 2/5, ru_b 0, en 1; its lexical side = its dense 1
+    ranked = weighted_fusion([ru_a, ru_b, en], 0.6, [False, False, True], 0.04)
+    assert [(c.id, round(c.score, 3)) for c in ranked] == [("en", 1.0), ("ru_a", 0.64), ("ru_b", 0.16)]
+    # without the offset: dense 1/0/0.5, the English lexical side 0.5 (its dense); a shared name or number
+    # (lexical 12, the highest: 1) still counts where its lexical side is the higher one
+    flags = [False, False, True]
+    plain = weighted_fusion([cand("ru_a", 0.80, 10), cand("ru_b", 0.78, 4), cand("en", 0.79, 0)], 0.6, flags)
+    named = weighted_fusion([cand("ru_a", 0.80, 10), cand("ru_b", 0.78, 4), cand("en", 0.79, 12)], 0.6, flags)
+    assert {c.id: round(c.score, 3) for c in plain}["en"] == 0.5
+    assert {c.id: round(c.score, 3) for c in named}["en"] == 0.7
+    # all candidates in the other language (an English archive asked in Russian): compared among themselves
+    alone = [cand("x", 0.80, 10), cand("y", 0.78, 0)]
+    assert [round(c.score, 3) for c in weighted_fusion(alone, 0.6, [True, True], 0.04)] == [1.0, 0.0]
+
+
 def test_per_document_cap_keeps_the_best_chunks_of_each_document() -> None:
     ranked = [
         cand("1", 0, 0, "x"),
