@@ -25,10 +25,11 @@ from typing import Literal
 
 from backend.adapters.local_mode_import import ImportedCollection, LocalModeImportError, import_local_mode
 from backend.adapters.qdrant_nodes import ClusterOptions
-from backend.adapters.store import SCHEMA, ChunkPoint, VectorStore
+from backend.adapters.store import CYRILLIC_SHARE, SCHEMA, ChunkPoint, VectorStore
 from backend.adapters.store_copy import CopiedCollection, copy_store
 from backend.services.errors import SpaceNotFoundError
 from backend.services.ingest import IngestService, path_metadata, sparse_vectors
+from backend.services.text_analysis import cyrillic_share
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,13 @@ async def copy_spaces(
     )  # fmt: skip
 
 
+Action = Literal["up-to-date", "migrated", "resumed", "requantized", "scripts recorded"]
+
+
 @dataclass
 class MigrationResult:
     space: str
-    action: Literal["up-to-date", "migrated", "resumed", "requantized"]
+    action: Action
     chunks: int
     from_schema: int | None
     from_lexical: str | None
@@ -98,6 +102,8 @@ class MigrationService:
             why.append(f"dense vectors kept as {schema.quantization}, QDRANT_QUANTIZATION={self.store.quantization}")
         elif schema.rebuild_pending:
             why.append("the index build that gives it the QDRANT_QUANTIZATION setting was interrupted")
+        if not schema.scripts and schema.version == SCHEMA and schema.lexical == lexical:
+            why.append("its chunks carry no script yet (hybrid search over Russian and English chunks reads it)")
         return why
 
     async def needs_migration(self, space: str) -> bool:
@@ -118,10 +124,14 @@ class MigrationService:
                 return MigrationResult(space, "resumed", moved, *before)
             if schema is not None and (schema.version, schema.lexical) == (SCHEMA, target[2]) and staged == "none":
                 chunks = await self.store.count_chunks(space)
+                if not schema.scripts:  # chunks from before 2026-12-05: their script from their text, in place
+                    recorded = await self.store.record_scripts(space, cyrillic_share)
+                    log.info("space %s: recorded the script of %d chunks", space, recorded)
                 if schema.rebuild_pending or schema.quantization != self.store.quantization:
                     took = await self.store.requantize(space)
                     return MigrationResult(space, "requantized", chunks, before[0], before[1], took)
-                return MigrationResult(space, "up-to-date", chunks, *before)
+                action: Action = "up-to-date" if schema.scripts else "scripts recorded"
+                return MigrationResult(space, action, chunks, *before)
             await self.store.check_embedding(space, embedder.model_name, embedder.dimension)
             await self.ingest.repair(space, locked=True)  # no half-written document is carried over
             copied = await self._copy_to_staging(space, *target)
@@ -160,10 +170,11 @@ class MigrationService:
     async def _write(self, space: str, points: list[ChunkPoint], defaults: dict[str, object]) -> None:
         texts = [str(p.payload.get("text", "")) for p in points]
         sparse = await asyncio.to_thread(sparse_vectors, texts, self.ingest.lexical_window_words)
-        for point, terms in zip(points, sparse, strict=True):
+        for point, text, terms in zip(points, texts, sparse, strict=True):
             point.sparse = terms
-            # Fields filters need, for chunks written before they existed.
-            extra = {**path_metadata(str(point.payload.get("path", ""))), "modified_at": None, **defaults}
+            # Fields filters and fusion need, for chunks written before they existed.
+            extra = {**path_metadata(str(point.payload.get("path", ""))), "modified_at": None,
+                     CYRILLIC_SHARE: round(cyrillic_share(text), 3), **defaults}  # fmt: skip
             point.payload = {**extra, **point.payload}
         for start in range(0, len(points), self.batch):
             await self.store.upsert_staging(space, points[start : start + self.batch])

@@ -92,6 +92,8 @@ def test_migration_keeps_every_chunk_and_matches_a_fresh_index(legacy: Any, sett
         assert p.vector["dense"] == pytest.approx(vector) and p.vector["bm25"].indices  # type: ignore[index, union-attr]
         assert {k: p.payload[k] for k in payload} == payload  # type: ignore[index]
         assert p.payload["folders"] and p.payload["file_type"] in ("txt", "md")  # type: ignore[index]
+        # the chunk's script, which fusing a space of both languages reads (Russian notes, an English spec)
+        assert p.payload["cyrillic_share"] == (0.0 if p.payload["path"] == "specs/crane.md" else 1.0)  # type: ignore[index]
     retrieval = RetrievalService(ingest.store, ingest.embedder, Metrics(), retrieval_config(settings))
     for question in ("Почему остановили насосную станцию?", "gantry crane tonnes"):
         for mode in ("hybrid", "sparse", "dense"):
@@ -99,6 +101,40 @@ def test_migration_keeps_every_chunk_and_matches_a_fresh_index(legacy: Any, sett
     # Up to date now; writing works again and unchanged files stay unchanged.
     assert run(MigrationService(ingest.store, ingest).migrate("old")).action == "up-to-date"
     assert {r.status for r in run(ingest.ingest("old", DOCS))} == {"unchanged"}
+
+
+def test_chunks_indexed_before_their_script_was_recorded_get_it_in_place(legacy: Any, settings: Settings) -> None:
+    """A space of the current schema from before 2026-12-05: its chunks lack the script that hybrid search
+    over both languages reads. `cli.migrate` records it from each chunk's text, nothing else changes."""
+    ingest, _ = legacy
+    store, name = ingest.store, "rag-chunks-fresh"
+    retrieval = RetrievalService(store, ingest.embedder, Metrics(), retrieval_config(settings))
+    question = "Почему остановили насосную станцию?"
+    indexed_today = ranking(retrieval, "fresh", question)
+    points, _ = store._client.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+    store._client.upsert(name, [models.PointStruct(id=p.id, vector=p.vector,  # type: ignore[arg-type]
+                                                   payload={k: v for k, v in (p.payload or {}).items()
+                                                            if k != "cyrillic_share"})
+                                for p in points])  # fmt: skip
+    store._client.update_collection(name, metadata={"scripts": False})
+    store._schemas.clear()
+    service = MigrationService(store, ingest)
+    assert run(service.reasons("fresh")) == [
+        "its chunks carry no script yet (hybrid search over Russian and English chunks reads it)"
+    ]
+    found = run(retrieval.retrieve("fresh", question, 5))
+    assert found.chunks and all("cyrillic_share" not in c.payload for c in found.chunks)  # fused as before
+    result = run(service.migrate("fresh"))
+    assert (result.action, result.chunks) == ("scripts recorded", len(points))
+    after, _ = store._client.scroll(name, limit=10_000, with_payload=True, with_vectors=True)
+    by_id = {str(p.id): p for p in points}
+    for p in after:
+        share = 0.0 if p.payload["path"] == "specs/crane.md" else 1.0  # type: ignore[index]
+        assert p.payload == {**(by_id[str(p.id)].payload or {}), "cyrillic_share": share}
+        assert p.vector == by_id[str(p.id)].vector  # nothing re-embedded or re-analysed
+    assert run(service.reasons("fresh")) == [] and run(service.migrate("fresh")).action == "up-to-date"
+    assert ranking(retrieval, "fresh", question) == indexed_today
+    assert {r.status for r in run(ingest.ingest("fresh", DOCS))} == {"unchanged"}
 
 
 def test_an_interrupted_migration_is_finished_by_running_it_again(legacy: Any, monkeypatch: pytest.MonkeyPatch) -> None:
