@@ -5,11 +5,16 @@
     python -m cli.eval ../shared/eval/xquad.ru.dev.json --answers --stride 4 --compare hybrid   # 153 questions
     python -m cli.eval ../shared/eval/xquad.ru.dev.json --unanswerable --stride 4 --compare hybrid
     python -m cli.eval ../shared/eval/xquad.en.dev.json --questions-from ../shared/eval/xquad.ru.dev.json
+    python -m cli.eval ../shared/eval/xquad.ru.dev.json --mixed-with ../shared/eval/xquad.en.dev.json --compare hybrid
 
 --unanswerable indexes only the even-numbered articles and asks the questions of the others, which the
 documents cannot answer: the figures are how often the answer says so, and how often it invents one.
 --questions-from asks the questions of a translation of the file (the same question ids, as XQuAD's
 languages have): Russian questions about English paragraphs, or the other way round.
+--mixed-with indexes the even-numbered articles of the file and the odd-numbered ones of its translation
+into one space, and asks every question in the file's language: half find their answer in their own
+language, half only in the other, among chunks in their own about other things (a Russian archive with
+English specifications). The figures are split by which half a question is in.
 
 Each file's paragraphs are indexed into a throwaway embedded store (never the service's), with the
 configured embedder and chunking; every question is asked, and its paragraph is the relevant document.
@@ -36,6 +41,7 @@ from backend.services.evaluation import (
     Evaluator,
     asked_from_translation,
     load_dataset,
+    mixed_with_translation,
     split_unanswerable,
 )
 from cli import ui
@@ -70,6 +76,12 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argp
         metavar="TRANSLATION",
         help="ask the questions of a translation of the file (same question ids) instead of its own",
     )
+    p.add_argument(
+        "--mixed-with",
+        type=Path,
+        metavar="TRANSLATION",
+        help="one space of both languages: the file's even-numbered articles and the translation's odd-numbered ones",
+    )
     p.add_argument("--top-k", type=int, default=5, help="chunks given to the LLM with --answers")
     p.add_argument("--out", type=Path, default=Path("bench-out/eval.json"), help="JSON report")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
@@ -84,10 +96,13 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
         try:
             evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
             translation = load_dataset(args.questions_from) if args.questions_from else None
+            other_half = load_dataset(args.mixed_with) if args.mixed_with else None
             for i, path in enumerate(args.datasets):
                 evalset = load_dataset(path)
                 if translation is not None:
                     evalset = asked_from_translation(evalset, translation)
+                if other_half is not None:
+                    evalset = mixed_with_translation(evalset, other_half)
                 unanswerable: list[EvalQuestion] = []
                 if args.unanswerable:
                     evalset, unanswerable = split_unanswerable(evalset)
@@ -97,6 +112,7 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
                     "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
                     "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
                     "questions_from": str(args.questions_from) if args.questions_from else None,
+                    "mixed_with": str(args.mixed_with) if args.mixed_with else None,
                 }  # fmt: skip
                 conversational = any(q.gold_message for q in evalset.questions)
                 for mode in modes:
@@ -124,7 +140,9 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
 def _name(report: dict[str, Any]) -> str:
     """The dataset's file name, and the file its questions came from when they were not its own."""
     name = Path(report["dataset"]).name
-    asked = report.get("questions_from")
+    asked, mixed = report.get("questions_from"), report.get("mixed_with")
+    if mixed:
+        return f"{name}, odd articles from {Path(mixed).name}"
     return f"{name}, questions of {Path(asked).name}" if asked else name
 
 
@@ -180,17 +198,21 @@ def _by_kind_tables(reports: list[dict[str, Any]]) -> list[str]:
     rows = []
     for rep in reports:
         for r in rep["retrieval"]:
-            if r.get("recall_5_by_kind"):
-                mode = f"{r['mode']}, filtered" if r.get("filtered") else r["mode"]
-                kinds = ", ".join(f"{kind} {v:.3f}" for kind, v in r["recall_5_by_kind"].items())
-                rows.append(f"| {_name(rep)} | {mode} | R@5 | {kinds} |")
+            mode = f"{r['mode']}, filtered" if r.get("filtered") else r["mode"]
+            for figure, key in (("nDCG@10", "ndcg_by_kind"), ("R@5", "recall_5_by_kind")):
+                if r.get(key):
+                    kinds = ", ".join(f"{kind} {v:.3f}" for kind, v in r[key].items())
+                    rows.append(f"| {_name(rep)} | {mode} | {figure} | {kinds} |")
         answered = [a for a in rep.get("answers", {}).get("rows", []) if a.get("kind") and "error" not in a]
-        by: dict[str, list[float]] = {}
-        for a in answered:
-            by.setdefault(a["kind"], []).append(a["gold_in_answer_any_form"])
-        for key, values in sorted(by.items()):
-            rows.append(f"| {_name(rep)} | answers | gold in answer (any form) | {key}: "
-                        f"{sum(values) / len(values):.3f} of {len(values)} |")  # fmt: skip
+        figures = (("gold in answer (any form)", "gold_in_answer_any_form"),
+                   ("a cited source holds gold", "gold_in_cited_source"), ("declined", "abstained"))  # fmt: skip
+        for figure, key in figures:
+            by: dict[str, list[float]] = {}
+            for a in answered:
+                by.setdefault(a["kind"], []).append(float(a[key]))
+            for kind, values in sorted(by.items()):
+                rows.append(f"| {_name(rep)} | answers | {figure} | {kind}: "
+                            f"{sum(values) / len(values):.3f} of {len(values)} |")  # fmt: skip
     if not rows:
         return []
     return ["", "| dataset | mode | figure | by question kind |", "|---|---|---|---|", *rows]
@@ -225,7 +247,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m cli.eval") -> int
     if unknown or not modes:
         sys.stderr.write(f"error: unknown retrieval mode(s) {unknown or modes}; available: {', '.join(EVAL_MODES)}\n")
         return 2
-    missing = [str(p) for p in [*args.datasets, args.questions_from] if p is not None and not p.is_file()]
+    if args.mixed_with and (args.questions_from or args.unanswerable):
+        sys.stderr.write("error: --mixed-with asks each file's own questions: leave out --questions-from and "
+                         "--unanswerable\n")  # fmt: skip
+        return 2
+    paths = [*args.datasets, args.questions_from, args.mixed_with]
+    missing = [str(p) for p in paths if p is not None and not p.is_file()]
     if missing:
         sys.stderr.write(f"error: no such file: {', '.join(missing)}\n")
         return 2

@@ -111,16 +111,45 @@ def asked_from_translation(evalset: EvalSet, translation: EvalSet) -> EvalSet:
     return EvalSet(evalset.name, evalset.documents, questions)
 
 
+SAME_LANGUAGE, OTHER_LANGUAGE = "answer in the question's language", "answer in the other language"
+
+
+def mixed_with_translation(evalset: EvalSet, translation: EvalSet) -> EvalSet:
+    """An archive in two languages: the even-numbered articles of `evalset` and the odd-numbered ones of its
+    translation (XQuAD: the same articles, paragraphs and question ids), every question asked in `evalset`'s
+    language. The answer to an odd article's question is then only in the other language, among chunks in
+    the question's language about other things: a Russian mail archive with English specifications. Its
+    gold paragraph and gold answers are the translation's; each question's `kind` says which it is."""
+    by_id = {q.id: q for q in translation.questions}
+    missing = [q.id for q in evalset.questions if q.id not in by_id]
+    if missing or len(evalset.documents) != len(translation.documents):
+        raise ValueError(
+            f"{translation.name} is not a translation of {evalset.name} (question ids or paragraphs differ; "
+            f"{len(missing)} ids missing): --mixed-with needs the same file in another language"
+        )
+    questions = [
+        replace(q, kind=SAME_LANGUAGE) if _even(q.gold_path)
+        else replace(q, answers=by_id[q.id].answers, gold_path=by_id[q.id].gold_path, kind=OTHER_LANGUAGE)
+        for q in evalset.questions
+    ]  # fmt: skip
+    documents = [d for d in evalset.documents if _even(d.path)] + [
+        d for d in translation.documents if not _even(d.path)
+    ]
+    return EvalSet(evalset.name, documents, questions)
+
+
+def _even(path: str) -> bool:
+    """Whether the paragraph at `path` (as `load_squad` names it) belongs to an even-numbered article."""
+    return int(path.split("-", 1)[0]) % 2 == 0
+
+
 def split_unanswerable(evalset: EvalSet) -> tuple[EvalSet, list[EvalQuestion]]:
     """Keep the even-numbered articles; the questions of the odd-numbered ones, whose paragraphs are then
     not indexed, become questions the documents cannot answer."""
 
-    def even(path: str) -> bool:
-        return int(path.split("-", 1)[0]) % 2 == 0
-
-    kept = EvalSet(evalset.name, [d for d in evalset.documents if even(d.path)],
-                   [q for q in evalset.questions if even(q.gold_path)])  # fmt: skip
-    return kept, [q for q in evalset.questions if not even(q.gold_path)]
+    kept = EvalSet(evalset.name, [d for d in evalset.documents if _even(d.path)],
+                   [q for q in evalset.questions if _even(q.gold_path)])  # fmt: skip
+    return kept, [q for q in evalset.questions if not _even(q.gold_path)]
 
 
 @dataclass
@@ -136,6 +165,7 @@ class RetrievalReport:
     seconds: float = 0.0
     filtered: bool = False  # each question asked with its own filter (conversational sets)
     recall_5_by_kind: dict[str, float] = field(default_factory=dict)  # conversational sets: who / when / amount
+    ndcg_by_kind: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,11 +223,14 @@ class Evaluator:
         kinds = sorted({q.kind for q in evalset.questions if q.kind})
         by_kind = {kind: m.mean([m.recall_at(ranks[q.id], 5) for q in evalset.questions if q.kind == kind])
                    for kind in kinds}  # fmt: skip
+        ndcg_by_kind = {kind: m.mean([m.ndcg_at(ranks[q.id]) for q in evalset.questions if q.kind == kind])
+                        for kind in kinds}  # fmt: skip
         return RetrievalReport(
             mode=mode, k=k, ndcg=m.mean([m.ndcg_at(r) for r in values]),
             recall_1=m.mean([m.recall_at(r, 1) for r in values]), recall_5=m.mean([m.recall_at(r, 5) for r in values]),
             recall_k=m.mean([m.recall_at(r, k) for r in values]), mrr=m.mean([m.mrr_at(r) for r in values]),
             ranks=ranks, seconds=time.perf_counter() - start, filtered=filtered, recall_5_by_kind=by_kind,
+            ndcg_by_kind=ndcg_by_kind,
         )  # fmt: skip
 
     async def answer_metrics(

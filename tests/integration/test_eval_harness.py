@@ -156,6 +156,41 @@ def test_questions_from_a_translation_are_asked_of_the_indexed_paragraphs(
     assert "| tiny.json, questions of tiny.ru.json | dense |" in capsys.readouterr().out
 
 
+RUSSIAN_SQUAD = {"version": "1.1", "data": [
+    {"title": "Насосы", "paragraphs": [
+        {"context": "Насос Glimmer развивает давление до 9 бар. Его построили в Осло.",
+         "qas": [{"id": "q1", "question": RUSSIAN_QUESTIONS["q1"], "answers": [{"text": "9 бар", "answer_start": 0}]},
+                 {"id": "q2", "question": RUSSIAN_QUESTIONS["q2"], "answers": [{"text": "Осло", "answer_start": 0}]}]},
+        {"context": "Капитан Усатый - корабельный кот, он спит в машинном отделении.",
+         "qas": [{"id": "q3", "question": RUSSIAN_QUESTIONS["q3"],
+                  "answers": [{"text": "в машинном отделении", "answer_start": 0}]}]}]},
+    {"title": "Реакторы", "paragraphs": [
+        {"context": "Реактор Zorblat работает при 42 кельвинах, его спроектировала Мира Квелл.",
+         "qas": [{"id": "q4", "question": RUSSIAN_QUESTIONS["q4"],
+                  "answers": [{"text": "Мира Квелл", "answer_start": 0}]}]}]},
+]}  # fmt: skip
+
+
+def test_an_archive_in_both_languages_is_asked_in_one(
+    squad: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ru = tmp_path / "tiny.ru.json"
+    ru.write_text(json.dumps(RUSSIAN_SQUAD, ensure_ascii=False))
+    out = tmp_path / "report.json"
+    assert eval_cli.main([str(ru), "--mixed-with", str(squad), "--compare", "sparse,hybrid", "--out", str(out)]) == 0
+    (report,) = json.loads(out.read_text())
+    assert report["mixed_with"] == str(squad) and (report["documents"], report["questions"]) == (3, 4)
+    sparse, hybrid = report["retrieval"]
+    # the reactor's article is indexed in English only: its Russian question shares only the name with it
+    assert sparse["ranks"]["q4"] == 1 and hybrid["ranks"] == {"q1": 1, "q2": 1, "q3": 1, "q4": 1}
+    assert hybrid["recall_5_by_kind"] == {"answer in the other language": 1.0, "answer in the question's language": 1.0}
+    table = capsys.readouterr().out
+    assert "| tiny.ru.json, odd articles from tiny.json | hybrid | nDCG@10 | answer in the other language 1.0" in table
+    args = [str(ru), "--mixed-with", str(squad), "--questions-from", str(squad), "--out", str(out)]
+    assert eval_cli.main(args) == 2
+    assert "--mixed-with asks each file's own questions" in capsys.readouterr().err
+
+
 def test_questions_from_a_file_that_is_not_a_translation_are_refused(
     squad: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
