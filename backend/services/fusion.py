@@ -41,7 +41,7 @@ def weighted_fusion(
     cosine is first raised by `cross_language_offset`, as the embedder finds a question and its answer
     less alike across languages. Without that, Russian chunks that merely share a word outranked the
     English one that answers: R@5 0.40 against 0.94 on XQuAD in such an archive (docs/evaluation.md).
-    Candidates all in one language, either, are fused as they are."""
+    Candidates all in one language are fused as before."""
     if not candidates:
         return []
     flags = list(other_language) if other_language is not None else [False] * len(candidates)

@@ -37,7 +37,7 @@ Mode = Literal["hybrid", "dense", "sparse"]
 Fusion = Literal["weighted", "rrf", "dbsf"]
 
 
-def in_other_language(chunk: ScoredChunk, question_cyrillic: bool) -> bool:
+def mostly_other_script(chunk: ScoredChunk, question_cyrillic: bool) -> bool:
     """Whether most of the chunk's letters are in the other script than the question; a chunk indexed
     before its script was recorded counts as in the question's (fused as before). Most, not nearly all as
     for the relevance floor: a Russian paragraph that names English things is Russian to the fusion (with
@@ -69,7 +69,7 @@ async def weighted_hybrid(
     )
     cyrillic = is_cyrillic(query)
     weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
-    other = [in_other_language(c, cyrillic) for c in found]
+    other = [mostly_other_script(c, cyrillic) for c in found]
     fused = fusion.weighted_fusion(found, weight, other, cfg.cross_language_offset)
     return await store.load_payloads(space, fused[:depth])
 

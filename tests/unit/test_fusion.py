@@ -6,7 +6,8 @@ import pytest
 
 from backend.adapters.store import ScoredChunk
 from backend.services.fusion import cap_per_document, mmr, weighted_fusion
-from backend.services.text_analysis import is_cyrillic, lexical_windows
+from backend.services.retrieval import mostly_other_script
+from backend.services.text_analysis import cyrillic_share, is_cyrillic, lexical_windows, share_in_other_language
 
 
 def cand(cid: str, dense: float, sparse: float, doc: str = "", vector: list[float] | None = None) -> ScoredChunk:
@@ -50,6 +51,19 @@ def test_a_chunk_in_the_other_language_is_judged_by_its_dense_side_among_chunks_
     # all candidates in the other language (an English archive asked in Russian): compared among themselves
     alone = [cand("x", 0.80, 10), cand("y", 0.78, 0)]
     assert [round(c.score, 3) for c in weighted_fusion(alone, 0.6, [True, True], 0.04)] == [1.0, 0.0]
+
+
+def test_the_fusion_reads_a_chunks_script_by_the_majority_of_its_letters() -> None:
+    def stored(text: str | None) -> ScoredChunk:
+        return ScoredChunk("c", 0.0, {} if text is None else {"cyrillic_share": round(cyrillic_share(text), 3)})
+
+    russian_naming_english = "Протокол: Apple и Google подписали меморандум."  # over a tenth of Latin letters
+    assert mostly_other_script(stored(russian_naming_english), question_cyrillic=False)
+    assert not share_in_other_language(cyrillic_share(russian_naming_english), question_cyrillic=False)  # the floor's
+    assert mostly_other_script(stored("The pump runs at 9 bar."), question_cyrillic=True)
+    assert not mostly_other_script(stored("Насос держит 9 бар."), question_cyrillic=True)
+    assert not mostly_other_script(stored("2024-05-01 12:00"), question_cyrillic=True)  # no letters: neither
+    assert not mostly_other_script(stored(None), question_cyrillic=True)  # indexed before the script was stored
 
 
 def test_per_document_cap_keeps_the_best_chunks_of_each_document() -> None:
