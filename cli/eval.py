@@ -194,7 +194,8 @@ def render(reports: list[dict[str, Any]], k: int) -> str:
 
 
 def _by_kind_tables(reports: list[dict[str, Any]]) -> list[str]:
-    """Conversational sets: R@5 and (with --answers) gold in the answer, per language and question kind."""
+    """Per question kind (conversational sets: language and who / when / amount; --mixed-with: which language
+    holds the answer): nDCG@10 and R@5, and with --answers gold in the answer, in a cited source, declined."""
     rows = []
     for rep in reports:
         for r in rep["retrieval"]:
