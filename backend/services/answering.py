@@ -456,6 +456,20 @@ class AnswerService:
         self.relevance_word_match = relevance_word_match
         self.passage_cutoff = passage_cutoff
 
+    async def select_passages(
+        self, space: str, question: str, top_k: int, options: SearchOptions | None = None
+    ) -> tuple[RetrievalResult, FloorDecision, list[ScoredChunk]]:
+        """What was retrieved, the relevance floor's decision, and the passages the prompt is built from
+        (before the context budget): the cut of weak passages, with the one that carried the floor."""
+        found = await self.retrieval.retrieve(space, question, top_k, options)
+        # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
+        # in cosine but weaker in the fused ranking).
+        decision = judge_relevance(
+            question, found.chunks, self.relevance_floor, self.cross_language_floor, self.relevance_word_match
+        )
+        passages = with_carrier(cut_weak_passages(found, self.passage_cutoff), found.chunks, decision.carrier)
+        return found, decision, passages
+
     async def start(
         self, space: str, question: str, top_k: int, options: SearchOptions | None = None, model: str | None = None
     ) -> AnswerStream:
@@ -463,14 +477,8 @@ class AnswerService:
         raises LLMUnavailableError before any output, UnknownModelError for a model not configured."""
         started = time.perf_counter()
         llm = self.llm.chain(model)
-        found = await self.retrieval.retrieve(space, question, top_k, options)
+        found, decision, passages = await self.select_passages(space, question, top_k, options)
         window = await llm.context_window(self.context_tokens)
-        # Over everything retrieved, as the floor was measured (the cut may leave out a chunk that is closer
-        # in cosine but weaker in the fused ranking).
-        decision = judge_relevance(
-            question, found.chunks, self.relevance_floor, self.cross_language_floor, self.relevance_word_match
-        )
-        passages = with_carrier(cut_weak_passages(found, self.passage_cutoff), found.chunks, decision.carrier)
         kept, context = await fit_context(
             question, passages, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
         )

@@ -12,7 +12,9 @@ and a sentence that no passage even weakly supports is counted as unsupported: t
 the page warns its reader (a small model sometimes invents a figure rather than say it does not know).
 A sentence in another language than its passages (a Russian answer from English documents), or one that
 cites a passage in the other language, is judged by the words a translation keeps, numbers and names
-in the passages' script ("Glimmer", "9"): one that has none is not counted as unsupported.
+in the passages' script ("Glimmer", "9"): one that has none is not counted as unsupported. So is a
+sentence that no passage of its own language supports in a prompt that holds both (a Russian archive
+with an English report: the Russian minutes beside it hold the question's words, not the translation).
 A sentence that only says where the answer is ("This answer is found in passage [3].", which Qwen2.5
 appends in English to a Russian answer too) is dropped: its citation goes to the sentence before it
 when that one cites nothing, and otherwise the claim's own (checked) citation stands.
@@ -125,11 +127,15 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
         best = max(range(n), key=lambda i: (support[i], -i))  # ties: the better-ranked passage
         clear = support[best] >= STRONG
         script = is_cyrillic(sentence)
+        # Across languages only what a translation keeps can be looked for: names and numbers.
+        kept = Counter({t: k for t, k in words.items() if is_cyrillic(t) != script or any(c.isdigit() for c in t)})
+        weak_across = bool(kept) and max(_support(kept, bags, idf, unseen)) < WEAK
         if script in scripts and all(scripts[c - 1] == script for c in own):
-            weak = support[best] < WEAK
-        else:  # across languages: only what a translation keeps can be looked for
-            kept = Counter({t: k for t, k in words.items() if is_cyrillic(t) != script or any(c.isdigit() for c in t)})
-            weak = bool(kept) and max(_support(kept, bags, idf, unseen)) < WEAK
+            # In a prompt of both languages, a sentence none of its own language's passages holds may be a
+            # translation of one in the other: it is judged as one then.
+            weak = support[best] < WEAK and (len(set(scripts)) == 1 or weak_across)
+        else:
+            weak = weak_across
         unsupported += weak and not abstains(sentence)
         if own:
             keep = {c for c in own if support[c - 1] >= support[best] - MARGIN}

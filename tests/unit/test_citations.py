@@ -77,6 +77,24 @@ def test_a_sentence_in_another_language_than_its_passages_is_judged_by_its_numbe
     assert check_citations("The director's salary is 100000 roubles.", PASSAGES[:2]).unsupported == 1
 
 
+def test_in_a_prompt_of_both_languages_a_sentence_its_own_language_lacks_is_judged_as_a_translation() -> None:
+    # A Russian archive with an English report: the Russian answer translates the report, which it does not
+    # cite, and the Russian minutes beside it hold only the question's words.
+    mixed = [
+        "Протокол совещания: обсудили расход газа в котельной и сроки ремонта.",
+        "Facilities report: after the burners were replaced, gas consumption fell by 12 percent.",
+    ]
+    translated = check_citations("После замены горелок расход газа снизился на 12 процентов.", mixed)
+    assert translated.unsupported == 0
+    # nothing a translation keeps: nothing to judge it by
+    assert check_citations("Горелки заменила подрядная организация.", mixed).unsupported == 0
+    # a number neither language holds is still an invention
+    assert check_citations("Подрядчику заплатили 15400 рублей.", mixed).unsupported == 1
+    # in a prompt of one language nothing changed: a sentence no passage holds is flagged
+    assert check_citations("После замены горелок расход газа снизился на 12 процентов.", mixed[:1]).unsupported == 1
+    assert check_citations("Горелки заменила подрядная организация.", mixed[:1]).unsupported == 1
+
+
 def test_a_sentence_that_only_points_at_a_passage_is_dropped_and_lends_its_citation() -> None:
     # Qwen2.5 appends "This answer is found in passage [n]." (in English, to Russian answers too).
     pointed = check_citations("Давление насоса Glimmer до 9 бар. This answer is found in passage [2].", PASSAGES)
