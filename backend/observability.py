@@ -133,6 +133,11 @@ class Metrics:
             ["decision"],
             registry=r,
         )
+        self.answer_loops = Counter(
+            "rag_answer_loops_total",
+            "Answers stopped because the model wrote one phrase over and over (kept once; the generation ended).",
+            registry=r,
+        )
         self.model_answers = Counter(
             "rag_model_answers_total",
             "Answers written, by the named model that wrote them (LLM_MODELS; 'default' without it).",

@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from backend.adapters.store import ScoredChunk
 from backend.observability import Metrics
 from backend.services.citations import CheckedAnswer, check_citations, cited_numbers
 from backend.services.reasoning import Piece, ThinkSplitter, split_final
+from backend.services.repetition import loop_end
 from backend.services.retrieval import RetrievalResult, RetrievalService, SearchOptions
 from backend.services.text_analysis import cyrillic_share, is_cyrillic, share_in_other_language, stems
 
@@ -132,9 +133,10 @@ class AnswerStream:
 
     async def pieces(self) -> AsyncIterator[Piece]:
         """("answer" | "reasoning", text) as they arrive. Raises LLMError if the server fails midway."""
-        splitter = ThinkSplitter()
+        splitter, looped = ThinkSplitter(), False
+        events = self._events()
         try:
-            async for ev in self._events():
+            async for ev in events:
                 if ev.reasoning:
                     self.reasoning_parts.append(ev.reasoning)
                     yield "reasoning", ev.reasoning
@@ -144,7 +146,11 @@ class AnswerStream:
                 if ev.finish_reason:
                     self.finish_reason = ev.finish_reason
                     self.usage = ev.usage or self.usage
-            for kind, text in splitter.flush():
+                if ev.delta and await self._stopped_a_loop():
+                    looped = True
+                    await events.aclose()
+                    break
+            for kind, text in [] if looped else splitter.flush():
                 (self.text_parts if kind == "answer" else self.reasoning_parts).append(text)
                 yield kind, text
         except LLMError as exc:
@@ -167,7 +173,24 @@ class AnswerStream:
         for s in self.sources:
             s.cited = s.n in self.checked.cited
 
-    async def _events(self) -> AsyncIterator[StreamEvent]:
+    async def _stopped_a_loop(self) -> bool:
+        """Whether the answer ended in a loop (`repetition`): then it keeps the phrase once, and the LLM's
+        stream is closed, which ends the generation on the server."""
+        text = "".join(self.text_parts)
+        end = loop_end(text)
+        if end is None:
+            return False
+        self.text_parts = [text[:end]]
+        self.finish_reason = "repetition"
+        self.notices.append("the model began repeating itself; the answer was cut after the first repetition")
+        log.warning("the answer ran into a loop; stopped it after %d characters", end)
+        self.metrics.answer_loops.inc()
+        aclose = getattr(self.rest_events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        return True
+
+    async def _events(self) -> AsyncGenerator[StreamEvent, None]:
         if self.first_event is not None:
             yield self.first_event
         if self.rest_events is not None:
