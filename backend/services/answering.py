@@ -331,9 +331,12 @@ async def fit_context(
     max_tokens: int,
     count: Counter,
     build: PromptBuilder = build_messages,
+    keep: ScoredChunk | None = None,
 ) -> tuple[list[ScoredChunk], ContextBudget]:
     """Keep the best-ranked chunks whose prompt fits `window - max_tokens`, counted by the server when
-    it can (vLLM /tokenize, llama.cpp), else estimated on the safe side. Lowest-ranked chunks go first."""
+    it can (vLLM /tokenize, llama.cpp), else estimated on the safe side. Lowest-ranked chunks go first;
+    `keep` (the passage that carried the relevance floor, ranked low when it is in the other language)
+    goes last."""
     budget = window - max_tokens
     kept = list(chunks)
     while True:
@@ -347,8 +350,9 @@ async def fit_context(
         per_char = size / max(1, sum(len(m["content"]) for m in messages))
         excess: float = size - budget
         while kept and excess > 0:
-            excess -= (len(str(kept[-1].payload.get("text", ""))) + 40) * per_char
-            kept.pop()
+            last = next((i for i in range(len(kept) - 1, -1, -1) if kept[i] is not keep), len(kept) - 1)
+            excess -= (len(str(kept[last].payload.get("text", ""))) + 40) * per_char
+            kept.pop(last)
 
 
 def cut_weak_passages(found: RetrievalResult, cutoff: float) -> list[ScoredChunk]:
@@ -503,7 +507,7 @@ class AnswerService:
         found, decision, passages = await self.select_passages(space, question, top_k, options)
         window = await llm.context_window(self.context_tokens)
         kept, context = await fit_context(
-            question, passages, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt
+            question, passages, window, self.max_tokens, llm.count_prompt_tokens, self.build_prompt, decision.carrier
         )
         context.weak_chunks = len(found.chunks) - len(passages)
         if context.dropped_chunks:

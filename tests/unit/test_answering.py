@@ -92,6 +92,17 @@ def test_estimated_budget_keeps_the_best_ranked_chunks_and_counts_the_dropped() 
     assert ctx.prompt_tokens <= 1500 and ctx.window_tokens == 2000
 
 
+def test_the_passage_that_carried_the_floor_is_the_last_the_budget_drops() -> None:
+    chunks = [chunk(f"{i} " + "x" * 1000) for i in range(10)]
+    carrier = chunks[-1]  # ranked last: an English report among Russian minutes
+    kept, ctx = asyncio.run(fit_context("q", chunks, window=2000, max_tokens=500, count=no_counter, keep=carrier))
+    assert kept[-1] is carrier and kept[:-1] == chunks[: len(kept) - 1]
+    assert ctx.dropped_chunks == 10 - len(kept) and ctx.prompt_tokens <= 1500
+    # a window that holds no passage at all drops it too
+    none, _ = asyncio.run(fit_context("q", chunks, window=600, max_tokens=500, count=no_counter, keep=carrier))
+    assert none == []
+
+
 def test_server_counts_let_more_context_in_than_the_safe_estimate() -> None:
     chunks = [chunk("y" * 1000) for _ in range(10)]
     estimated, _est = asyncio.run(fit_context("q", chunks, window=4000, max_tokens=500, count=no_counter))
