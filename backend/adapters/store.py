@@ -1082,7 +1082,7 @@ class VectorStore:
                 by_value: dict[float, list[str]] = {}
                 for p in points:
                     if CYRILLIC_SHARE not in (p.payload or {}):
-                        value = round(share(str((p.payload or {}).get("text", ""))), 3)
+                        value = share(str((p.payload or {}).get("text", "")))
                         by_value.setdefault(value, []).append(str(p.id))
                 for value, ids in by_value.items():
                     self._client.set_payload(name, {CYRILLIC_SHARE: value}, points=ids, wait=True)

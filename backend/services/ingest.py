@@ -34,7 +34,12 @@ from backend.services.chunking import Chunk, chunk_sections
 from backend.services.correspondence.chunking import conversation_chunks
 from backend.services.errors import AttachmentDeleteError, SpaceNotFoundError
 from backend.services.parsing import ParsedDocument, ParseError, parse
-from backend.services.text_analysis import ANALYZER_VERSION, cyrillic_share, document_vector, lexical_windows
+from backend.services.text_analysis import (
+    ANALYZER_VERSION,
+    document_vector,
+    lexical_windows,
+    recorded_cyrillic_share,
+)
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +425,7 @@ class IngestService:
             "version": p.version,
             "content_sha256": p.file_hash,
             "chunk_hash": _text_hash(c.text),
-            CYRILLIC_SHARE: round(cyrillic_share(c.text), 3),
+            CYRILLIC_SHARE: recorded_cyrillic_share(c.text),
             "owner": p.record.id,  # whose writes and deletes take this chunk along
             **attachment,
         }

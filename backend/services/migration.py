@@ -29,7 +29,7 @@ from backend.adapters.store import CYRILLIC_SHARE, SCHEMA, ChunkPoint, VectorSto
 from backend.adapters.store_copy import CopiedCollection, copy_store
 from backend.services.errors import SpaceNotFoundError
 from backend.services.ingest import IngestService, path_metadata, sparse_vectors
-from backend.services.text_analysis import cyrillic_share
+from backend.services.text_analysis import recorded_cyrillic_share
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class MigrationService:
             if schema is not None and (schema.version, schema.lexical) == (SCHEMA, target[2]) and staged == "none":
                 chunks = await self.store.count_chunks(space)
                 if not schema.scripts:  # chunks from before 2026-12-05: their script from their text, in place
-                    recorded = await self.store.record_scripts(space, cyrillic_share)
+                    recorded = await self.store.record_scripts(space, recorded_cyrillic_share)
                     log.info("space %s: recorded the script of %d chunks", space, recorded)
                 if schema.rebuild_pending or schema.quantization != self.store.quantization:
                     took = await self.store.requantize(space)
@@ -174,7 +174,7 @@ class MigrationService:
             point.sparse = terms
             # Fields filters and fusion need, for chunks written before they existed.
             extra = {**path_metadata(str(point.payload.get("path", ""))), "modified_at": None,
-                     CYRILLIC_SHARE: round(cyrillic_share(text), 3), **defaults}  # fmt: skip
+                     CYRILLIC_SHARE: recorded_cyrillic_share(text), **defaults}  # fmt: skip
             point.payload = {**extra, **point.payload}
         for start in range(0, len(points), self.batch):
             await self.store.upsert_staging(space, points[start : start + self.batch])

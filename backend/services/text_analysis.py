@@ -91,6 +91,11 @@ def cyrillic_share(text: str) -> float:
     return cyr / (cyr + lat) if cyr + lat else 0.5
 
 
+def recorded_cyrillic_share(text: str) -> float:
+    """`cyrillic_share` as a chunk's payload records it (three decimals: the value is read against 0.1 and 0.5)."""
+    return round(cyrillic_share(text), 3)
+
+
 # Under this share of its letters in the question's script (Cyrillic or Latin), a text is in the other language.
 OTHER_LANGUAGE_SHARE = 0.1
 
