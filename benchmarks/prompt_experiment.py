@@ -60,7 +60,8 @@ def unfenced(question: str, sources: list[Source]) -> Messages:
     """The default rules, passages as bare "[n] text" blocks (no fences, no source line)."""
     blocks = "\n\n".join(f"[{s.n}] {s.chunk.payload.get('text', '')}" for s in sources)
     user = f"Passages:\n\n{blocks}\n\nQuestion: {question}\n({answering.answer_language(question)})"
-    return [{"role": "system", "content": answering.SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    system = answering.system_prompt(question, sources)  # the default's rules, its language rule included
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 ABSTAIN_FIRST = (
