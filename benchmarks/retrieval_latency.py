@@ -107,7 +107,8 @@ async def hybrid(
 ) -> list[ScoredChunk]:
     """The hybrid part of RetrievalService.retrieve with its defaults: both sides' candidates (their script
     only), weighted fusion, then the payloads of the top 5."""
-    return await weighted_hybrid(store, DEFAULTS, space, question, vector, terms, DEFAULTS.candidates, 5, flt)
+    ranked, _ = await weighted_hybrid(store, DEFAULTS, space, question, vector, terms, DEFAULTS.candidates, 5, flt)
+    return ranked
 
 
 async def measure(

@@ -53,6 +53,9 @@ _OPEN, _CLOSE = "<<<", ">>>"
 # paragraph first; in this band the paragraph names what the question names, where the nearest passage to a
 # question the documents cannot answer shares few of its words (docs/evaluation.md, "The word rule").
 WORD_MATCH_MARGIN = 0.02
+# Fewer candidates than this, and the weighted fusion's min-max scale says too little for the cut of weak
+# passages to read it (docs/evaluation.md, "Passages much weaker than the best").
+CUT_MIN_CANDIDATES = 20
 _ENGLISH = re.compile(r"\b(the|what|who|whom|which|when|where|why|how|is|are|was|were|did|does|do|of)\b", re.I)
 
 
@@ -361,9 +364,14 @@ def cut_weak_passages(found: RetrievalResult, cutoff: float) -> list[ScoredChunk
     Only the weighted hybrid ranking is cut: its scores are min-max fused over the candidates (0..1), so
     a share of the best is a measure of how much weaker a passage is. A small model reads every passage
     it is given and often answers from a weaker neighbour (docs/evaluation.md); dense cosines, RRF ranks
-    and reranker logits have no such scale and are left alone."""
+    and reranker logits have no such scale and are left alone. Nor is a ranking of fewer than
+    CUT_MIN_CANDIDATES candidates (a space of a few documents): min-max over a handful puts the weakest
+    at 0 however close it came, and the cut then dropped the passage holding the answer for 7% of the
+    questions of one-paragraph spaces."""
     chunks = found.chunks
     if cutoff <= 0 or found.mode != "hybrid" or found.fusion != "weighted" or found.rerank_ms is not None:
+        return chunks
+    if found.candidates is not None and found.candidates < CUT_MIN_CANDIDATES:
         return chunks
     best = max((c.score for c in chunks), default=0.0)
     return [c for c in chunks if c.score >= cutoff * best] if best > 0 else chunks

@@ -58,12 +58,12 @@ async def weighted_hybrid(
     filters: ChunkFilter | None = None,
     *,
     with_vectors: bool = False,
-) -> list[ScoredChunk]:
-    """The weighted hybrid ranking's best `depth` chunks, with their payloads: each side's `candidates`, the
-    fusion (weighted by the question's script; a chunk in the other one judged by its dense side where
-    the candidates hold both), then the payloads of the kept ones. The candidates come with their script
-    only: reading the payloads of all ~100 costs more than the extra round trip that fetches the few
-    kept (docs/performance.md)."""
+) -> tuple[list[ScoredChunk], int]:
+    """The weighted hybrid ranking's best `depth` chunks, with their payloads, and how many chunks the fusion
+    scored: each side's `candidates`, the fusion (weighted by the question's script; a chunk in the other
+    one judged by its dense side where the candidates hold both), then the payloads of the kept ones. The
+    candidates come with their script only: reading the payloads of all ~100 costs more than the extra
+    round trip that fetches the few kept (docs/performance.md)."""
     found = await store.search_both(
         space, vector, terms, candidates, filters, with_vectors=with_vectors, with_payload=[CYRILLIC_SHARE]
     )
@@ -71,7 +71,7 @@ async def weighted_hybrid(
     weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
     other = [mostly_other_script(c, cyrillic) for c in found]
     fused = fusion.weighted_fusion(found, weight, other, cfg.cross_language_offset)
-    return await store.load_payloads(space, fused[:depth])
+    return await store.load_payloads(space, fused[:depth]), len(found)
 
 
 @dataclass
@@ -105,6 +105,7 @@ class RetrievalResult:
     fusion: str | None = None  # weighted, rrf or dbsf in hybrid mode
     rerank_ms: float | None = None
     notices: list[str] = field(default_factory=list)  # what a user should know about this ranking
+    candidates: int | None = None  # how many chunks the weighted fusion scored (None: another ranking)
 
     def describe(self) -> dict[str, object]:
         return {"mode": self.mode, "fusion": self.fusion, "notices": self.notices}
@@ -153,6 +154,7 @@ class RetrievalService:
         depth = max(top_k, cfg.candidates) if post else top_k
         want_vectors = cfg.mmr_lambda is not None
 
+        scored: int | None = None  # how many chunks the weighted fusion saw: what its scores are relative to
         t0 = time.perf_counter()
         vector = await self.embedder.embed_query(query) if chosen != "sparse" else []
         terms = query_vector(query) if chosen != "dense" else ([], [])
@@ -164,7 +166,7 @@ class RetrievalService:
             for c in chunks:
                 c.score = c.sparse_score or 0.0
         elif fuse == "weighted":
-            chunks = await weighted_hybrid(
+            chunks, scored = await weighted_hybrid(
                 self.store, cfg, space, query, vector, terms, max(cfg.candidates, top_k), depth, filters,
                 with_vectors=want_vectors,
             )  # fmt: skip
@@ -191,4 +193,5 @@ class RetrievalService:
         return RetrievalResult(
             chunks[:top_k], (t1 - t0) * 1000, (t2 - t1) * 1000, mode=chosen,
             fusion=fuse if chosen == "hybrid" else None, rerank_ms=rerank_ms, notices=notices,
+            candidates=scored,
         )  # fmt: skip

@@ -180,8 +180,23 @@ def test_a_question_about_a_document_in_the_other_language_is_answered(client: T
         answers.cross_language_floor = saved
 
 
+def notes_about_other_things(topics: list[str], line: str) -> dict[str, bytes]:
+    """One-line files, enough of them for the cut of weak passages to read the fusion's scale
+    (CUT_MIN_CANDIDATES: a ranking of a few candidates is not cut)."""
+    return {f"notes/{i:02d}.txt": line.format(topic).encode() for i, topic in enumerate(topics)}
+
+
 def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: TestClient, corpus: Path) -> None:
     upload_corpus(client, corpus)
+    topics = ["the office chairs", "the parking passes", "the lift repair", "the kitchen rota", "the new printer",
+              "the archive move", "the coffee machine", "the fire drill", "the window cleaning", "the courier",
+              "the password change", "the team lunch", "the cleaning contract", "the holiday calendar",
+              "the visitor badges", "the water delivery", "the plant watering", "the bike racks", "the mail room",
+              "the meeting rooms"]  # fmt: skip
+    assert (
+        upload(client, "demo", notes_about_other_things(topics, "Note: {} will be discussed next week.")).status_code
+        == 200
+    )
     answers = client.app.state.container.answers  # type: ignore[attr-defined]
     question = {"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo", "top_k": 8}
     saved = answers.passage_cutoff
@@ -205,30 +220,52 @@ def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: T
 
 
 def test_the_passage_that_passed_the_floor_is_in_the_prompt_though_the_cut_ranks_it_weak(client: TestClient) -> None:
-    """A Russian question whose answer only an English report holds, beside Russian minutes about something
-    else: the report passes the floor across languages, the minutes do not pass theirs, and with no word in
-    common with the question the report's fused score is far under the minutes'. The cut alone would leave
-    the model the minutes only, to invent an answer from."""
+    """A Russian question whose answer only an English report holds, beside Russian minutes and notes about
+    other things: the report passes the floor across languages, nothing else passes its own, and with no
+    word in common with the question the report's fused score is well under the minutes'. A strict cut
+    alone would leave the model the minutes, to invent an answer from."""
     report = (b"Facilities report for the first quarter. The roof of building B was repaired in January. The burners "
               b"in the boiler house were replaced on 14 March 2026, and gas consumption was reduced by 12 percent. "
               b"Two new security guards were hired.")  # fmt: skip
     minutes = "Протокол совещания: Петров предложил снизить расходы и перенести срок сдачи отчёта. Бюджет 4,2 млн."
-    assert upload(client, "mixed", {"report.txt": report, "minutes.txt": minutes.encode()}).status_code == 200
+    topics = ["отпуск Иванова", "новые стулья", "корпоратив в декабре", "пропуск на парковку", "ремонт лифта",
+              "смена пароля", "уборка кухни", "курьер из типографии", "подписка на журнал", "обучение охраны",
+              "замена картриджа", "график дежурств", "визит аудиторов", "закупка воды", "пожарная тревога",
+              "мойка окон", "праздник отдела", "переезд архива", "сломанный принтер", "поездка в Казань"]  # fmt: skip
+    notes = notes_about_other_things(topics, "Заметка: {}. Обсудим на следующей неделе.")
+    assert upload(client, "mixed", {"report.txt": report, "minutes.txt": minutes.encode(), **notes}).status_code == 200
     question = {"q": "На сколько снизился расход газа?", "space_id": "mixed", "top_k": 5}
-    found = {s["path"]: s for s in client.post("/search", json={**question, "mode": "dense"}).json()["sources"]}
+    dense = client.post("/search", json={**question, "mode": "dense", "top_k": 30}).json()["sources"]
     answers = client.app.state.container.answers  # type: ignore[attr-defined]
-    assert found["minutes.txt"]["score"] < answers.relevance_floor  # the premise: only the report passes
-    assert answers.cross_language_floor <= found["report.txt"]["score"] < found["minutes.txt"]["score"]
-    body = client.post("/ask", json=question).json()
-    assert body["backend"] == "openai", body["answer"]
-    assert [s["path"] for s in body["sources"]] == ["minutes.txt", "report.txt"]
-    assert body["context"]["weak_chunks"] == 0
-    saved = answers.relevance_floor, answers.cross_language_floor
-    try:  # with the floor off nothing carries the question: the cut alone decides
+    scores = {s["path"]: s["score"] for s in dense}
+    assert max(scores.values()) < answers.relevance_floor  # the premise: only the report passes its floor
+    assert answers.cross_language_floor <= scores["report.txt"] < scores["minutes.txt"]
+    saved = answers.relevance_floor, answers.cross_language_floor, answers.passage_cutoff
+    try:
+        answers.passage_cutoff = 0.9  # a strict cut: the report's fused score is under 0.9 of the minutes'
+        body = client.post("/ask", json=question).json()
+        assert body["backend"] == "openai", body["answer"]
+        assert "report.txt" in [s["path"] for s in body["sources"]]
+        # with the floor off nothing carries the question: the cut alone decides
         answers.relevance_floor = answers.cross_language_floor = 0.0
-        assert [s["path"] for s in client.post("/ask", json=question).json()["sources"]] == ["minutes.txt"]
+        assert "report.txt" not in [s["path"] for s in client.post("/ask", json=question).json()["sources"]]
     finally:
-        answers.relevance_floor, answers.cross_language_floor = saved
+        answers.relevance_floor, answers.cross_language_floor, answers.passage_cutoff = saved
+
+
+def test_a_space_of_a_few_documents_gives_the_model_every_passage_found(client: TestClient) -> None:
+    """Min-max over two candidates puts the second at 0 however close it came: the cut of weak passages
+    would leave the model one of two documents."""
+    report = (
+        b"Facilities report. The burners were replaced by the contractor Teplo-Service; next inspection in September."
+    )
+    minutes = (
+        "Протокол совещания: обсудили расход газа в котельной и сроки ремонта кровли. Петров предложил перенести срок."
+    )
+    assert upload(client, "two", {"report.txt": report, "minutes.txt": minutes.encode()}).status_code == 200
+    body = client.post("/ask", json={"q": "Кто заменил горелки в котельной?", "space_id": "two", "top_k": 5}).json()
+    assert sorted(s["path"] for s in body["sources"]) == ["minutes.txt", "report.txt"]
+    assert body["context"]["weak_chunks"] == 0
 
 
 def test_ask_streams_server_sent_events(client: TestClient, corpus: Path) -> None:

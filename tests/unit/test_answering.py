@@ -7,6 +7,7 @@ import re
 
 from backend.adapters.store import ScoredChunk
 from backend.services.answering import (
+    CUT_MIN_CANDIDATES,
     SYSTEM_PROMPT,
     Source,
     answer_language,
@@ -141,6 +142,15 @@ def test_weak_passages_are_cut_relative_to_the_best_in_weighted_hybrid_only() ->
     ):
         assert cut_weak_passages(other, 0.7) == chunks
     assert cut_weak_passages(RetrievalResult([], 1.0, 1.0, mode="hybrid", fusion="weighted"), 0.7) == []
+
+
+def test_a_ranking_of_a_few_candidates_is_not_cut() -> None:
+    # A space of two documents: min-max over two candidates puts the second at 0 however close it came.
+    two = ranked(1.0, 0.0)
+    few = RetrievalResult(two, 1.0, 1.0, mode="hybrid", fusion="weighted", candidates=2)
+    assert cut_weak_passages(few, 0.7) == two
+    enough = RetrievalResult(two, 1.0, 1.0, mode="hybrid", fusion="weighted", candidates=CUT_MIN_CANDIDATES)
+    assert [c.id for c in cut_weak_passages(enough, 0.7)] == ["c0"]
 
 
 def scored(text: str, dense: float | None) -> ScoredChunk:
