@@ -193,10 +193,8 @@ def test_passages_much_weaker_than_the_best_are_left_out_of_the_prompt(client: T
               "the password change", "the team lunch", "the cleaning contract", "the holiday calendar",
               "the visitor badges", "the water delivery", "the plant watering", "the bike racks", "the mail room",
               "the meeting rooms"]  # fmt: skip
-    assert (
-        upload(client, "demo", notes_about_other_things(topics, "Note: {} will be discussed next week.")).status_code
-        == 200
-    )
+    notes = notes_about_other_things(topics, "Note: {} will be discussed next week.")
+    assert upload(client, "demo", notes).status_code == 200
     answers = client.app.state.container.answers  # type: ignore[attr-defined]
     question = {"q": "At what temperature does the Zorblat reactor run?", "space_id": "demo", "top_k": 8}
     saved = answers.passage_cutoff
