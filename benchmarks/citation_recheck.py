@@ -25,24 +25,15 @@ from typing import Any
 from backend.config import load_settings
 from backend.services import eval_metrics as m
 from backend.services.citations import check_citations
-from backend.services.evaluation import (
-    EvalSet,
-    Evaluator,
-    asked_from_translation,
-    load_dataset,
-    mixed_with_translation,
-)
+from backend.services.evaluation import EvalSet, Evaluator, arranged, load_dataset
 from benchmarks.xquad_runs import throwaway_container
 
 
 def rebuilt(report: dict[str, Any]) -> EvalSet:
     """The evaluation set `cli.eval` built for this report."""
-    evalset = load_dataset(Path(report["dataset"]))
-    if report.get("questions_from"):
-        evalset = asked_from_translation(evalset, load_dataset(Path(report["questions_from"])))
-    if report.get("mixed_with"):
-        evalset = mixed_with_translation(evalset, load_dataset(Path(report["mixed_with"])))
-    return evalset
+    translation, other_half = (load_dataset(Path(report[k])) if report.get(k) else None
+                               for k in ("questions_from", "mixed_with"))  # fmt: skip
+    return arranged(load_dataset(Path(report["dataset"])), translation, other_half)
 
 
 def figures(rows: list[dict[str, Any]], side: str) -> dict[str, Any]:

@@ -39,9 +39,8 @@ from backend.services.evaluation import (
     EVAL_MODES,
     EvalQuestion,
     Evaluator,
-    asked_from_translation,
+    arranged,
     load_dataset,
-    mixed_with_translation,
     split_unanswerable,
 )
 from cli import ui
@@ -98,11 +97,7 @@ async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) ->
             translation = load_dataset(args.questions_from) if args.questions_from else None
             other_half = load_dataset(args.mixed_with) if args.mixed_with else None
             for i, path in enumerate(args.datasets):
-                evalset = load_dataset(path)
-                if translation is not None:
-                    evalset = asked_from_translation(evalset, translation)
-                if other_half is not None:
-                    evalset = mixed_with_translation(evalset, other_half)
+                evalset = arranged(load_dataset(path), translation, other_half)
                 unanswerable: list[EvalQuestion] = []
                 if args.unanswerable:
                     evalset, unanswerable = split_unanswerable(evalset)

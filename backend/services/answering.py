@@ -136,7 +136,7 @@ class AnswerStream:
 
     async def pieces(self) -> AsyncIterator[Piece]:
         """("answer" | "reasoning", text) as they arrive. Raises LLMError if the server fails midway."""
-        splitter, looped = ThinkSplitter(), False
+        splitter = ThinkSplitter()
         events = self._events()
         try:
             async for ev in events:
@@ -149,13 +149,13 @@ class AnswerStream:
                 if ev.finish_reason:
                     self.finish_reason = ev.finish_reason
                     self.usage = ev.usage or self.usage
-                if ev.delta and await self._stopped_a_loop():
-                    looped = True
-                    await events.aclose()
+                if ev.delta and self._cut_a_loop():
+                    await events.aclose()  # ends the generation on the server
                     break
-            for kind, text in [] if looped else splitter.flush():
-                (self.text_parts if kind == "answer" else self.reasoning_parts).append(text)
-                yield kind, text
+            else:
+                for kind, text in splitter.flush():
+                    (self.text_parts if kind == "answer" else self.reasoning_parts).append(text)
+                    yield kind, text
         except LLMError as exc:
             self.metrics.llm_requests.labels(self.backend, exc.kind).inc()
             raise
@@ -176,9 +176,8 @@ class AnswerStream:
         for s in self.sources:
             s.cited = s.n in self.checked.cited
 
-    async def _stopped_a_loop(self) -> bool:
-        """Whether the answer ended in a loop (`repetition`): then it keeps the phrase once, and the LLM's
-        stream is closed, which ends the generation on the server."""
+    def _cut_a_loop(self) -> bool:
+        """Whether the answer ended in a loop (`repetition`); if so it keeps the phrase once."""
         text = "".join(self.text_parts)
         end = loop_end(text)
         if end is None:
@@ -188,17 +187,20 @@ class AnswerStream:
         self.notices.append("the model began repeating itself; the answer was cut after the first repetition")
         log.warning("the answer ran into a loop; stopped it after %d characters", end)
         self.metrics.answer_loops.inc()
-        aclose = getattr(self.rest_events, "aclose", None)
-        if aclose is not None:
-            await aclose()
         return True
 
     async def _events(self) -> AsyncGenerator[StreamEvent, None]:
-        if self.first_event is not None:
-            yield self.first_event
-        if self.rest_events is not None:
-            async for ev in self.rest_events:
-                yield ev
+        """The first event, then the LLM's stream; closed early, it closes that stream."""
+        try:
+            if self.first_event is not None:
+                yield self.first_event
+            if self.rest_events is not None:
+                async for ev in self.rest_events:
+                    yield ev
+        finally:
+            aclose = getattr(self.rest_events, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
     @property
     def first_token_s(self) -> float | None:

@@ -103,6 +103,15 @@ def _support(words: Counter[str], passages: list[set[str]], idf: dict[str, float
     return [sum(idf[t] for t in words if t in p) / total for p in passages]
 
 
+def _weak_across(
+    words: Counter[str], script: bool, passages: list[set[str]], idf: dict[str, float], default: float
+) -> bool:
+    """Across languages only what a translation keeps can be looked for: names and numbers. Whether the
+    sentence has some and no passage holds them."""
+    kept = Counter({t: k for t, k in words.items() if is_cyrillic(t) != script or any(c.isdigit() for c in t)})
+    return bool(kept) and max(_support(kept, passages, idf, default)) < WEAK
+
+
 def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     n = len(passages)
     written = cited_numbers(answer, n)
@@ -110,6 +119,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
         return CheckedAnswer(answer, written, written)
     bags = [set(terms(p)) for p in passages]
     scripts = [is_cyrillic(p) for p in passages]
+    mixed = len(set(scripts)) > 1
     df = Counter(t for bag in bags for t in bag)
     idf = {t: math.log(1 + n / c) for t, c in df.items()}
     unseen = math.log(1 + n)  # a word no passage holds weighs like the rarest one
@@ -127,15 +137,12 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
         best = max(range(n), key=lambda i: (support[i], -i))  # ties: the better-ranked passage
         clear = support[best] >= STRONG
         script = is_cyrillic(sentence)
-        # Across languages only what a translation keeps can be looked for: names and numbers.
-        kept = Counter({t: k for t, k in words.items() if is_cyrillic(t) != script or any(c.isdigit() for c in t)})
-        weak_across = bool(kept) and max(_support(kept, bags, idf, unseen)) < WEAK
         if script in scripts and all(scripts[c - 1] == script for c in own):
             # In a prompt of both languages, a sentence none of its own language's passages holds may be a
             # translation of one in the other: it is judged as one then.
-            weak = support[best] < WEAK and (len(set(scripts)) == 1 or weak_across)
+            weak = support[best] < WEAK and (not mixed or _weak_across(words, script, bags, idf, unseen))
         else:
-            weak = weak_across
+            weak = _weak_across(words, script, bags, idf, unseen)
         unsupported += weak and not abstains(sentence)
         if own:
             keep = {c for c in own if support[c - 1] >= support[best] - MARGIN}

@@ -138,6 +138,16 @@ def mixed_with_translation(evalset: EvalSet, translation: EvalSet) -> EvalSet:
     return EvalSet(evalset.name, documents, questions)
 
 
+def arranged(evalset: EvalSet, questions_from: EvalSet | None, mixed_with: EvalSet | None) -> EvalSet:
+    """The set as `cli.eval` asks it: the questions of a translation (`--questions-from`), then the archive of
+    both languages (`--mixed-with`), where given."""
+    if questions_from is not None:
+        evalset = asked_from_translation(evalset, questions_from)
+    if mixed_with is not None:
+        evalset = mixed_with_translation(evalset, mixed_with)
+    return evalset
+
+
 def _even(path: str) -> bool:
     """Whether the paragraph at `path` (as `load_squad` names it) belongs to an even-numbered article."""
     return int(path.split("-", 1)[0]) % 2 == 0
