@@ -12,7 +12,8 @@ and a sentence that no passage even weakly supports is counted as unsupported: t
 the page warns its reader (a small model sometimes invents a figure rather than say it does not know).
 A sentence in another language than its passages (a Russian answer from English documents), or one that
 cites a passage in the other language, is judged by the words a translation keeps, numbers and names
-in the passages' script ("Glimmer", "9"): one that has none is not counted as unsupported. So is a
+in the passages' script ("Glimmer", "9"; a number written as a word counts as its digits, "трёх" as
+"three" and "3"): one that has none is not counted as unsupported. So is a
 sentence that no passage of its own language supports in a prompt that holds both (a Russian archive
 with an English report: the Russian minutes beside it hold the question's words, not the translation).
 A sentence that only says where the answer is ("This answer is found in passage [3].", which Qwen2.5
@@ -66,6 +67,43 @@ _REPORTING = frozenset(
 )
 _NEGATION = re.compile(r"\b(not|no|never|n't|не|нет|ни)\b", re.IGNORECASE)
 
+# Cardinal numbers written as words, in the forms Russian declines them to: "за три игры" and "в течение
+# трех игр" state one fact, "3 astronauts" and "three astronauts" too, but their stems differ. One, "один",
+# is left out (a pronoun as often as a number), and so are forms that are also common words ("семью":
+# a family; "сорока": a magpie).
+_NUMBER_WORDS = {
+    **{w: 2 for w in ("два", "две", "двух", "двум", "двумя")},
+    **{w: 3 for w in ("три", "трех", "трёх", "трем", "трём", "тремя")},
+    **{w: 4 for w in ("четыре", "четырех", "четырёх", "четырем", "четырём", "четырьмя")},
+    **{w: 5 for w in ("пять", "пяти", "пятью")},
+    **{w: 6 for w in ("шесть", "шести", "шестью")},
+    **{w: 7 for w in ("семь", "семи")},
+    **{w: 8 for w in ("восемь", "восьми", "восемью", "восьмью")},
+    **{w: 9 for w in ("девять", "девяти", "девятью")},
+    **{w: 10 for w in ("десять", "десяти", "десятью")},
+    **{f"{stem}{end}": n for n, stem in enumerate(
+        ("одинна", "двена", "трина", "четырна", "пятна", "шестна", "семна", "восемна", "девятна"), 11)
+       for end in ("дцать", "дцати", "дцатью")},
+    **{f"{stem}{end}": n for n, stem in ((20, "два"), (30, "три")) for end in ("дцать", "дцати", "дцатью")},
+    **{w: 40 for w in ("сорок",)},
+    **{f"{stem}{end}": n for n, stem in ((50, "пят"), (60, "шест"), (70, "сем"))
+       for end in ("ьдесят", "идесяти", "ьюдесятью")},
+    **{w: 80 for w in ("восемьдесят", "восьмидесяти", "восемьюдесятью")},
+    **{w: 90 for w in ("девяносто", "девяноста")},
+    **{w: 100 for w in ("сто",)},
+    **{w: n for n, w in enumerate(("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                   "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+                                   "seventeen", "eighteen", "nineteen", "twenty"), 2)},
+    **{w: n for n, w in ((30, "thirty"), (40, "forty"), (50, "fifty"), (60, "sixty"), (70, "seventy"),
+                         (80, "eighty"), (90, "ninety"))},
+}  # fmt: skip
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+
+
+def _digits_for_number_words(text: str) -> str:
+    """A number reads the same in words and in digits, in any case form: "в течение трех игр" -> "... 3 игр"."""
+    return _NUMBER_WORD.sub(lambda w: str(_NUMBER_WORDS[w.group(1).lower()]), text)
+
 
 @dataclass
 class CheckedAnswer:
@@ -117,7 +155,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     written = cited_numbers(answer, n)
     if not n or not answer.strip():
         return CheckedAnswer(answer, written, written)
-    bags = [set(terms(p)) for p in passages]
+    bags = [set(terms(_digits_for_number_words(p))) for p in passages]
     scripts = [is_cyrillic(p) for p in passages]
     mixed = len(set(scripts)) > 1
     df = Counter(t for bag in bags for t in bag)
@@ -128,7 +166,7 @@ def check_citations(answer: str, passages: list[str]) -> CheckedAnswer:
     moved = added = unsupported = 0
     for sentence in _without_pointers(_sentences(answer), n):
         own = cited_numbers(sentence, n)
-        words = Counter(t for t in terms(CITATION.sub(" ", sentence)) if t not in _META)
+        words = Counter(t for t in terms(_digits_for_number_words(CITATION.sub(" ", sentence))) if t not in _META)
         if len(words) < MIN_TERMS:
             out.append(sentence)
             cited |= own

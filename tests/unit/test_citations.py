@@ -112,3 +112,14 @@ def test_a_sentence_that_only_points_at_a_passage_is_dropped_and_lends_its_citat
     ]
     for answer in kept:
         assert check_citations(answer, PASSAGES).text == answer
+
+
+def test_a_number_in_words_is_a_number_a_translation_keeps() -> None:
+    # A Russian answer from an English passage is judged by the numbers and names a translation keeps:
+    # "трёх" is 3 whether the passage writes "three" or "3", and 3 is not the passage's "two".
+    for passage in ("The crew of AS-205 had three astronauts.", "The crew of AS-205 had 3 astronauts."):
+        assert check_citations("Экипаж состоял из трёх астронавтов [1].", [passage]).unsupported == 0
+    wrong = check_citations("Экипаж состоял из трёх астронавтов [1].", ["The crew of AS-205 had two astronauts."])
+    assert wrong.unsupported == 1
+    declined = check_citations("Экипаж состоял из двадцати астронавтов [1].", ["The crew had twenty astronauts."])
+    assert declined.unsupported == 0
