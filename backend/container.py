@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -291,3 +295,16 @@ class Container:
             self.retrieval.reranker.close()
         self.embedder.close()
         self.store.close()
+
+
+@asynccontextmanager
+async def throwaway_container(settings: Settings, **overrides: object) -> AsyncIterator[Container]:
+    """The service's parts on an embedded store in a temporary folder, removed afterwards: what the
+    evaluation and the benchmarks index into, never the service's own store. `overrides` are settings."""
+    with tempfile.TemporaryDirectory(prefix="rag-throwaway-") as tmp:
+        update = {"qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant", **overrides}
+        container = await Container.open(settings.model_copy(update=update))
+        try:
+            yield container
+        finally:
+            await container.close()

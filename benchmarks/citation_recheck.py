@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from backend.config import load_settings
+from backend.container import throwaway_container
 from backend.services import eval_metrics as m
 from backend.services.citations import check_citations
 from backend.services.evaluation import EvalSet, Evaluator, arranged, load_dataset
-from benchmarks.xquad_runs import throwaway_container
 
 
 def rebuilt(report: dict[str, Any]) -> EvalSet:

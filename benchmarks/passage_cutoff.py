@@ -22,10 +22,11 @@ import sys
 from pathlib import Path
 
 from backend.config import load_settings
+from backend.container import throwaway_container
 from backend.services import eval_metrics as m
 from backend.services.answering import cut_weak_passages
 from backend.services.evaluation import EvalSet, Evaluator, load_squad
-from benchmarks.xquad_runs import throwaway_container, unit_floats, xquad_parser
+from benchmarks.xquad_runs import unit_floats, xquad_parser
 
 
 async def run(args: argparse.Namespace) -> list[dict[str, object]]:

@@ -23,14 +23,13 @@ import asyncio
 import json
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from backend.adapters.store import ScoredChunk
 from backend.config import load_settings
-from backend.container import Container
+from backend.container import throwaway_container
 from backend.services import answering
 from backend.services.answering import AnswerService, Source
 from backend.services.evaluation import Evaluator, load_squad
@@ -214,36 +213,31 @@ VARIANTS: dict[str, tuple[str, Callable[[str, list[Source]], Messages]]] = {
 async def run(args: argparse.Namespace) -> list[dict[str, object]]:
     settings = load_settings()
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory(prefix="rag-prompts-") as tmp:
-        container = await Container.open(settings.model_copy(update={"qdrant_url": None,
-                                                                     "qdrant_path": Path(tmp) / "q"}))  # fmt: skip
-        try:
-            for lang in args.langs.split(","):
-                evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
-                evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
-                await evaluator.index(lang, evalset)
-                asked = evalset.questions[:: args.stride]
-                for key, cutoff in [(k, c) for k in args.variants.split(",") for c in args.passage_cutoffs]:
-                    name, build = VARIANTS[key]
-                    if args.passage_cutoffs != [None]:
-                        name = f"{name}, passage cutoff {cutoff:g}"
-                    temperature = settings.llm_temperature if args.temperature is None else args.temperature
-                    service = AnswerService(
-                        container.retrieval, container.llm, container.metrics, max_tokens=settings.llm_max_tokens,
-                        temperature=temperature, context_tokens=settings.llm_context_tokens,
-                        check_citations=True, build_prompt=build, relevance_floor=settings.relevance_floor,
-                        passage_cutoff=settings.answer_passage_cutoff if cutoff is None else cutoff,
-                    )  # fmt: skip
-                    report = await Evaluator(container.ingest, container.retrieval, service).answer_metrics(
-                        lang, asked, top_k=5
-                    )
-                    summary = {k: v for k, v in asdict(report).items() if k != "rows"}
-                    row = {"language": lang, "variant": name, **summary}
-                    sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    sys.stdout.flush()
-                    rows.append({**row, "rows": asdict(report)["rows"]})  # per question, for paired comparisons
-        finally:
-            await container.close()
+    async with throwaway_container(settings) as container:
+        for lang in args.langs.split(","):
+            evalset = load_squad(args.eval_dir / f"xquad.{lang}.dev.json")
+            evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
+            await evaluator.index(lang, evalset)
+            asked = evalset.questions[:: args.stride]
+            for key, cutoff in [(k, c) for k in args.variants.split(",") for c in args.passage_cutoffs]:
+                name, build = VARIANTS[key]
+                if args.passage_cutoffs != [None]:
+                    name = f"{name}, passage cutoff {cutoff:g}"
+                temperature = settings.llm_temperature if args.temperature is None else args.temperature
+                service = AnswerService(
+                    container.retrieval, container.llm, container.metrics, max_tokens=settings.llm_max_tokens,
+                    temperature=temperature, context_tokens=settings.llm_context_tokens,
+                    check_citations=True, build_prompt=build, relevance_floor=settings.relevance_floor,
+                    passage_cutoff=settings.answer_passage_cutoff if cutoff is None else cutoff,
+                )  # fmt: skip
+                report = await Evaluator(container.ingest, container.retrieval, service).answer_metrics(
+                    lang, asked, top_k=5
+                )
+                summary = {k: v for k, v in asdict(report).items() if k != "rows"}
+                row = {"language": lang, "variant": name, **summary}
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+                rows.append({**row, "rows": asdict(report)["rows"]})  # per question, for paired comparisons
     return rows
 
 

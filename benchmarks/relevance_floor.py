@@ -23,10 +23,10 @@ from pathlib import Path
 
 from backend.adapters.store import ScoredChunk
 from backend.config import load_settings
-from backend.container import Container
+from backend.container import Container, throwaway_container
 from backend.services.answering import under_relevance_floor
 from backend.services.evaluation import EvalQuestion, Evaluator, load_squad, split_unanswerable
-from benchmarks.xquad_runs import throwaway_container, unit_floats, xquad_parser
+from benchmarks.xquad_runs import unit_floats, xquad_parser
 
 Asked = list[tuple[int, EvalQuestion, list[ScoredChunk]]]  # (position in its list, question, top chunks)
 

@@ -26,7 +26,6 @@ import json
 import random
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,42 +128,36 @@ def score(summary: str, chunks: dict[int, str], decisions: list[Decision]) -> di
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from backend.config import load_settings
-    from backend.container import Container
+    from backend.container import throwaway_container
     from backend.services.ingest import SourceFile
     from backend.services.summarizing import SummaryResult
 
     settings = load_settings()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="rag-summary-eval-") as tmp:
-        throwaway = settings.model_copy(update={
-            "qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant", "llm_max_tokens": args.max_tokens,
-            "summary_batch_tokens": args.batch_tokens})  # fmt: skip
-        container = await Container.open(throwaway)
-        try:
-            docs = [write_minutes(lang, n, args.seed) for lang in ("ru", "en") for n in range(args.docs)]
-            await container.ingest.ingest("eval", [SourceFile(p, t.encode()) for p, t, _ in docs])
-            service = container.summaries
-            for path, _, decisions in docs:
-                doc_id = next(d.id for d in await container.ingest.documents("eval") if d.path == path)
-                chunks = await service.select("eval", doc_id, None)
-                started = time.perf_counter()
-                result = None
-                async for event in service.summarize("eval", {"document_id": doc_id}, chunks, "decisions"):
-                    if isinstance(event, SummaryResult):
-                        result = event
-                assert result is not None
-                by_n = {i + 1: str(c.payload.get("text", "")) for i, c in enumerate(chunks)}
-                row = {"path": path, "lang": path[:2], "chunks": len(chunks), "map_calls": result.map_calls,
-                       "reduce_calls": result.reduce_calls, "llm_calls": result.to_dict()["llm_calls"],
-                       "seconds": round(time.perf_counter() - started, 1), "model": result.model,
-                       "summary": result.summary, "checks": result.checks,
-                       **score(result.summary, by_n, decisions)}  # fmt: skip
-                rows.append(row)
-                sys.stderr.write(f"{path}: {row['mentioned']}/{row['planted']} decisions, citations "
-                                 f"{row['citations_holding_fact']}/{row['citations_checked']}, "
-                                 f"{row['seconds']} s\n")  # fmt: skip
-        finally:
-            await container.close()
+    async with throwaway_container(settings, llm_max_tokens=args.max_tokens,
+                                   summary_batch_tokens=args.batch_tokens) as container:  # fmt: skip
+        docs = [write_minutes(lang, n, args.seed) for lang in ("ru", "en") for n in range(args.docs)]
+        await container.ingest.ingest("eval", [SourceFile(p, t.encode()) for p, t, _ in docs])
+        service = container.summaries
+        for path, _, decisions in docs:
+            doc_id = next(d.id for d in await container.ingest.documents("eval") if d.path == path)
+            chunks = await service.select("eval", doc_id, None)
+            started = time.perf_counter()
+            result = None
+            async for event in service.summarize("eval", {"document_id": doc_id}, chunks, "decisions"):
+                if isinstance(event, SummaryResult):
+                    result = event
+            assert result is not None
+            by_n = {i + 1: str(c.payload.get("text", "")) for i, c in enumerate(chunks)}
+            row = {"path": path, "lang": path[:2], "chunks": len(chunks), "map_calls": result.map_calls,
+                   "reduce_calls": result.reduce_calls, "llm_calls": result.to_dict()["llm_calls"],
+                   "seconds": round(time.perf_counter() - started, 1), "model": result.model,
+                   "summary": result.summary, "checks": result.checks,
+                   **score(result.summary, by_n, decisions)}  # fmt: skip
+            rows.append(row)
+            sys.stderr.write(f"{path}: {row['mentioned']}/{row['planted']} decisions, citations "
+                             f"{row['citations_holding_fact']}/{row['citations_checked']}, "
+                             f"{row['seconds']} s\n")  # fmt: skip
     by_lang = {}
     for lang in ("ru", "en"):
         mine = [r for r in rows if r["lang"] == lang]

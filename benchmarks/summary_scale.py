@@ -86,7 +86,7 @@ def cutoff(marks: list[tuple[float, int]], kb: int) -> float:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from backend.adapters.store import ChunkFilter
     from backend.config import load_settings
-    from backend.container import Container
+    from backend.container import throwaway_container
     from backend.services.ingest import SourceFile
     from backend.services.summarizing import Progress, SummaryResult
 
@@ -96,14 +96,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rag-summary-scale-") as tmp:
         chat = Path(tmp) / "result.json"
         marks = write_chat(chat, max(plan_kb))
-        throwaway = settings.model_copy(update={
-            "qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant", "llm_max_tokens": args.max_tokens,
-            "summary_batch_tokens": args.batch_tokens, "max_summary_chunks": 100_000,
+        async with throwaway_container(
+            settings, llm_max_tokens=args.max_tokens, summary_batch_tokens=args.batch_tokens,
+            max_summary_chunks=100_000,
             # a whole window prefills in ~50 s on 2 cores, more on a cold server: past the 60 s default
-            "llm_first_token_timeout_s": max(settings.llm_first_token_timeout_s, 240.0),
-            "llm_total_timeout_s": max(settings.llm_total_timeout_s, 600.0)})  # fmt: skip
-        container = await Container.open(throwaway)
-        try:
+            llm_first_token_timeout_s=max(settings.llm_first_token_timeout_s, 240.0),
+            llm_total_timeout_s=max(settings.llm_total_timeout_s, 600.0),
+        ) as container:  # fmt: skip
             started = time.perf_counter()
             await container.ingest.ingest("scale", [SourceFile("chat/result.json", chat.read_bytes())])
             sys.stderr.write(f"indexed {max(plan_kb)} KB in {time.perf_counter() - started:.0f} s\n")
@@ -137,8 +136,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                  "progress_events": len(progress), "model": result.model,
                                  "summary_chars": len(result.summary)})  # fmt: skip
                 sys.stderr.write(f"{kb} KB summarised: {calls} calls, {seconds:.0f} s\n")
-        finally:
-            await container.close()
     per_call = sum(m["seconds"] for m in measured) / max(1, sum(m["llm_calls"] for m in measured))
     add_estimates(planned, measured, per_call)
     return {"style": "brief", "max_tokens": args.max_tokens, "batch_tokens": args.batch_tokens,

@@ -1,15 +1,9 @@
-"""What the retrieval-only XQuAD benchmarks share: their arguments and a throwaway embedded store."""
+"""What the retrieval-only XQuAD benchmarks share: their arguments."""
 
 from __future__ import annotations
 
 import argparse
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-
-from backend.config import Settings
-from backend.container import Container
 
 
 def unit_floats(value: str) -> list[float]:
@@ -31,15 +25,3 @@ def xquad_parser(doc: str | None, stride_help: str) -> argparse.ArgumentParser:
     p.add_argument("--langs", default="ru,en", help="comma-separated: ru, en")
     p.add_argument("--top-k", type=int, default=5)
     return p
-
-
-@asynccontextmanager
-async def throwaway_container(settings: Settings) -> AsyncIterator[Container]:
-    """The service's parts on an embedded store in a temporary folder, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        container = await Container.open(settings.model_copy(update={"qdrant_url": None,
-                                                                     "qdrant_path": Path(tmp) / "qdrant"}))  # fmt: skip
-        try:
-            yield container
-        finally:
-            await container.close()

@@ -27,13 +27,12 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from backend.config import ConfigError, Settings, load_settings
-from backend.container import Container
+from backend.container import throwaway_container
 from backend.observability import configure_logging
 from backend.services.evaluation import (
     EVAL_MODES,
@@ -89,46 +88,39 @@ def parse_args(argv: list[str] | None, prog: str = "python -m cli.eval") -> argp
 
 async def run(args: argparse.Namespace, settings: Settings, modes: list[str]) -> list[dict[str, Any]]:
     reports: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
-        throwaway = settings.model_copy(update={"qdrant_url": None, "qdrant_path": Path(tmp) / "qdrant"})
-        container = await Container.open(throwaway)
-        try:
-            evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
-            translation = load_dataset(args.questions_from) if args.questions_from else None
-            other_half = load_dataset(args.mixed_with) if args.mixed_with else None
-            for i, path in enumerate(args.datasets):
-                evalset = arranged(load_dataset(path), translation, other_half)
-                unanswerable: list[EvalQuestion] = []
-                if args.unanswerable:
-                    evalset, unanswerable = split_unanswerable(evalset)
-                space = f"eval-{i}"
-                chunks = await evaluator.index(space, evalset)
-                report: dict[str, Any] = {
-                    "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
-                    "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
-                    "questions_from": str(args.questions_from) if args.questions_from else None,
-                    "mixed_with": str(args.mixed_with) if args.mixed_with else None,
-                }  # fmt: skip
-                conversational = any(q.gold_message for q in evalset.questions)
-                for mode in modes:
-                    for filtered in (False, True) if conversational else (False,):
-                        found = await evaluator.retrieval_metrics(
-                            space, evalset, mode=mode, k=args.k, filtered=filtered
-                        )
-                        report["retrieval"].append(asdict(found))
-                if args.answers:
-                    asked = evalset.questions[:: max(1, args.stride)]
-                    asked = asked[: args.limit] if args.limit else asked
-                    report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
-                    report["answers"]["retrieval_mode"] = f"{settings.retrieval_mode} (RETRIEVAL_MODE)"
-                    report["answers"]["llm_model"] = next((r.get("model") for r in report["answers"]["rows"]), None)
-                if unanswerable:
-                    asked = unanswerable[:: max(1, args.stride)]
-                    asked = asked[: args.limit] if args.limit else asked
-                    report["unanswerable"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
-                reports.append(report)
-        finally:
-            await container.close()
+    async with throwaway_container(settings) as container:
+        evaluator = Evaluator(container.ingest, container.retrieval, container.answers)
+        translation = load_dataset(args.questions_from) if args.questions_from else None
+        other_half = load_dataset(args.mixed_with) if args.mixed_with else None
+        for i, path in enumerate(args.datasets):
+            evalset = arranged(load_dataset(path), translation, other_half)
+            unanswerable: list[EvalQuestion] = []
+            if args.unanswerable:
+                evalset, unanswerable = split_unanswerable(evalset)
+            space = f"eval-{i}"
+            chunks = await evaluator.index(space, evalset)
+            report: dict[str, Any] = {
+                "dataset": str(path), "documents": len(evalset.documents), "questions": len(evalset.questions),
+                "chunks": chunks, "embedding_model": container.embedder.model_name, "retrieval": [],
+                "questions_from": str(args.questions_from) if args.questions_from else None,
+                "mixed_with": str(args.mixed_with) if args.mixed_with else None,
+            }  # fmt: skip
+            conversational = any(q.gold_message for q in evalset.questions)
+            for mode in modes:
+                for filtered in (False, True) if conversational else (False,):
+                    found = await evaluator.retrieval_metrics(space, evalset, mode=mode, k=args.k, filtered=filtered)
+                    report["retrieval"].append(asdict(found))
+            if args.answers:
+                asked = evalset.questions[:: max(1, args.stride)]
+                asked = asked[: args.limit] if args.limit else asked
+                report["answers"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
+                report["answers"]["retrieval_mode"] = f"{settings.retrieval_mode} (RETRIEVAL_MODE)"
+                report["answers"]["llm_model"] = next((r.get("model") for r in report["answers"]["rows"]), None)
+            if unanswerable:
+                asked = unanswerable[:: max(1, args.stride)]
+                asked = asked[: args.limit] if args.limit else asked
+                report["unanswerable"] = asdict(await evaluator.answer_metrics(space, asked, top_k=args.top_k))
+            reports.append(report)
     return reports
 
 
