@@ -18,6 +18,7 @@ import argparse
 import itertools
 import math
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class Lexical:
     # Qdrant Edge's built-in BM25 (`qdrant_edge.Bm25`, Snowball for the corpus's language) instead of
     # our analyzer; k1, b and the window still apply, the IDF formula is the same (Modifier.Idf).
     edge_bm25: bool = False
+    titled: bool = False  # each chunk's window headed by its document's title (see `title`)
 
 
 @dataclass
@@ -81,12 +83,17 @@ class Variant:
     dense_weight: float = 0.6  # Latin-script question
     dense_weight_cyrillic: float = 0.2
     fusion: str = "weighted"  # or rrf, dbsf, sparse, dense, formula<k>, power<p>
+    titled_dense: bool = False  # chunks embedded headed by their document's title
+    # Pseudo-relevance feedback on the dense side: (m, a) moves the question's vector by a times the
+    # mean of the fused ranking's top m chunks, then fuses again (Rocchio).
+    feedback: tuple[int, float] | None = None
 
 
 DEFAULT = Lexical()
 PLAIN = Lexical(terms=stems_only, window_words=0)
 EDGE_PLAIN = Lexical(window_words=0, edge_bm25=True)
 EDGE = Lexical(edge_bm25=True)
+TITLED = Lexical(titled=True)
 VARIANTS = [
     Variant("dense only", DEFAULT, fusion="dense"),
     Variant("sparse only: chunk-level BM25, Snowball stems", PLAIN, fusion="sparse"),
@@ -126,6 +133,19 @@ VARIANTS = [
     Variant("min-max scores squared (w*d^2 + (1-w)*s^2), gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "power2"),
     Variant("min-max scores cubed, gated 0.7 / 0.6", DEFAULT, 0.7, 0.6, "power3"),
     Variant("min-max scores squared, one weight 0.5 for both scripts", DEFAULT, 0.5, 0.5, "power2"),
+    Variant(
+        "dense feedback: question + 0.1 x its fused top chunk, fused again (2026-12-05)",
+        DEFAULT,
+        0.7,
+        0.6,
+        feedback=(1, 0.1),
+    ),
+    Variant("dense feedback, + 0.1 x the mean of the top 3 (2026-12-05)", DEFAULT, 0.7, 0.6, feedback=(3, 0.1)),
+    Variant("dense feedback, + 0.3 x the mean of the top 3 (2026-12-05)", DEFAULT, 0.7, 0.6, feedback=(3, 0.3)),
+    Variant("dense feedback, + 0.2 x the mean of the top 5 (2026-12-05)", DEFAULT, 0.7, 0.6, feedback=(5, 0.2)),
+    Variant("chunks embedded under their article's title (2026-12-05)", DEFAULT, 0.7, 0.6, titled_dense=True),
+    Variant("the title in the lexical windows (2026-12-05)", TITLED, 0.7, 0.6),
+    Variant("the title on both sides (2026-12-05)", TITLED, 0.7, 0.6, titled_dense=True),
     Variant("**default: window 200 + Cyrillic prefix-3, gated 0.7 / 0.6**", DEFAULT, 0.7, 0.6),
 ]
 
@@ -135,7 +155,22 @@ class Corpus:
     chunk_docs: list[str]
     chunk_texts: list[str]
     questions: list[EvalQuestion]
-    dense: np.ndarray  # questions x chunks, cosine
+    question_vectors: np.ndarray
+    chunk_vectors: np.ndarray
+    titled_vectors: np.ndarray  # the chunks embedded under their document's title
+
+
+def title(path: str) -> str:
+    """The article's title as `load_squad` names its folder: `05-Huguenot/000.txt` -> `Huguenot`.
+
+    XQuAD's titles are English in both splits (Wikipedia page names), as a Russian archive's file
+    names may well be; a service would take the file's name or its mail subject.
+    """
+    return re.sub(r"^\d+-", "", path.split("/")[0]).replace("_", " ").replace("-", " ")
+
+
+def titled(docs: list[str], texts: list[str]) -> list[str]:
+    return [f"{title(d)}\n{t}" for d, t in zip(docs, texts, strict=True)]
 
 
 def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
@@ -151,7 +186,8 @@ def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
             texts.append(c.text)
     chunks = np.array(embedder.embed_passages_sync(texts))
     questions = np.array([embedder.embed_query_sync(q.question) for q in evalset.questions])
-    return Corpus(docs, texts, evalset.questions, questions @ chunks.T)
+    headed = np.array(embedder.embed_passages_sync(titled(docs, texts)))
+    return Corpus(docs, texts, evalset.questions, questions, chunks, headed)
 
 
 def _edge_terms(lang: str) -> Terms:
@@ -179,6 +215,7 @@ def lexical_scores(corpus: Corpus, lex: Lexical, lang: str = "en") -> np.ndarray
         while end < len(corpus.chunk_docs) and corpus.chunk_docs[end] == corpus.chunk_docs[start]:
             end += 1
         texts = corpus.chunk_texts[start:end]
+        texts = titled(corpus.chunk_docs[start:end], texts) if lex.titled else texts
         windows += ta.lexical_windows(texts, lex.window_words) if lex.window_words else texts
         start = end
     avg = max(lex.window_words, 60)
@@ -190,7 +227,7 @@ def lexical_scores(corpus: Corpus, lex: Lexical, lang: str = "en") -> np.ndarray
         vectors.append({t: tf * (lex.k1 + 1) / (tf + norm) for t, tf in counts.items()})
     df = Counter(t for v in vectors for t in v)
     idf = {t: math.log(1 + (len(vectors) - c + 0.5) / (c + 0.5)) for t, c in df.items()}
-    scores = np.zeros_like(corpus.dense)
+    scores = np.zeros((len(corpus.questions), len(corpus.chunk_texts)))
     for qi, q in enumerate(corpus.questions):
         query = set(analyze(q.question))
         for ci, v in enumerate(vectors):
@@ -215,35 +252,44 @@ def _dbsf(x: np.ndarray) -> np.ndarray:
 
 
 def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -> float:
+    chunks = corpus.titled_vectors if v.titled_dense else corpus.chunk_vectors
     values = []
     for qi, q in enumerate(corpus.questions):
-        d, s = corpus.dense[qi], sparse[qi]
-        top_d = np.argsort(-d, kind="stable")[:candidates]
-        top_s = [i for i in np.argsort(-s, kind="stable")[:candidates] if s[i] > 0]
-        union = np.array(sorted(set(top_d.tolist()) | set(top_s)))
-        if v.fusion == "dense":
-            fused, union = d[top_d], top_d
-        elif v.fusion == "sparse":
-            union = np.array(top_s, dtype=int)
-            fused = s[union]
-        elif v.fusion == "rrf":  # each list contributes 1 / (60 + rank) where it holds the chunk
-            rd, rs, in_s = _ranks(d), _ranks(s), set(top_s)
-            fused = np.array([1 / (60 + rd[i]) + (1 / (60 + rs[i]) if i in in_s else 0) for i in union])
-        elif v.fusion == "dbsf":  # each list scaled by its own mean +- 3 std, then summed
-            dn = dict(zip(top_d.tolist(), _dbsf(d[top_d]).tolist(), strict=True))
-            sn = dict(zip(top_s, _dbsf(s[top_s]).tolist(), strict=True)) if top_s else {}
-            fused = np.array([dn.get(i, 0.0) + sn.get(i, 0.0) for i in union])
-        elif v.fusion.startswith("formula"):  # what one Qdrant formula query can do: per point, no set statistics
-            w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
-            k = float(v.fusion.removeprefix("formula"))
-            fused = w * d[union] + (1 - w) * s[union] / (s[union] + k)
-        else:  # weighted; power<p> raises each min-max score to p first (a p-norm: nearer "the best side wins")
-            w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
-            p = float(v.fusion.removeprefix("power")) if v.fusion.startswith("power") else 1.0
-            fused = w * _minmax(d[union]) ** p + (1 - w) * _minmax(s[union]) ** p
-        order = union[np.argsort(-np.asarray(fused), kind="stable")]
+        order = _fused_order(q, chunks @ corpus.question_vectors[qi], sparse[qi], v, candidates)
+        if v.feedback:
+            top, a = v.feedback
+            moved = corpus.question_vectors[qi] + a * chunks[order[:top]].mean(axis=0)
+            order = _fused_order(q, chunks @ (moved / np.linalg.norm(moved)), sparse[qi], v, candidates)
         values.append(m.ndcg_at(m.rank_of(q.gold_path, [corpus.chunk_docs[i] for i in order], 10)))
     return m.mean(values)
+
+
+def _fused_order(q: EvalQuestion, d: np.ndarray, s: np.ndarray, v: Variant, candidates: int) -> np.ndarray:
+    """Chunk indices by fused score, best first."""
+    top_d = np.argsort(-d, kind="stable")[:candidates]
+    top_s = [i for i in np.argsort(-s, kind="stable")[:candidates] if s[i] > 0]
+    union = np.array(sorted(set(top_d.tolist()) | set(top_s)))
+    if v.fusion == "dense":
+        fused, union = d[top_d], top_d
+    elif v.fusion == "sparse":
+        union = np.array(top_s, dtype=int)
+        fused = s[union]
+    elif v.fusion == "rrf":  # each list contributes 1 / (60 + rank) where it holds the chunk
+        rd, rs, in_s = _ranks(d), _ranks(s), set(top_s)
+        fused = np.array([1 / (60 + rd[i]) + (1 / (60 + rs[i]) if i in in_s else 0) for i in union])
+    elif v.fusion == "dbsf":  # each list scaled by its own mean +- 3 std, then summed
+        dn = dict(zip(top_d.tolist(), _dbsf(d[top_d]).tolist(), strict=True))
+        sn = dict(zip(top_s, _dbsf(s[top_s]).tolist(), strict=True)) if top_s else {}
+        fused = np.array([dn.get(i, 0.0) + sn.get(i, 0.0) for i in union])
+    elif v.fusion.startswith("formula"):  # what one Qdrant formula query can do: per point, no set statistics
+        w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
+        k = float(v.fusion.removeprefix("formula"))
+        fused = w * d[union] + (1 - w) * s[union] / (s[union] + k)
+    else:  # weighted; power<p> raises each min-max score to p first (a p-norm: nearer "the best side wins")
+        w = v.dense_weight_cyrillic if ta.is_cyrillic(q.question) else v.dense_weight
+        p = float(v.fusion.removeprefix("power")) if v.fusion.startswith("power") else 1.0
+        fused = w * _minmax(d[union]) ** p + (1 - w) * _minmax(s[union]) ** p
+    return np.asarray(union[np.argsort(-np.asarray(fused), kind="stable")])
 
 
 def main() -> int:
