@@ -71,38 +71,42 @@ _NEGATION = re.compile(r"\b(not|no|never|n't|не|нет|ни)\b", re.IGNORECASE
 # трех игр" state one fact, "3 astronauts" and "three astronauts" too, but their stems differ. One, "один",
 # is left out (a pronoun as often as a number), and so are forms that are also common words ("семью":
 # a family; "сорока": a magpie).
-_NUMBER_WORDS = {
-    **{w: 2 for w in ("два", "две", "двух", "двум", "двумя")},
-    **{w: 3 for w in ("три", "трех", "трёх", "трем", "трём", "тремя")},
-    **{w: 4 for w in ("четыре", "четырех", "четырёх", "четырем", "четырём", "четырьмя")},
-    **{w: 5 for w in ("пять", "пяти", "пятью")},
-    **{w: 6 for w in ("шесть", "шести", "шестью")},
-    **{w: 7 for w in ("семь", "семи")},
-    **{w: 8 for w in ("восемь", "восьми", "восемью", "восьмью")},
-    **{w: 9 for w in ("девять", "девяти", "девятью")},
-    **{w: 10 for w in ("десять", "десяти", "десятью")},
-    **{f"{stem}{end}": n for n, stem in enumerate(
-        ("одинна", "двена", "трина", "четырна", "пятна", "шестна", "семна", "восемна", "девятна"), 11)
-       for end in ("дцать", "дцати", "дцатью")},
-    **{f"{stem}{end}": n for n, stem in ((20, "два"), (30, "три")) for end in ("дцать", "дцати", "дцатью")},
-    **{w: 40 for w in ("сорок",)},
-    **{f"{stem}{end}": n for n, stem in ((50, "пят"), (60, "шест"), (70, "сем"))
-       for end in ("ьдесят", "идесяти", "ьюдесятью")},
-    **{w: 80 for w in ("восемьдесят", "восьмидесяти", "восемьюдесятью")},
-    **{w: 90 for w in ("девяносто", "девяноста")},
-    **{w: 100 for w in ("сто",)},
-    **{w: n for n, w in enumerate(("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                                   "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-                                   "seventeen", "eighteen", "nineteen", "twenty"), 2)},
-    **{w: n for n, w in ((30, "thirty"), (40, "forty"), (50, "fifty"), (60, "sixty"), (70, "seventy"),
-                         (80, "eighty"), (90, "ninety"))},
-}  # fmt: skip
-_NUMBER_WORD = re.compile(r"\b(" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_NUMBER_FORMS = """
+2 два две двух двум двумя two
+3 три трех трёх трем трём тремя three
+4 четыре четырех четырёх четырем четырём четырьмя four
+5 пять пяти пятью five
+6 шесть шести шестью six
+7 семь семи seven
+8 восемь восьми восемью восьмью eight
+9 девять девяти девятью nine
+10 десять десяти десятью ten
+11 одиннадцать одиннадцати одиннадцатью eleven
+12 двенадцать двенадцати двенадцатью twelve
+13 тринадцать тринадцати тринадцатью thirteen
+14 четырнадцать четырнадцати четырнадцатью fourteen
+15 пятнадцать пятнадцати пятнадцатью fifteen
+16 шестнадцать шестнадцати шестнадцатью sixteen
+17 семнадцать семнадцати семнадцатью seventeen
+18 восемнадцать восемнадцати восемнадцатью eighteen
+19 девятнадцать девятнадцати девятнадцатью nineteen
+20 двадцать двадцати двадцатью twenty
+30 тридцать тридцати тридцатью thirty
+40 сорок forty
+50 пятьдесят пятидесяти пятьюдесятью fifty
+60 шестьдесят шестидесяти шестьюдесятью sixty
+70 семьдесят семидесяти семьюдесятью seventy
+80 восемьдесят восьмидесяти восемьюдесятью eighty
+90 девяносто девяноста ninety
+100 сто
+"""
+_NUMBER_WORDS = {word: int(n) for n, *words in map(str.split, _NUMBER_FORMS.strip().splitlines()) for word in words}
+_WORD = re.compile(r"\w+")
 
 
 def _digits_for_number_words(text: str) -> str:
     """A number reads the same in words and in digits, in any case form: "в течение трех игр" -> "... 3 игр"."""
-    return _NUMBER_WORD.sub(lambda w: str(_NUMBER_WORDS[w.group(1).lower()]), text)
+    return _WORD.sub(lambda w: str(_NUMBER_WORDS.get(w.group().lower(), w.group())), text)
 
 
 @dataclass
