@@ -48,7 +48,9 @@ def _rounded(vector: Any) -> Any:
         return {k: _rounded(v) for k, v in vector.items()}
     if isinstance(vector, models.SparseVector):
         return sorted(zip(vector.indices, [round(v, 5) for v in vector.values], strict=True))
-    return [round(x, 5) for x in vector] if vector else vector
+    return (
+        [_rounded(x) if isinstance(x, list) else round(x, 5) for x in vector] if vector else vector
+    )  # multi-vectors too
 
 
 def search(settings: Settings) -> list[list[tuple[float, str]]]:
