@@ -314,11 +314,12 @@ class IngestService:
         known = await self._indexed_hashes(space, pending)
         schema = await self.store.space_schema(space)
         with_sentences = schema is not None and schema.sentences
+        recent: dict[str, list[float]] = {}  # the previous batch's sentence vectors, by text (see `_vectors`)
         stream = _pairs(pending)
         write_task: asyncio.Task[None] | None = None
         try:
             while batch := await asyncio.to_thread(lambda: list(islice(stream, self.batch_size))):
-                vectors = await self._vectors(space, batch, known, with_sentences)
+                vectors = await self._vectors(space, batch, known, with_sentences, recent)
                 if write_task is not None:
                     await write_task
                 now = time.time()
@@ -392,9 +393,12 @@ class IngestService:
         batch: list[tuple[_Pending, Chunk, SparseTerms]],
         known: dict[str, str],
         with_sentences: bool,
+        recent: dict[str, list[float]],
     ) -> list[Vectors]:
         """Each chunk's vector and, where the space keeps them, its sentences' (`sentence_texts`): those of a
-        chunk the indexed version holds are read back, the others embedded in one call."""
+        chunk the indexed version holds are read back, the others embedded in one call. A sentence is embedded
+        once: the overlap between chunks repeats whole sentences, in this batch or across from the previous
+        one (`recent`, replaced by this batch's)."""
         hashes = [_text_hash(c.text) for _, c, _ in batch]
         old = {h: known[h] for h in hashes if h in known}
         kept: dict[str, Vectors] = {}
@@ -406,12 +410,14 @@ class IngestService:
         fresh = [i for i, h in enumerate(hashes) if h not in kept]
         texts = [batch[i][1].text for i in fresh]
         parts = [sentence_texts(t) if with_sentences else [] for t in texts]
-        computed = await self.embedder.embed_passages(texts + [s for p in parts for s in p]) if fresh else []
+        new = list(dict.fromkeys(s for p in parts for s in p if s not in recent))
+        computed = await self.embedder.embed_passages(texts + new) if fresh else []
+        by_text = {**recent, **dict(zip(new, computed[len(fresh) :], strict=True))}
         vectors: list[Vectors] = [kept.get(h, ([], None)) for h in hashes]
-        at = len(fresh)
         for i, vec, own in zip(fresh, computed[: len(fresh)], parts, strict=True):
-            vectors[i] = (vec, computed[at : at + len(own)] if own else ([vec] if with_sentences else None))
-            at += len(own)
+            vectors[i] = (vec, [by_text[s] for s in own] if own else ([vec] if with_sentences else None))
+        recent.clear()
+        recent.update((s, by_text[s]) for p in parts for s in p)
         for (p, _, _), h in zip(batch, hashes, strict=True):
             if h in kept:
                 p.reused += 1
