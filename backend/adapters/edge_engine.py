@@ -229,7 +229,14 @@ def _dense_params(v: models.VectorParams) -> edge.EdgeVectorParams:
                                                      always_ram=q.always_ram)  # fmt: skip
     elif v.quantization_config is not None:
         raise ValueError(f"{type(v.quantization_config).__name__} is not supported by the embedded engine")
-    return edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance], quantization_config=quantization)
+    multi = edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim) if v.multivector_config is not None else None
+    hnsw = None
+    if (h := v.hnsw_config) is not None:  # m 0: no graph, for a vector only ever scored on points named by id
+        hnsw = edge.HnswIndexConfig(m=16 if h.m is None else h.m, ef_construct=h.ef_construct or 100,
+                                    full_scan_threshold=h.full_scan_threshold or 10000)  # fmt: skip
+    datatype = edge.VectorStorageDatatype.Float16 if v.datatype == models.Datatype.FLOAT16 else None
+    return edge.EdgeVectorParams(size=v.size, distance=_DISTANCE[v.distance], quantization_config=quantization,
+                                 multivector_config=multi, hnsw_config=hnsw, datatype=datatype)  # fmt: skip
 
 
 def _shard_config(vectors: Any, sparse_vectors: dict[str, Any] | None) -> edge.EdgeConfig:
@@ -279,6 +286,8 @@ def _query(query: Any, using: str | None) -> Any:
         return edge.Query.Nearest(_sparse(query), using=using)
     if isinstance(query, list) and query and isinstance(query[0], int | float):  # not a multi-vector
         return edge.Query.Nearest(query, using=using or "")  # the engine checks every element itself
+    if isinstance(query, list) and query and isinstance(query[0], list):  # a multi-vector (MaxSim)
+        return edge.Query.Nearest(query, using=using or "")
     raise ValueError(f"query {type(query).__name__} is not supported by the embedded engine")
 
 

@@ -5,8 +5,9 @@ through `edge_engine.EdgeEngine`, which answers the same qdrant-client calls. Ev
 same for both.
 
 Layout: each space owns two collections, so a query can only ever see its own space:
-  `{prefix}-chunks-{space}`  one point per chunk: named vectors "dense" (the embedder's, cosine) and
-                             "bm25" (sparse, Qdrant applies IDF), and the payload; its collection
+  `{prefix}-chunks-{space}`  one point per chunk: named vectors "dense" (the embedder's, cosine),
+                             "sentences" (one vector per sentence of the chunk, scored by its best:
+                             MaxSim) and "bm25" (sparse, Qdrant applies IDF), and the payload; its collection
                              metadata records the embedding model, dimension, schema and lexical analyzer.
   `{prefix}-docs-{space}`    one payload-only point per document: the registry of what is indexed,
                              and the journal that makes re-indexing crash-safe (see services/ingest.py).
@@ -95,6 +96,10 @@ class SpaceNeedsMigrationError(StoreError):
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA = 2  # 1: unnamed dense vector only (issue #2); 2: named dense + sparse BM25 vectors
+# Each sentence of a chunk embedded alone, one multi-vector per point: a question that one sentence answers
+# matches that sentence better than the whole chunk (services/fusion.py). Spaces created before 2026-12-06
+# have no such vector and are searched without it; a chunk without sentences is judged by its own vector.
+SENTENCES = "sentences"
 # A chunk's share of Cyrillic letters among its Cyrillic and Latin ones: which language it is in, read with the
 # search's candidates (fusing a space of both languages). Absent in chunks indexed before 2026-12-05.
 CYRILLIC_SHARE = "cyrillic_share"
@@ -135,6 +140,12 @@ def _dense_of(vector: Any) -> list[float]:
     return [float(x) for x in dense] if dense is not None else []
 
 
+def _sentences_of(vector: Any) -> list[list[float]] | None:
+    """The sentence vectors of a returned point (SENTENCES), None where it has none."""
+    found = vector.get(SENTENCES) if isinstance(vector, dict) else None
+    return [[float(x) for x in v] for v in found] if found else None
+
+
 LOCAL_MODE_MIGRATE_HINT = "python -m cli.migrate --from-local-mode"
 
 
@@ -159,11 +170,14 @@ class ChunkPoint:
     vector: list[float]
     payload: dict[str, Any]
     sparse: SparseTerms | None = None
+    sentences: list[list[float]] | None = None  # one vector per sentence (SENTENCES), where the space keeps them
 
-    def to_struct(self) -> models.PointStruct:
+    def to_struct(self, *, sentences: bool = True) -> models.PointStruct:
         vectors: dict[str, Any] = {DENSE: self.vector}
         if self.sparse is not None and self.sparse[0]:
             vectors[SPARSE] = models.SparseVector(indices=self.sparse[0], values=self.sparse[1])
+        if sentences and self.sentences:
+            vectors[SENTENCES] = self.sentences
         return models.PointStruct(id=self.id, vector=vectors, payload=self.payload)
 
 
@@ -174,6 +188,7 @@ class ScoredChunk:
     payload: dict[str, Any]
     dense_score: float | None = None  # each side's own score, where the query had that side
     sparse_score: float | None = None
+    sentence_score: float | None = None  # the cosine of the chunk's sentence nearest the question (SENTENCES)
     vector: list[float] | None = None  # the dense vector, when asked for (MMR)
 
 
@@ -232,6 +247,7 @@ class SpaceSchema:
     quantization: Quantization = "none"  # what its dense vectors are kept as besides themselves (8-bit copy)
     rebuild_pending: bool = False  # `requantize` changed that, and its index build did not finish
     scripts: bool = True  # every chunk carries CYRILLIC_SHARE (False: created before it, `record_scripts`)
+    sentences: bool = False  # its chunks can carry sentence vectors (SENTENCES; False: created before them)
 
 
 @dataclass
@@ -347,9 +363,11 @@ class VectorStore:
         on_index_build: Callable[[str, str, float], None] | None = None,
         quantization: Quantization = "int8",
         hnsw_ef: int = 0,
+        sentence_vectors: bool = True,
     ) -> None:
         self.prefix = prefix
         self.quantization = quantization  # of the spaces created from now on
+        self.sentence_vectors = sentence_vectors  # whether spaces created from now on keep SENTENCES
         # every dense query: the index's search breadth (0: the engine's default), exact scores
         self.dense_params = models.SearchParams(
             hnsw_ef=hnsw_ef or None, quantization=models.QuantizationSearchParams(rescore=True)
@@ -726,7 +744,8 @@ class VectorStore:
         kept = dense.quantization_config if dense is not None else None
         return SpaceSchema(int(meta.get("schema", SCHEMA if named else 1)), meta.get("lexical"),
                            "int8" if isinstance(kept, models.ScalarQuantization) else "none",
-                           bool(meta.get("rebuild_pending")), bool(meta.get("scripts")))  # fmt: skip
+                           bool(meta.get("rebuild_pending")), bool(meta.get("scripts")),
+                           isinstance(vectors, dict) and SENTENCES in vectors)  # fmt: skip
 
     async def space_schema(self, space: str) -> SpaceSchema | None:
         """None when the space does not exist. Cached: only migrate/drop/create change it."""
@@ -743,12 +762,27 @@ class VectorStore:
             self._schemas[space] = schema
         return schema
 
-    def _create_chunks(self, name: str, space: str, model: str, dimension: int, lexical: str) -> None:
+    def _create_chunks(
+        self, name: str, space: str, model: str, dimension: int, lexical: str, *, sentences: bool | None = None
+    ) -> None:
+        """`sentences`: with the SENTENCES vector (None: `sentence_vectors`). A migrated space without it
+        stays without: the migration does not embed, and a space whose chunks only partly had sentence
+        vectors would rank unevenly."""
         quantization = _INT8 if self.quantization == "int8" else None
+        vectors = {DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
+                                              quantization_config=quantization)}  # fmt: skip
+        # Only ever scored on candidates named by id: no HNSW graph (m 0), as Qdrant advises for a multi-vector
+        # that rescores. Kept as 16-bit floats: 2.4-2.6 of them a chunk would otherwise take 2-3 times the
+        # dense vectors' memory (a cosine moves by 1e-5 to 1e-3; docs/performance.md).
+        if self.sentence_vectors if sentences is None else sentences:
+            vectors[SENTENCES] = models.VectorParams(
+                size=dimension, distance=models.Distance.COSINE, hnsw_config=models.HnswConfigDiff(m=0),
+                multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+                datatype=models.Datatype.FLOAT16,
+            )  # fmt: skip
         self._client.create_collection(
             name,
-            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
-                                                       quantization_config=quantization)},
+            vectors_config=vectors,
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"embedding_model": model, "dimension": dimension, "space": space, "schema": SCHEMA,
                       "lexical": lexical, "scripts": True},
@@ -816,7 +850,8 @@ class VectorStore:
 
     # --- chunks ------------------------------------------------------------------------------------
     async def upsert_chunks(self, space: str, points: Sequence[ChunkPoint]) -> None:
-        structs = [p.to_struct() for p in points]
+        schema = await self.space_schema(space)
+        structs = [p.to_struct(sentences=schema is not None and schema.sentences) for p in points]
         await self._write(lambda: self._client.upsert(self._chunks(space), structs, wait=True))
 
     @staticmethod
@@ -928,7 +963,8 @@ class VectorStore:
 
         Two round trips, all scoring in the engine: each side's top `candidates` (one batch), then each
         side scores the other side's candidates it did not find, restricted to their ids (a `HasId`
-        filter: exact, and as cheap as the few points it names). Our weighted fusion needs both scores
+        filter: exact, and as cheap as the few points it names), and, in a space that keeps sentence
+        vectors, every candidate's sentences score theirs in the same batch. Our weighted fusion needs both scores
         of every candidate, which no single prefetch + fusion/formula query gives (a formula sees a
         point's score only from the prefetches that found it; docs/evaluation.md measures the rank
         fusions and a formula against it).
@@ -937,7 +973,7 @@ class VectorStore:
         that fusion keeps): reading the payload of all ~100 candidates is a third of the engine's time.
         A list of fields: the candidates come with those fields only.
         """  # fmt: skip
-        await self._require(space, lexical=True)
+        schema = await self._require(space, lexical=True)
         if not terms[0]:
             return await self.search_dense(space, vector, candidates, flt, with_vectors=with_vectors)
         qfilter = flt.to_qdrant() if flt else None
@@ -978,14 +1014,18 @@ class VectorStore:
                 rescore.append(models.QueryRequest(query=vector, using=DENSE, filter=only(dense_missing),
                                                    limit=len(dense_missing), with_payload=False,
                                                    params=self.dense_params))  # fmt: skip
+            if schema.sentences and out:
+                rescore.append(models.QueryRequest(query=[vector], using=SENTENCES, filter=only(out),
+                                                   limit=len(out), with_payload=False))  # fmt: skip
             if rescore:
                 for request, res in zip(rescore, self._client.query_batch_points(self._chunks(space), rescore),
                                         strict=True):  # fmt: skip
-                    dense = request.using == DENSE
                     for p in res.points:
                         chunk = out[str(p.id)]
-                        if dense:
+                        if request.using == DENSE:
                             chunk.dense_score = chunk.score = float(p.score)
+                        elif request.using == SENTENCES:
+                            chunk.sentence_score = float(p.score)
                         else:
                             chunk.sparse_score = float(p.score)
             return list(out.values())
@@ -1115,7 +1155,8 @@ class VectorStore:
         def create() -> None:
             if self._client.collection_exists(self._staging(space)):
                 self._client.delete_collection(self._staging(space))  # an unfinished copy: start over
-            self._create_chunks(self._staging(space), space, model, dimension, lexical)
+            source = self._schema_of(self._client.get_collection(self._chunks(space)))
+            self._create_chunks(self._staging(space), space, model, dimension, lexical, sentences=source.sentences)
 
         await self._write(create)
 
@@ -1144,7 +1185,8 @@ class VectorStore:
 
         def read() -> list[ChunkPoint]:
             found = self._client.retrieve(name, list(ids), with_payload=True, with_vectors=True)
-            return [ChunkPoint(str(r.id), _dense_of(r.vector), r.payload or {}) for r in found]
+            return [ChunkPoint(str(r.id), _dense_of(r.vector), r.payload or {}, sentences=_sentences_of(r.vector))
+                    for r in found]  # fmt: skip
 
         return await self._run(read)
 
@@ -1158,9 +1200,10 @@ class VectorStore:
 
         def swap() -> int:
             chunks, staging = self._chunks(space), self._staging(space)
+            copied = self._schema_of(self._client.get_collection(staging))
             if self._client.collection_exists(chunks):
                 self._client.delete_collection(chunks)
-            self._create_chunks(chunks, space, model, dimension, lexical)
+            self._create_chunks(chunks, space, model, dimension, lexical, sentences=copied.sentences)
             moved = 0
             offset: Any = None
             while True:

@@ -39,6 +39,7 @@ from backend.services.text_analysis import (
     document_vector,
     lexical_windows,
     recorded_cyrillic_share,
+    sentences,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,15 @@ class _Pending:
 
 
 ProgressCallback = Callable[[int, int], None]  # (files finished, chunks written) since the last call
+
+
+Vectors = tuple[list[float], list[list[float]] | None]  # a chunk's vector, its sentences' (None: not kept)
+
+
+def sentence_texts(text: str) -> list[str]:
+    """The sentences of a chunk embedded apart: none when it is one sentence (its own vector stands for it)."""
+    found = sentences(text)
+    return found if len(found) > 1 else []
 
 
 def _text_hash(text: str) -> str:
@@ -302,11 +312,14 @@ class IngestService:
         #    the previous one is written, so the embedder (the bottleneck) never waits on the store.
         #    A chunk whose text the document's indexed version already holds keeps its vector.
         known = await self._indexed_hashes(space, pending)
+        schema = await self.store.space_schema(space)
+        with_sentences = schema is not None and schema.sentences
+        recent: dict[str, list[float]] = {}  # the previous batch's sentence vectors, by text (see `_vectors`)
         stream = _pairs(pending)
         write_task: asyncio.Task[None] | None = None
         try:
             while batch := await asyncio.to_thread(lambda: list(islice(stream, self.batch_size))):
-                vectors = await self._vectors(space, batch, known)
+                vectors = await self._vectors(space, batch, known, with_sentences, recent)
                 if write_task is not None:
                     await write_task
                 now = time.time()
@@ -375,26 +388,42 @@ class IngestService:
         return known
 
     async def _vectors(
-        self, space: str, batch: list[tuple[_Pending, Chunk, SparseTerms]], known: dict[str, str]
-    ) -> list[list[float]]:
+        self,
+        space: str,
+        batch: list[tuple[_Pending, Chunk, SparseTerms]],
+        known: dict[str, str],
+        with_sentences: bool,
+        recent: dict[str, list[float]],
+    ) -> list[Vectors]:
+        """Each chunk's vector and, where the space keeps them, its sentences' (`sentence_texts`): those of a
+        chunk the indexed version holds are read back, the others embedded in one call. A sentence is embedded
+        once: the overlap between chunks repeats whole sentences, in this batch or across from the previous
+        one (`recent`, replaced by this batch's)."""
         hashes = [_text_hash(c.text) for _, c, _ in batch]
         old = {h: known[h] for h in hashes if h in known}
-        kept = {}
+        kept: dict[str, Vectors] = {}
         if old:
             points = await self.store.read_chunks(space, list(set(old.values())))
-            by_id = {pt.id: pt.vector for pt in points if pt.vector}
-            kept = {h: by_id[i] for h, i in old.items() if i in by_id}
+            by_id = {pt.id: (pt.vector, pt.sentences) for pt in points if pt.vector}
+            # a chunk indexed before its space kept sentence vectors has none to keep: embedded again
+            kept = {h: by_id[i] for h, i in old.items() if i in by_id and (by_id[i][1] or not with_sentences)}
         fresh = [i for i, h in enumerate(hashes) if h not in kept]
-        computed = await self.embedder.embed_passages([batch[i][1].text for i in fresh]) if fresh else []
-        vectors: list[list[float]] = [kept.get(h, []) for h in hashes]
-        for i, vec in zip(fresh, computed, strict=True):
-            vectors[i] = vec
+        texts = [batch[i][1].text for i in fresh]
+        parts = [sentence_texts(t) if with_sentences else [] for t in texts]
+        new = list(dict.fromkeys(s for p in parts for s in p if s not in recent))
+        computed = await self.embedder.embed_passages(texts + new) if fresh else []
+        by_text = {**recent, **dict(zip(new, computed[len(fresh) :], strict=True))}
+        vectors: list[Vectors] = [kept.get(h, ([], None)) for h in hashes]
+        for i, vec, own in zip(fresh, computed[: len(fresh)], parts, strict=True):
+            vectors[i] = (vec, [by_text[s] for s in own] if own else ([vec] if with_sentences else None))
+        recent.clear()
+        recent.update((s, by_text[s]) for p in parts for s in p)
         for (p, _, _), h in zip(batch, hashes, strict=True):
             if h in kept:
                 p.reused += 1
         return vectors
 
-    def _point(self, space: str, p: _Pending, c: Chunk, sparse: SparseTerms, vector: list[float], now: float
+    def _point(self, space: str, p: _Pending, c: Chunk, sparse: SparseTerms, vectors: Vectors, now: float
                ) -> ChunkPoint:  # fmt: skip
         text_hash = _text_hash(c.text)
         occurrence = p.occurrences.get(text_hash, 0)
@@ -403,7 +432,8 @@ class IngestService:
         old = p.record.version
         # A chunk the indexed version holds too stays in it until the new version is committed.
         tag: str | list[str] = [old, p.version] if old and old != p.version and point_id in p.indexed_ids else p.version
-        return ChunkPoint(point_id, vector, {**self._payload(space, p, c, now), "version": tag}, sparse)
+        payload = {**self._payload(space, p, c, now), "version": tag}
+        return ChunkPoint(point_id, vectors[0], payload, sparse, sentences=vectors[1])
 
     def _payload(self, space: str, p: _Pending, c: Chunk, now: float) -> dict[str, object]:
         meta = dict(c.meta or {})

@@ -70,7 +70,8 @@ async def weighted_hybrid(
     cyrillic = is_cyrillic(query)
     weight = cfg.dense_weight_cyrillic if cyrillic else cfg.dense_weight
     other = [mostly_other_script(c, cyrillic) for c in found]
-    fused = fusion.weighted_fusion(found, weight, other, cfg.cross_language_offset)
+    fused = fusion.weighted_fusion(found, weight, other, cfg.cross_language_offset,
+                                   sentence_weight=cfg.sentence_weight, power=cfg.fusion_power)  # fmt: skip
     return await store.load_payloads(space, fused[:depth]), len(found)
 
 
@@ -81,6 +82,8 @@ class RetrievalConfig:
     dense_weight: float = 0.7
     dense_weight_cyrillic: float = 0.6
     cross_language_offset: float = 0.0
+    sentence_weight: float = 0.6  # share of the dense side taken by the chunk's best sentence (fusion.dense_side)
+    fusion_power: float = 2.0  # the weighted fusion's power mean (fusion.weighted_fusion)
     candidates: int = 50
     max_chunks_per_document: int = 0
     mmr_lambda: float | None = None

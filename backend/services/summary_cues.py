@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from backend.services.text_analysis import terms
+from backend.services.text_analysis import SENTENCE_END, terms
 
 _MONTHS_RU = r"(января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря)"
 _MONTHS_EN = r"(January|February|March|April|May|June|July|August|September|October|November|December)"
@@ -32,8 +32,6 @@ _CUES = {
         re.IGNORECASE,
     ),
 }
-# Where a sentence ends inside a chunk: terminal punctuation before a capital letter, a list item or a line.
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[\"«(]?[A-ZА-ЯЁ0-9])|\n+")
 MAX_SENTENCE = 400  # characters: a longer "sentence" is a paragraph the splitter could not cut
 COVERED = 0.6  # share of a cue sentence's words the summary must hold for the sentence to count as in it
 
@@ -55,7 +53,7 @@ def cue_sentences(texts: list[str], style: str, first: int = 1) -> list[CueSente
     out: list[CueSentence] = []
     seen: set[str] = set()
     for i, text in enumerate(texts):
-        for sentence in _SENTENCE_END.split(text):
+        for sentence in SENTENCE_END.split(text):
             sentence = " ".join(sentence.split()).lstrip("-*• ")
             if not sentence or len(sentence) > MAX_SENTENCE or not cue.search(sentence):
                 continue

@@ -57,6 +57,17 @@ PREFIX_LETTERS = 3
 ANALYZER_VERSION = "snowball-ru-en+cyr-prefix3/k1=0.9/b=0.4/v1"
 
 
+# Where a sentence ends inside a chunk: terminal punctuation before a capital letter, a list item or a line.
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[\"«(]?[A-ZА-ЯЁ0-9])|\n+")
+MIN_SENTENCE_CHARS = 11  # shorter pieces ("Да.", "ок", a list number) say nothing alone
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a chunk worth a vector of their own (services/ingest.py, SENTENCES in the store)."""
+    parts = (" ".join(s.split()) for s in SENTENCE_END.split(text))
+    return [s for s in parts if len(s) >= MIN_SENTENCE_CHARS]
+
+
 @functools.lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     if _CYRILLIC.search(word):

@@ -14,12 +14,13 @@ import pytest
 from qdrant_client.http import models
 
 from backend.adapters.embedder import Embedder
-from backend.adapters.store import EmbeddingMismatchError, VectorStore
+from backend.adapters.store import ChunkPoint, EmbeddingMismatchError, VectorStore
 from backend.config import Settings
 from backend.container import Container, build_ingest, load_embedder, open_store
 from backend.observability import Metrics
-from backend.services.ingest import IngestService, SourceFile
+from backend.services.ingest import IngestService, SourceFile, sentence_texts
 from backend.services.summarizing import SummaryService
+from backend.services.text_analysis import query_vector
 
 
 def snapshot(store: VectorStore, space: str) -> dict[str, str]:
@@ -124,7 +125,7 @@ def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
 
 
 def sections(n: int) -> bytes:
-    parts = (f"# Part {i}\n\nPart {i} of the plan: the value is {i * 11}, owner team {i % 5}." for i in range(n))
+    parts = (f"# Part {i}\n\nPart {i} of the plan: the value is {i * 11}. The owner is team {i % 5}." for i in range(n))
     return "\n\n".join(parts).encode()
 
 
@@ -138,6 +139,7 @@ def test_a_grown_document_keeps_the_ids_and_vectors_of_its_unchanged_chunks(serv
     [first] = run(service.ingest("s", [SourceFile("plan.md", sections(30))]))
     before = chunk_texts(service.store, "s")
     vectors = {p.id: p.vector for p in run(service.store.read_chunks("s", list(before)))}
+    sentences = {p.id: p.sentences for p in run(service.store.read_chunks("s", list(before)))}
     [grown] = run(service.ingest("s", [SourceFile("plan.md", sections(34))]))
     after = chunk_texts(service.store, "s")
     kept = set(before) & set(after)
@@ -146,6 +148,45 @@ def test_a_grown_document_keeps_the_ids_and_vectors_of_its_unchanged_chunks(serv
     assert all(before[i][0] == after[i][0] for i in kept)
     assert {v for _, v in after.values()} == {run(service.store.get_document("s", grown.document_id)).version}
     assert all(p.vector == vectors[p.id] for p in run(service.store.read_chunks("s", list(kept))))
+    # a vector per sentence of a chunk ("Part 1 of the plan: ..."; one of its own for a one-sentence chunk), kept too
+    stored = points(service, "s")
+    assert all(p.sentences and len(p.sentences) == max(1, len(sentence_texts(p.payload["text"]))) for p in stored)
+    assert any(len(sentence_texts(p.payload["text"])) > 1 for p in stored)
+    assert all(p.sentences == sentences[p.id] for p in run(service.store.read_chunks("s", list(kept))))
+
+
+def points(service: IngestService, space: str) -> list[ChunkPoint]:
+    return cast(list[ChunkPoint], run(service.store.read_chunks(space, list(chunk_texts(service.store, space)))))
+
+
+def test_sentence_weight_zero_creates_spaces_without_sentence_vectors(store_settings: Settings) -> None:
+    """HYBRID_SENTENCE_WEIGHT=0: nothing would read them, so ingestion embeds each chunk once."""
+    settings = store_settings.model_copy(update={"hybrid_sentence_weight": 0.0})
+    store = open_store(settings)
+    try:
+        ingest = build_ingest(settings, store, load_embedder(settings), Metrics())
+        [result] = run(ingest.ingest("plain", [SourceFile("plan.md", sections(6))]))
+        assert result.status == "new"
+        schema = run(store.space_schema("plain"))
+        assert schema is not None and not schema.sentences
+        assert all(p.sentences is None for p in points(ingest, "plain"))
+    finally:
+        store.close()
+
+
+def test_a_space_created_before_sentence_vectors_takes_new_documents_without_them(service: IngestService) -> None:
+    """Such a space stays uniform (every chunk ranked by its own vector alone) and keeps taking writes."""
+    store, embedder = service.store, service.embedder
+    store._create_chunks("rag-chunks-old", "old", embedder.model_name, embedder.dimension, service.lexical_signature,
+                         sentences=False)  # fmt: skip
+    [result] = run(service.ingest("old", [SourceFile("plan.md", sections(10))]))
+    assert result.status == "new" and result.chunks > 1
+    schema = run(store.space_schema("old"))
+    assert schema is not None and not schema.sentences
+    assert all(p.sentences is None for p in points(service, "old"))
+    vector = embedder.embed_query_sync("Who owns part 3 of the plan?")
+    found = run(store.search_both("old", vector, query_vector("Who owns part 3 of the plan?"), 10))
+    assert found and all(c.sentence_score is None and c.dense_score is not None for c in found)
 
 
 def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
@@ -162,7 +203,7 @@ def test_an_interrupted_rewrite_leaves_the_indexed_version_whole_with_its_ids(
     indexed = chunk_texts(service.store, "s")
     assert len(indexed) > 16  # the crash below lands after the first batch of 8, which rewrote kept chunks
     # part 1 changed (a new chunk in the first batch), part 40 added
-    v2 = sections(41).replace(b"the value is 11,", b"the value is 12,")
+    v2 = sections(41).replace(b"the value is 11.", b"the value is 12.")
     interrupted_at_second_upsert(service, [SourceFile("plan.md", v2)], monkeypatch)
     shared = [i for i, (_, tag) in chunk_texts(service.store, "s").items() if isinstance(tag, list)]
     assert shared  # kept chunks were re-tagged [old, new] before the crash

@@ -48,6 +48,8 @@ def _rounded(vector: Any) -> Any:
         return {k: _rounded(v) for k, v in vector.items()}
     if isinstance(vector, models.SparseVector):
         return sorted(zip(vector.indices, [round(v, 5) for v in vector.values], strict=True))
+    if vector and isinstance(vector[0], list):  # a multi-vector (each sentence of a chunk)
+        return [_rounded(v) for v in vector]
     return [round(x, 5) for x in vector] if vector else vector
 
 

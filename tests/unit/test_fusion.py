@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.adapters.store import ScoredChunk
-from backend.services.fusion import cap_per_document, mmr, weighted_fusion
+from backend.services.fusion import cap_per_document, dense_side, mmr, weighted_fusion
 from backend.services.retrieval import mostly_other_script
 from backend.services.text_analysis import cyrillic_share, is_cyrillic, lexical_windows, share_in_other_language
 
@@ -31,6 +31,31 @@ def test_a_side_with_no_signal_cannot_reorder_the_other() -> None:
     ranked = weighted_fusion([cand("a", 0.2, 0), cand("b", 0.8, 0), cand("c", 0.5, 0)], 0.1)
     assert [c.id for c in ranked] == ["b", "c", "a"]
     assert weighted_fusion([], 0.5) == []
+
+
+def test_the_sentence_nearest_the_question_takes_its_share_of_the_dense_side() -> None:
+    # a: chunk 0.80, best sentence 0.70 -> 0.74 at 0.6; b: chunk 0.75, best sentence 0.90 -> 0.84; c: no sentences
+    a, b, c = cand("a", 0.80, 0), cand("b", 0.75, 0), cand("c", 0.78, 0)
+    a.sentence_score, b.sentence_score = 0.70, 0.90
+    assert [x.id for x in weighted_fusion([a, b, c], 1.0)] == ["a", "c", "b"]  # sentences off: the chunk's cosine
+    assert [x.id for x in weighted_fusion([a, b, c], 1.0, sentence_weight=0.6)] == ["b", "c", "a"]  # c stays 0.78
+    assert dense_side(b, 0.6) == pytest.approx(0.84)
+    assert dense_side(c, 0.6) == 0.78
+
+
+def test_the_power_mean_favours_a_candidate_one_side_ranks_first_and_keeps_the_scale() -> None:
+    # after min-max, (dense, sparse): a (1, 0.5), b (0.5, 0.5), c (0, 1), d (0.5, 0)
+    found = [cand("a", 0.9, 5), cand("b", 0.5, 5), cand("c", 0.1, 10), cand("d", 0.5, 0)]
+    # plain sum at 0.5: c ties b at 0.5; quadratic mean: c (first on the lexical side) sqrt(0.5) > b 0.5,
+    # and b, scored 0.5 by both sides, stays 0.5
+    again = [cand(x.id, x.dense_score or 0, x.sparse_score or 0) for x in found]
+    linear = {x.id: x.score for x in weighted_fusion(again, 0.5)}
+    assert linear == pytest.approx({"a": 0.75, "b": 0.5, "c": 0.5, "d": 0.25})
+    squared = weighted_fusion(found, 0.5, power=2)
+    assert [x.id for x in squared] == ["a", "c", "b", "d"]
+    assert {x.id: x.score for x in squared} == pytest.approx(
+        {"a": 0.625**0.5, "b": 0.5, "c": 0.5**0.5, "d": 0.125**0.5}
+    )
 
 
 def test_a_chunk_in_the_other_language_is_judged_by_its_dense_side_among_chunks_of_both() -> None:
