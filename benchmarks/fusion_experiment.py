@@ -36,7 +36,7 @@ from backend.services import eval_metrics as m
 from backend.services import text_analysis as ta
 from backend.services.chunking import chunk_sections
 from backend.services.evaluation import EvalQuestion, load_squad
-from backend.services.ingest import sentence_texts
+from backend.services.ingest import MIN_SENTENCES
 from backend.services.parsing import parse
 
 Terms = Callable[[str], list[str]]
@@ -90,6 +90,8 @@ class Variant:
     feedback: tuple[int, float] | None = None
     # The dense side mixes the chunk's cosine with its best sentence's at this share (fusion.dense_side).
     sentence_weight: float = 0.0
+    # Chunks of fewer sentences have none apart (their own vector stands for them; ingest.MIN_SENTENCES).
+    min_sentences: int = MIN_SENTENCES
 
 
 DEFAULT = Lexical()
@@ -189,7 +191,17 @@ VARIANTS = [
         sentence_weight=0.6,
     ),
     Variant(
-        "**default: best sentence 0.6, quadratic mean, gated 0.7 / 0.6 (2026-12-06)**",
+        "best sentence 0.6, quadratic mean, gated 0.7 / 0.6, two-sentence chunks split too (2026-12-06)",
+        DEFAULT,
+        0.7,
+        0.6,
+        "power2",
+        sentence_weight=0.6,
+        min_sentences=2,
+    ),
+    Variant(
+        "**default: best sentence 0.6, quadratic mean, gated 0.7 / 0.6, sentences of chunks of 3 or more "
+        "(2026-12-06)**",
         DEFAULT,
         0.7,
         0.6,
@@ -207,7 +219,7 @@ class Corpus:
     question_vectors: np.ndarray
     chunk_vectors: np.ndarray
     titled_vectors: np.ndarray  # the chunks embedded under their document's title
-    sentence_vectors: np.ndarray  # each chunk's sentences embedded alone (ingest.sentence_texts)
+    sentence_vectors: np.ndarray  # the sentences of each chunk of two or more, embedded alone
     sentence_owner: np.ndarray  # the chunk of each sentence vector
 
 
@@ -238,7 +250,7 @@ def load(path: Path, embedder: Embedder, settings: Settings) -> Corpus:
     chunks = np.array(embedder.embed_passages_sync(texts))
     questions = np.array([embedder.embed_query_sync(q.question) for q in evalset.questions])
     headed = np.array(embedder.embed_passages_sync(titled(docs, texts)))
-    parts = [sentence_texts(t) for t in texts]
+    parts = [found if len(found := ta.sentences(t)) > 1 else [] for t in texts]  # variants keep those they split
     owner = np.array([i for i, p in enumerate(parts) for _ in p], dtype=int)
     sentences = np.array(embedder.embed_passages_sync([s for p in parts for s in p]))
     return Corpus(docs, texts, evalset.questions, questions, chunks, headed, sentences, owner)
@@ -310,10 +322,12 @@ def ndcg(corpus: Corpus, sparse: np.ndarray, v: Variant, candidates: int = 50) -
     values = []
     for qi, q in enumerate(corpus.questions):
         d = chunks @ corpus.question_vectors[qi]
-        if v.sentence_weight:  # a chunk of one sentence stands for its sentence (as ingestion stores it)
+        if v.sentence_weight:  # a chunk not split stands for its sentences (as ingestion stores it)
+            split = np.bincount(corpus.sentence_owner, minlength=len(d))[corpus.sentence_owner] >= v.min_sentences
+            owner = corpus.sentence_owner[split]
             best = d.copy()
-            best[corpus.sentence_owner] = -1.0
-            np.maximum.at(best, corpus.sentence_owner, corpus.sentence_vectors @ corpus.question_vectors[qi])
+            best[owner] = -1.0
+            np.maximum.at(best, owner, corpus.sentence_vectors[split] @ corpus.question_vectors[qi])
             d = (1 - v.sentence_weight) * d + v.sentence_weight * best
         order = _fused_order(q, d, sparse[qi], v, candidates)
         if v.feedback:

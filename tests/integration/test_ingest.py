@@ -125,7 +125,8 @@ def test_interrupted_rewrite_recovers_to_the_uninterrupted_state(
 
 
 def sections(n: int) -> bytes:
-    parts = (f"# Part {i}\n\nPart {i} of the plan: the value is {i * 11}. The owner is team {i % 5}." for i in range(n))
+    parts = (f"# Part {i}\n\nPart {i} of the plan: the value is {i * 11}. The owner is team {i % 5}. Due in week {i}."
+             for i in range(n))  # fmt: skip
     return "\n\n".join(parts).encode()
 
 

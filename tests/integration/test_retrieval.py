@@ -24,7 +24,8 @@ DAY, T0 = 86400.0, 1_700_000_000.0
 MAIL = {"mail/2024/nasos.txt", "mail/2024/otpusk.txt", "mail/2023/kotel.txt"}
 # Short Russian notes on different subjects; questions use other inflected forms of their words.
 RU_DOCS = {
-    "mail/2024/nasos.txt": "Насосная станция номер три остановлена на ремонт. Давление в магистрали упало.",
+    "mail/2024/nasos.txt": "Насосная станция номер три остановлена на ремонт. Давление в магистрали упало. "
+    "Бригада приедет в понедельник.",
     "mail/2024/otpusk.txt": "Отпуск Ивана Петрова перенесён на август по просьбе руководителя отдела закупок.",
     "mail/2023/kotel.txt": "Котельная на Садовой улице переведена на газ. Замена горелок закончена в марте.",
     "specs/kabel.md": "# Кабель\n\nСиловой кабель проложен в траншее глубиной семьдесят сантиметров вдоль забора.",
@@ -101,14 +102,15 @@ def test_hybrid_is_the_default_and_reports_both_sides_scores(indexed: Any) -> No
 
 def test_each_chunk_is_scored_by_its_sentence_nearest_the_question(indexed: Any) -> None:
     """The engine's MaxSim over a chunk's sentence vectors is the cosine of its best sentence, each embedded
-    alone at ingest; a one-sentence chunk's sentence vector is its own."""
+    alone at ingest; a chunk of one or two sentences has its own vector as its sentence vector."""
     _, retrieval = indexed
     question = "Почему упало давление в магистрали?"
     found = run(retrieval.retrieve("ru", question, 6))
     by_path = {c.payload["path"]: c for c in found.chunks}
     nasos, sovet = by_path["mail/2024/nasos.txt"], by_path["minutes/sovet.txt"]
     parts = sentence_texts(str(nasos.payload["text"]))
-    assert parts == ["Насосная станция номер три остановлена на ремонт.", "Давление в магистрали упало."]
+    assert parts == ["Насосная станция номер три остановлена на ремонт.", "Давление в магистрали упало.",
+                     "Бригада приедет в понедельник."]  # fmt: skip
     q = retrieval.embedder.embed_query_sync(question)
     cosines = [sum(a * b for a, b in zip(q, v, strict=True)) for v in retrieval.embedder.embed_passages_sync(parts)]
     assert nasos.sentence_score == pytest.approx(max(cosines), abs=2e-3)
