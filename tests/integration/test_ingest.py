@@ -149,7 +149,7 @@ def test_a_grown_document_keeps_the_ids_and_vectors_of_its_unchanged_chunks(serv
     assert all(before[i][0] == after[i][0] for i in kept)
     assert {v for _, v in after.values()} == {run(service.store.get_document("s", grown.document_id)).version}
     assert all(p.vector == vectors[p.id] for p in run(service.store.read_chunks("s", list(kept))))
-    # a vector per sentence of a chunk ("Part 1 of the plan: ..."; one of its own for a one-sentence chunk), kept too
+    # a vector per sentence of a chunk ("Part 1 of the plan: ..."; its own for a chunk of one or two), kept too
     stored = points(service, "s")
     assert all(p.sentences and len(p.sentences) == max(1, len(sentence_texts(p.payload["text"]))) for p in stored)
     assert any(len(sentence_texts(p.payload["text"])) > 1 for p in stored)
